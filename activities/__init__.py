@@ -1,0 +1,1 @@
+"""Activities of both workflows; `all_activities` hands them to the worker."""

@@ -1,0 +1,52 @@
+"""Stage 6 and 7 activities: notify about blocks, mark and check the originating task file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import yaml
+from temporalio import activity
+
+import taskfiles
+from activities.deps import Deps
+from exceptions import UnsafePathError
+from models import BlockCheck
+
+
+class BlockActivities:
+    """notify_blocks and the one-shot wait_for_block_resolution check."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="notify_blocks")
+    async def notify_blocks(self, build_name: str, task_id: str, blocks: list[str]) -> int:
+        total = len(blocks)
+        delivered = 0
+        for index, block in enumerate(blocks, start=1):
+            title = f"[ACTION] {build_name}: block {index}/{total} needs review"
+            delivered += await self.deps.notifiers.send(title, " ".join(block.split())[:2000])
+        await asyncio.to_thread(self._mark_input_required, build_name, task_id, total)
+        return delivered
+
+    def _mark_input_required(self, build_name: str, task_id: str, total: int) -> None:
+        task_dir = self.deps.config.task_dir
+        path = taskfiles.find_task_file(task_dir, task_id)
+        if path is None:
+            activity.logger.warning("originating_task_missing", extra={"task_id": task_id})
+            return
+        note = (f"{total} security block(s) on build '{build_name}' need an operator "
+                f"decision: set status to approved to continue, or use the approve/reject "
+                f"signal")
+        try:
+            taskfiles.set_status(path, "input-required", note)
+        except (ValueError, yaml.YAMLError, UnsafePathError) as err:
+            activity.logger.warning("originating_task_unreadable",
+                                    extra={"task_id": task_id, "error": str(err)[:200]})
+
+    @activity.defn(name="wait_for_block_resolution")
+    async def wait_for_block_resolution(self, build_name: str, task_id: str) -> BlockCheck:
+        """Read the originating task's status once; the workflow does the waiting."""
+        status = await asyncio.to_thread(taskfiles.read_status, self.deps.config.task_dir,
+                                         task_id)
+        return BlockCheck(status=status, found=status is not None)

@@ -1,0 +1,26 @@
+"""Every activity the worker registers, built from the shared Deps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.agent_stages import AgentStages
+from activities.blocks import BlockActivities
+from activities.deps import Deps
+from activities.settings import SettingsActivities
+from activities.summary import SummaryActivities
+from activities.triage_stage import TriageStage
+
+
+def all_activities(deps: Deps, index_builds: bool) -> list[Callable[..., Any]]:
+    stages = AgentStages(deps)
+    blocks = BlockActivities(deps)
+    return [
+        stages.prefab_scaffolding, stages.implement_build, stages.request_security_audit,
+        stages.apply_flag_fixes, stages.close_build, stages.execute_build_phase,
+        TriageStage(deps).process_triage_output,
+        blocks.notify_blocks, blocks.wait_for_block_resolution,
+        SummaryActivities(deps).summarize_workflow,
+        SettingsActivities(deps.config, index_builds).load_stage_settings,
+    ]

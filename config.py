@@ -1,0 +1,170 @@
+"""WorkerConfig: every setting of the worker, read once from the environment and validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from client_settings import ClientSettings, load_client_settings, parse_bool
+from durations import parse_duration
+from exceptions import ConfigError
+
+REPO_DIR = Path(__file__).resolve().parent
+NOTIFIER_NAMES = ("script", "ntfy", "matrix")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# Stage timings: env var -> (field, default). Values accept 30s / 15m / 2h / 7d.
+DURATIONS: dict[str, tuple[str, str]] = {
+    "TIMEOUT_PREFAB": ("timeout_prefab", "2h"),
+    "TIMEOUT_IMPLEMENT": ("timeout_implement", "4h"),
+    "TIMEOUT_AUDIT": ("timeout_audit", "4h"),
+    "TIMEOUT_FIXES": ("timeout_fixes", "2h"),
+    "TIMEOUT_CLOSE": ("timeout_close", "2h"),
+    "TIMEOUT_PHASE": ("timeout_phase", "24h"),
+    "TRIAGE_RETRY_INITIAL": ("triage_retry_initial", "2m"),
+    "TRIAGE_RETRY_MAX": ("triage_retry_max", "15m"),
+    "BLOCK_WAIT_TIMEOUT": ("block_wait_timeout", "7d"),
+    "BLOCK_CHECK_INTERVAL": ("block_check_interval", "30s"),
+    "METRICS_INTERVAL": ("metrics_interval", "10s"),
+}
+
+
+class WorkerConfig(BaseModel):
+    """Validated settings; secrets are never fields here (only paths to them)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    client: ClientSettings
+    task_queue: str = "helm-build"
+    matrix_room: str = "sysadmin"
+    send_matrix_script: Path = Path("~/scripts/send-matrix.sh")
+    ntfy_url: str = ""
+    notifiers: tuple[str, ...] = ("script",)
+    matrix_homeserver: str = ""
+    matrix_room_id: str = ""
+    matrix_access_token_file: Path | None = None
+    audit_dir: Path = Path("~/.claude/comms/artifacts/audit-requests")
+    task_dir: Path = Path("~/.claude/task-queue")
+    summary_dir: Path = Path("~/repos/personal/agent-activity/workflows")
+    log_level: LogLevel = "INFO"
+    log_file: str | None = None
+    otel_endpoint: str | None = None
+    otel_service_name: str = "temporal-build-worker"
+    prometheus_bind_address: str | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+    max_concurrent_activities: int = Field(default=200, ge=1, le=10000)
+    triage_max_attempts: int = Field(default=5, ge=1, le=100)
+    timeout_prefab: float = 7200
+    timeout_implement: float = 14400
+    timeout_audit: float = 14400
+    timeout_fixes: float = 7200
+    timeout_close: float = 7200
+    timeout_phase: float = 86400
+    triage_retry_initial: float = 120
+    triage_retry_max: float = 900
+    block_wait_timeout: float = 7 * 86400
+    block_check_interval: float = 30
+    metrics_interval: float = 10
+    index_builds: bool = True
+
+    @field_validator("send_matrix_script", "audit_dir", "task_dir", "summary_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("task_queue", "matrix_room")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("notifiers")
+    @classmethod
+    def _known_notifiers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in NOTIFIER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown notifier(s) {unknown}; choose from {NOTIFIER_NAMES}")
+        return value
+
+    def describe(self) -> dict[str, object]:
+        """Non-secret settings for the config_loaded log line."""
+        data = self.model_dump(exclude={"client"}, mode="json")
+        data.update(self.client.describe())
+        return data
+
+
+def _notifiers(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("NOTIFIERS")
+    if raw is None:
+        names = ["script"]
+        if env.get("NTFY_URL", "").strip():
+            names.append("ntfy")
+        return tuple(names)
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
+    """Build the WorkerConfig from ENV (default os.environ); raise ConfigError when invalid."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {"client": load_client_settings(env)}
+    plain = {
+        "TASK_QUEUE": "task_queue",
+        "MATRIX_ROOM": "matrix_room",
+        "SEND_MATRIX_SCRIPT": "send_matrix_script",
+        "NTFY_URL": "ntfy_url",
+        "MATRIX_HOMESERVER": "matrix_homeserver",
+        "MATRIX_ROOM_ID": "matrix_room_id",
+        "MATRIX_ACCESS_TOKEN_FILE": "matrix_access_token_file",
+        "TEMPORAL_AUDIT_DIR": "audit_dir",
+        "TASK_QUEUE_DIR": "task_dir",
+        "SUMMARY_DIR": "summary_dir",
+        "LOG_FILE": "log_file",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "otel_endpoint",
+        "OTEL_SERVICE_NAME": "otel_service_name",
+        "PROMETHEUS_BIND_ADDRESS": "prometheus_bind_address",
+        "TEMPORAL_UI_URL": "temporal_ui_url",
+    }
+    for name, field in plain.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            values[field] = raw
+    if env.get("LOG_LEVEL", "").strip():
+        values["log_level"] = env["LOG_LEVEL"].strip().upper()
+    values["notifiers"] = _notifiers(env)
+    values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)
+    values["triage_max_attempts"] = _int(env, "TRIAGE_MAX_ATTEMPTS", 5)
+    values["index_builds"] = parse_bool("INDEX_BUILDS", env.get("INDEX_BUILDS", "1"))
+    for name, (field, default) in DURATIONS.items():
+        try:
+            values[field] = parse_duration(env.get(name, "").strip() or default)
+        except ValueError as err:
+            raise ConfigError(f"{name}: {err}") from None
+    try:
+        config = WorkerConfig(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    if "matrix" in config.notifiers and not (
+        config.matrix_homeserver and config.matrix_room_id and config.matrix_access_token_file
+    ):
+        raise ConfigError(
+            "NOTIFIERS includes matrix: set MATRIX_HOMESERVER, MATRIX_ROOM_ID and "
+            "MATRIX_ACCESS_TOKEN_FILE"
+        )
+    return config

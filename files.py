@@ -1,0 +1,74 @@
+"""The one place we write files: private dirs, 0600 files, atomic, never through symlinks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from exceptions import UnsafePathError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Create DIRECTORY (0700) or check an existing one is ours and not writable by others."""
+    try:
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        info = os.stat(directory)
+    except OSError as err:
+        raise UnsafePathError(f"cannot use directory {directory}: {err.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{directory} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise UnsafePathError(f"refusing to write into {directory}: owned by uid {info.st_uid}")
+    if stat.S_IMODE(info.st_mode) != DIR_MODE:
+        os.chmod(directory, DIR_MODE)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write DATA to PATH as 0600 via tmp + fsync + rename; planted symlinks are not followed."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a stale tmp or a planted symlink: remove the link, never its target
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, FILE_MODE)
+    except OSError as err:
+        raise UnsafePathError(f"cannot create {tmp}: {err.strerror}") from None
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)  # replaces a symlink at PATH itself rather than writing through it
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FileTooLarge(ValueError):
+    """A file exceeded the size we are willing to read."""
+
+
+def read_limited(path: Path, max_bytes: int) -> bytes:
+    """Read at most MAX_BYTES from PATH (not following a final symlink) or raise FileTooLarge."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"{path.name} is larger than {max_bytes} bytes")
+    return data

@@ -1,0 +1,196 @@
+"""Pydantic models for every workflow, activity, signal and query payload (upstream field names)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+BUILD_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
+
+
+def _agent_name(value: str) -> str:
+    if not _NAME.match(value) or ".." in value:
+        raise ValueError("must be a plain name: letters, digits, '.', '_' or '-' (max 64)")
+    return value
+
+
+def _task_id(value: str) -> str:
+    if not _TASK_ID.match(value):
+        raise ValueError("must be 8-128 letters, digits, '_' or '-' (a task-queue id)")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+def _safe_path(value: str) -> str:
+    _one_line(value)
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError("must not contain '..' components")
+    return value
+
+
+def _text(value: str) -> str:
+    if _CONTROL.search(value.replace("\n", "").replace("\t", "")):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+AgentName = Annotated[str, AfterValidator(_agent_name)]
+TaskId = Annotated[str, AfterValidator(_task_id)]
+OneLine = Annotated[str, Field(max_length=500), AfterValidator(_one_line)]
+SafePath = Annotated[str, Field(max_length=4096), AfterValidator(_safe_path)]
+Text = Annotated[str, Field(max_length=20000), AfterValidator(_text)]
+BuildName = Annotated[str, Field(pattern=BUILD_NAME_PATTERN, max_length=100)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BuildPipelineInput(_Model):
+    """Start arguments of BuildPipelineWorkflow."""
+
+    build_name: BuildName
+    plan_path: SafePath
+    task_id: TaskId
+    target_agent: AgentName
+
+
+class BuildPipelineResult(_Model):
+    """What a finished pipeline returns."""
+
+    status: str = "complete"
+    workflow_id: str
+    summary_path: str
+
+
+class TriageOutput(_Model):
+    """Parsed triage-output.yml: one text per finding."""
+
+    blocks: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)
+    info: list[str] = Field(default_factory=list)
+
+
+class PhaseSpec(_Model):
+    """One phase of a build plan."""
+
+    number: int = Field(ge=0, le=100000)
+    agent_type: AgentName
+    description: Text
+    context_refs: list[SafePath] = Field(default_factory=list)
+
+
+class BuildPlanInput(_Model):
+    """Start arguments of BuildPlanWorkflow."""
+
+    plan_name: OneLine
+    phases: list[PhaseSpec] = Field(min_length=1, max_length=1000)
+
+
+class BuildPhaseInput(_Model):
+    """Argument of execute_build_phase."""
+
+    plan_name: OneLine
+    phase_number: int
+    agent_type: AgentName
+    description: Text
+    context_refs: list[SafePath] = Field(default_factory=list)
+    workflow_id: str
+
+
+class BuildPhaseResult(BaseModel):
+    """What an agent reports through complete_activity.py."""
+
+    status: str
+    output: str = ""
+
+
+class BuildPlanResult(_Model):
+    """What a finished plan returns."""
+
+    status: str = "complete"
+    phases_run: int
+
+
+class BlockDecision(_Model):
+    """Operator decision on a blocked pipeline (signal/update payload)."""
+
+    by: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
+    reason: Annotated[str, Field(max_length=2000), AfterValidator(_one_line)] = ""
+
+
+Outcome = Literal["success", "partial", "rejected", "timed_out"]
+
+
+class WorkflowSummary(_Model):
+    """Input of summarize_workflow: the record written to the summary directory."""
+
+    workflow_id: str
+    build_name: str
+    started: datetime
+    completed: datetime
+    phases_completed: list[str]
+    blocks_hit: int
+    flags_applied: int
+    outcome: Outcome
+    plan_path: str
+    build_report_path: str | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+class BlockNotice(_Model):
+    """Input of wait_for_block_resolution's one-shot check."""
+
+    build_name: str
+    task_id: str
+
+
+class BlockCheck(_Model):
+    """What the originating task file says right now."""
+
+    status: str | None
+    found: bool
+
+
+class StageSettings(_Model):
+    """Per-run stage timings and switches, recorded once by a local activity (replay-safe)."""
+
+    timeout_prefab: float = 7200
+    timeout_implement: float = 14400
+    timeout_audit: float = 14400
+    timeout_fixes: float = 7200
+    timeout_close: float = 7200
+    timeout_phase: float = 86400
+    triage_retry_initial: float = 120
+    triage_retry_max: float = 900
+    triage_max_attempts: int = 5
+    block_wait_timeout: float = 7 * 86400
+    block_check_interval: float = 30
+    index_builds: bool = False
+
+
+class Progress(BaseModel):
+    """Answer of the `progress` query: where the pipeline is and what it waits for."""
+
+    stage: str
+    stages_done: list[str] = Field(default_factory=list)
+    waiting_on: str | None = None
+    task_ids: dict[str, str] = Field(default_factory=dict)
+    blocks: int = 0
+    flags: int = 0
+    deadline: datetime | None = None
+    decision: str | None = None

@@ -1,0 +1,1 @@
+"""Block notifications: one interface, several backends, failures never fatal."""

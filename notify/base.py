@@ -1,0 +1,36 @@
+"""The notifier interface and the group that fans a message out and swallows failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger("notify")
+
+
+class Notifier(Protocol):
+    """A backend that delivers one message or raises."""
+
+    name: str
+
+    async def send(self, title: str, message: str) -> None: ...
+
+
+class NotifierGroup:
+    """Send to every backend; log each failure, never raise."""
+
+    def __init__(self, notifiers: Sequence[Notifier]) -> None:
+        self.notifiers = list(notifiers)
+
+    async def send(self, title: str, message: str) -> int:
+        """Deliver to all backends; return how many succeeded."""
+        delivered = 0
+        for notifier in self.notifiers:
+            try:
+                await notifier.send(title, message)
+                delivered += 1
+            except Exception as err:
+                log.warning("notification_failed",
+                            extra={"notifier": notifier.name, "error": str(err)[:300]})
+        return delivered

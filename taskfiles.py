@@ -1,0 +1,176 @@
+"""The agent task-file contract: build, write, find by id and update task YAML files."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from files import read_limited, write_private
+
+SOURCE_AGENT = "temporal-worker"
+MAX_TASK_FILE_BYTES = 1024 * 1024
+_NAME = re.compile(r"^\d{8}-\d{6}-(.{8})\.yml$")
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one agent stage asks for; the token is added at dispatch time."""
+
+    task_id: str
+    target_agent: str
+    task_type: str
+    summary: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def file_name(task_id: str, created: datetime) -> str:
+    return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{task_id[:8]}.yml"
+
+
+def build_document(spec: TaskSpec, token_b64: str, created: datetime,
+                   history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The task file's mapping, keys in the contract's order."""
+    note = spec.summary
+    return {
+        "id": spec.task_id,
+        "created": iso(created),
+        "source_agent": SOURCE_AGENT,
+        "target_agent": spec.target_agent,
+        "task_type": spec.task_type,
+        "risk_level": "low",
+        "requires_approval": False,
+        "status": "submitted",
+        "summary": spec.summary,
+        "ttl_days": 7,
+        "payload": {**spec.payload, "task_token": token_b64},
+        "result": {"output": None, "completed_by": None, "completed_at": None},
+        "history": history
+        or [{"timestamp": iso(created), "status": "submitted", "actor": SOURCE_AGENT,
+             "note": note}],
+    }
+
+
+def dump(document: dict[str, Any]) -> bytes:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     width=1000).encode("utf-8")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Parse one task file; raise ValueError when it is not a YAML mapping."""
+    data = yaml.load(read_limited(path, MAX_TASK_FILE_BYTES), Loader=_Loader)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a YAML mapping")
+    return data
+
+
+class _DirIndex:
+    """File names of one directory grouped by the 8-char id prefix, refreshed on mtime change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[Path, tuple[int, dict[str | None, list[str]]]] = {}
+
+    def candidates(self, directory: Path, task_id: str) -> list[Path]:
+        try:
+            mtime = os.stat(directory).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        with self._lock:
+            cached = self._cache.get(directory)
+            # mtime ticks are coarse: a miss on a cached listing rescans once to be sure.
+            if cached is None or cached[0] != mtime or task_id[:8] not in cached[1]:
+                cached = (mtime, self._scan(directory))
+                self._cache[directory] = cached
+        groups = cached[1]
+        names = groups.get(task_id[:8], []) + groups.get(None, [])
+        return [directory / name for name in names]
+
+    @staticmethod
+    def _scan(directory: Path) -> dict[str | None, list[str]]:
+        groups: dict[str | None, list[str]] = {}
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".yml"):
+                    match = _NAME.match(entry.name)
+                    groups.setdefault(match.group(1) if match else None, []).append(entry.name)
+        return groups
+
+
+_INDEX = _DirIndex()
+
+
+def find_task_file(task_dir: Path, task_id: str, *, include_archive: bool = True) -> Path | None:
+    """Locate the file whose `id` is TASK_ID in TASK_DIR or its archive/ without a full parse."""
+    directories = [task_dir, task_dir / "archive"] if include_archive else [task_dir]
+    for directory in directories:
+        for path in _INDEX.candidates(directory, task_id):
+            try:
+                if str(load(path).get("id")) == task_id:
+                    return path
+            except (OSError, ValueError, yaml.YAMLError):
+                continue
+    return None
+
+
+def dispatch(task_dir: Path, spec: TaskSpec, token_b64: str, note: str | None = None) -> Path:
+    """Write (or rewrite, for a new attempt) the one live task file of SPEC; return its path."""
+    existing = find_task_file(task_dir, spec.task_id, include_archive=False)
+    now = utc_now()
+    if existing is None:
+        path = task_dir / file_name(spec.task_id, now)
+        document = build_document(spec, token_b64, now)
+    else:
+        path = existing
+        try:
+            old = load(existing)
+            created = datetime.fromisoformat(str(old["created"]).replace("Z", "+00:00"))
+            history = list(old.get("history") or [])
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            created, history = now, []
+        history.append({"timestamp": iso(now), "status": "submitted", "actor": SOURCE_AGENT,
+                        "note": note or "re-dispatched with a fresh task token"})
+        document = build_document(spec, token_b64, created, history)
+    write_private(path, dump(document))
+    return path
+
+
+def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT) -> dict[str, Any]:
+    """Set STATUS on the task file at PATH with a history entry; atomic, 0600."""
+    document = load(path)
+    document["status"] = status
+    history = document.get("history")
+    if not isinstance(history, list):
+        history = []
+    history.append({"timestamp": iso(utc_now()), "status": status, "actor": actor, "note": note})
+    document["history"] = history
+    write_private(path, dump(document))
+    return document
+
+
+def read_status(task_dir: Path, task_id: str) -> str | None:
+    """The `status` of task TASK_ID, or None when no readable file has that id."""
+    path = find_task_file(task_dir, task_id)
+    if path is None:
+        return None
+    try:
+        status = load(path).get("status")
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return str(status) if status is not None else None

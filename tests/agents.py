@@ -1,0 +1,118 @@
+"""Simulated agents: they read task files and complete them exactly as real agents do."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPLETE = str(ROOT / "complete_activity.py")
+
+# A behaviour returns ("success"|"failed", message) or None to leave the task alone.
+Behaviour = Callable[[dict[str, Any], Path], "tuple[str, str] | None"]
+
+
+def triage_writer(audit_dir: Path, triage: dict[str, Any] | str | None) -> Behaviour:
+    """Security agent that writes TRIAGE (mapping or raw text) before completing."""
+
+    def behave(document: dict[str, Any], _: Path) -> tuple[str, str]:
+        out = Path(document["payload"]["output_dir"])
+        if triage is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            text = triage if isinstance(triage, str) else yaml.safe_dump(triage)
+            (out / "triage-output.yml").write_text(text)
+        return "success", str(out / "audit.md")
+
+    return behave
+
+
+def default_behaviour(document: dict[str, Any], path: Path) -> tuple[str, str]:
+    if document["task_type"] == "build_closeout":
+        return "success", f"/reports/{document['payload']['build_name']}.md"
+    return "success", f"{document['task_type']} done"
+
+
+async def run_cli(*args: str, stdin: bytes | None = None,
+                  env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run complete_activity.py as a subprocess, as an agent would."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, COMPLETE, *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env if env is not None else dict(os.environ))
+    out, err = await process.communicate(stdin)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@dataclass
+class AgentSim:
+    """Polls the task dir; completes each new submitted task per its task_type behaviour."""
+
+    task_dir: Path
+    env: dict[str, str]
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    client: Client | None = None  # set: complete in-process instead of via the CLI
+    handled: set[tuple[str, str]] = field(default_factory=set)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AgentSim:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(0.05)
+
+    async def poll_once(self) -> None:
+        if not self.task_dir.is_dir():
+            return
+        for path in sorted(self.task_dir.glob("*.yml")):
+            try:
+                document = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if not isinstance(document, dict) or document.get("status") != "submitted":
+                continue
+            token = document.get("payload", {}).get("task_token")
+            if not token or (str(path), token) in self.handled:
+                continue
+            behaviour = self.behaviours.get(document["task_type"], default_behaviour)
+            decision = behaviour(document, path)
+            if decision is None:
+                continue
+            self.handled.add((str(path), token))
+            self.seen.append(document)
+            await self.complete(token, *decision)
+
+    async def complete(self, token: str, status: str, message: str) -> None:
+        if self.client is not None:
+            handle = self.client.get_async_activity_handle(task_token=base64.b64decode(token))
+            if status == "success":
+                await handle.complete({"status": "success", "output": message})
+            else:
+                from temporalio.exceptions import ApplicationError
+
+                await handle.fail(ApplicationError(message, type="PhaseFailedError",
+                                                   non_retryable=True))
+            return
+        code, _, err = await run_cli(token, status, message, env=self.env)
+        if code != 0:
+            self.errors.append(err.strip())

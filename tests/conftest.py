@@ -1,0 +1,115 @@
+"""Shared fixtures: one real dev server per session, isolated directories and config per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from config import WorkerConfig, load_config
+from tests.devserver import DevServer, free_port, temporal_cli
+from worker import build_worker
+
+
+@pytest.fixture(scope="session")
+def cli_path() -> str:
+    try:
+        return temporal_cli()
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def server(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    base = tmp_path_factory.mktemp("devserver")
+    dev = DevServer(cli_path, base / "temporal.db", free_port(), free_port(),
+                    base / "server.log")
+    dev.start()
+    yield dev
+    dev.stop()
+
+
+async def connect_client(address: str, attempts: int = 100) -> Client:
+    """Connect once the namespace answers (the port opens a little earlier)."""
+    for _ in range(attempts):
+        try:
+            client = await Client.connect(address, data_converter=pydantic_data_converter)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return client
+        except Exception:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"dev server at {address} never became ready")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(server: DevServer) -> Client:
+    return await connect_client(server.address)
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("home", "tasks", "audit", "summaries")}
+    paths["home"].mkdir()
+    monkeypatch.setenv("HOME", str(paths["home"]))
+    return paths
+
+
+def test_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict[str, str]:
+    """The environment a worker under test runs with (also used for subprocess workers)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(dirs["home"]),
+        "TEMPORAL_ADDRESS": server.address,
+        "TEMPORAL_NAMESPACE": "default",
+        "TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        "TASK_QUEUE_DIR": str(dirs["tasks"]),
+        "TEMPORAL_AUDIT_DIR": str(dirs["audit"]),
+        "SUMMARY_DIR": str(dirs["summaries"]),
+        "SEND_MATRIX_SCRIPT": str(dirs["home"] / "send-matrix.sh"),
+        "TRIAGE_RETRY_INITIAL": "0.2s",
+        "TRIAGE_RETRY_MAX": "1s",
+        "BLOCK_CHECK_INTERVAL": "0.5s",
+        "TEMPORAL_CONFIG_FILE": str(dirs["home"] / "no-temporal-config.toml"),
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def env(server: DevServer, dirs: dict[str, Path]) -> dict[str, str]:
+    return test_env(server, dirs)
+
+
+@pytest.fixture
+def cfg(env: dict[str, str]) -> WorkerConfig:
+    return load_config(env)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
+    """An in-process worker (the same build_worker as worker.py) with its sweeper."""
+    worker, sweeper, _ = await build_worker(client, config)
+    async with worker:
+        task = asyncio.create_task(sweeper.run_forever())
+        try:
+            yield worker
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker(client: Client, cfg: WorkerConfig) -> AsyncIterator[Any]:
+    async with running_worker(client, cfg) as running:
+        yield running

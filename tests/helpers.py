@@ -1,0 +1,66 @@
+"""Small helpers shared by integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from temporalio.client import Client, WorkflowHandle
+
+import taskfiles
+from models import BuildPipelineInput, BuildPipelineResult
+
+T = TypeVar("T")
+
+
+def make_origin(task_dir: Path, status: str = "in-progress") -> str:
+    """Write an originating task-queue task (as the task-queue tooling would); return its id."""
+    task_id = str(uuid.uuid4())
+    spec = taskfiles.TaskSpec(task_id=task_id, target_agent="dev", task_type="build",
+                              summary="Build request")
+    now = taskfiles.utc_now()
+    document = taskfiles.build_document(spec, "", now)
+    document["status"] = status
+    document["source_agent"] = "operator"
+    del document["payload"]["task_token"]
+    taskfiles.write_private(task_dir / taskfiles.file_name(task_id, now),
+                            taskfiles.dump(document))
+    return task_id
+
+
+async def start_pipeline(client: Client, task_queue: str, task_dir: Path,
+                         build_name: str = "demo", **kwargs: Any) -> WorkflowHandle[Any, Any]:
+    task_id = kwargs.pop("task_id", None) or make_origin(task_dir)
+    params = BuildPipelineInput(build_name=build_name, plan_path=f"/plans/{build_name}.md",
+                                task_id=task_id, target_agent=kwargs.pop("agent", "dev"))
+    return await client.start_workflow(
+        "BuildPipelineWorkflow", params, id=f"{build_name}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue, result_type=BuildPipelineResult, **kwargs)
+
+
+async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 30.0,
+                     interval: float = 0.05) -> T:
+    """Poll CHECK until it returns something truthy; fail after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last) or isinstance(last, Awaitable):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout:g}s (last value {last!r})")
+
+
+def task_files(task_dir: Path) -> list[dict[str, Any]]:
+    return [yaml.safe_load(p.read_text()) for p in sorted(task_dir.glob("*.yml"))]
+
+
+def files_of_type(task_dir: Path, task_type: str) -> list[dict[str, Any]]:
+    return [d for d in task_files(task_dir) if d.get("task_type") == task_type]

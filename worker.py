@@ -1,0 +1,104 @@
+"""The long-running worker daemon: connects, registers both workflows and all activities."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deps import Deps
+from activities.registry import all_activities
+from config import WorkerConfig, load_config
+from exceptions import ConfigError, CredentialError
+from logs import setup_logging
+from notify.factory import build_notifiers
+from observability import Telemetry, setup_telemetry
+from search_attributes import namespace_has_build_attributes
+from sweeper import Sweeper
+from temporal_client import connect
+from workflows.build_pipeline import BuildPipelineWorkflow
+from workflows.build_plan import BuildPlanWorkflow
+
+log = logging.getLogger("worker")
+EXIT_CONFIG = 2
+EXIT_CREDENTIALS = 3
+EXIT_UNREACHABLE = 4
+WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
+
+
+async def build_worker(client: Client, config: WorkerConfig,
+                       telemetry: Telemetry | None = None) -> tuple[Worker, Sweeper, bool]:
+    """The Worker with both workflows and all activities, and its sweeper."""
+    index_builds = config.index_builds and await namespace_has_build_attributes(client)
+    deps = Deps(config=config, notifiers=build_notifiers(config),
+                telemetry=telemetry or Telemetry())
+    worker = Worker(
+        client, task_queue=config.task_queue, workflows=WORKFLOWS,
+        activities=all_activities(deps, index_builds),
+        max_concurrent_activities=config.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    sweeper = Sweeper(client, config.task_queue, config.task_dir, config.block_check_interval)
+    return worker, sweeper, index_builds
+
+
+async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
+    """Run the worker until STOP is set, then shut down gracefully."""
+    telemetry = setup_telemetry(config.otel_endpoint, config.otel_service_name,
+                                config.prometheus_bind_address, config.metrics_interval)
+    client = await connect(config.client, interceptors=telemetry.interceptors,
+                           runtime=telemetry.runtime)
+    worker, sweeper, index_builds = await build_worker(client, config, telemetry)
+    log.info("worker_started", extra={"task_queue": config.task_queue,
+                                      "namespace": client.namespace,
+                                      "index_builds": index_builds})
+    async with worker:
+        sweep = asyncio.create_task(sweeper.run_forever())
+        await stop.wait()
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
+    telemetry.shutdown()
+
+
+def main() -> int:
+    activity.logger.activity_info_on_message = False
+    workflow.logger.workflow_info_on_message = False
+    try:
+        config = load_config()
+    except ConfigError as err:
+        setup_logging()
+        log.error("config_invalid", extra={"error": str(err)})
+        return EXIT_CONFIG
+    setup_logging(config.log_level, config.log_file)
+    log.info("config_loaded", extra={"config": config.describe()})
+    log.info("worker_starting", extra={"address": config.client.address})
+
+    async def _main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run(config, stop)
+        except CredentialError as err:
+            log.error("credentials_unavailable", extra={"error": str(err)})
+            return EXIT_CREDENTIALS
+        except RuntimeError as err:
+            log.error("temporal_unreachable", extra={"error": str(err).splitlines()[0][:300]})
+            return EXIT_UNREACHABLE
+        log.info("worker_stopped")
+        return 0
+
+    return asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Workflow definitions registered on the helm-build task queue."""

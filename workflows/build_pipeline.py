@@ -1,0 +1,210 @@
+"""BuildPipelineWorkflow: the nine-stage build, with a durable, operator-steerable block wait."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_stages import AgentStages
+    from activities.blocks import BlockActivities
+    from activities.summary import SummaryActivities
+    from activities.triage_stage import TriageStage
+    from models import (
+        BlockDecision,
+        BuildPipelineInput,
+        BuildPipelineResult,
+        Outcome,
+        StageSettings,
+        TriageOutput,
+        WorkflowSummary,
+    )
+    from workflows.common import AWAIT_MEMO, DispatchingWorkflow, load_settings
+
+BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
+TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
+SHORT = RetryPolicy(maximum_attempts=3)
+APPROVED_STATUSES = {"approved"}
+REJECTED_STATUSES = {"rejected"}
+
+
+@workflow.defn(name="BuildPipelineWorkflow")
+class BuildPipelineWorkflow(DispatchingWorkflow):
+    """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parked = False
+        self._decision: tuple[str, BlockDecision] | None = None
+
+    @workflow.run
+    async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
+        settings = await load_settings()
+        if settings.index_builds:
+            workflow.upsert_search_attributes([BUILD_NAME.value_set(params.build_name),
+                                               TARGET_AGENT.value_set(params.target_agent)])
+        started = workflow.now()
+        build, agent = params.build_name, params.target_agent
+        await self.run_agent_stage("prefab", "prefab_scaffolding", "claudebox",
+                                   AgentStages.prefab_scaffolding, [build, params.plan_path],
+                                   settings.timeout_prefab)
+        await self.run_agent_stage("implement", "implement_build", agent,
+                                   AgentStages.implement_build, [build, params.task_id, agent],
+                                   settings.timeout_implement)
+        await self.run_agent_stage("audit", "request_security_audit", "security-agent",
+                                   AgentStages.request_security_audit,
+                                   [build, params.plan_path], settings.timeout_audit)
+        triage = await self._triage(build, settings)
+        phases = ["prefab", "implement", "audit", "triage"]
+        if triage.flags:
+            await self.run_agent_stage("fixes", "apply_flag_fixes", agent,
+                                       AgentStages.apply_flag_fixes,
+                                       [build, triage.flags, agent], settings.timeout_fixes)
+            phases.append("fixes")
+        if triage.blocks:
+            outcome = await self._resolve_blocks(params, triage.blocks, settings)
+            if outcome != "approved":
+                await self._summarize(params, started, phases, triage, outcome, None)
+                raise self._ending_error(build, outcome)
+        close = await self.run_agent_stage("close", "close_build", agent,
+                                           AgentStages.close_build, [build, agent],
+                                           settings.timeout_close)
+        phases.append("close")
+        outcome = "partial" if triage.blocks else "success"
+        path = await self._summarize(params, started, phases, triage, outcome,
+                                     close.output or None)
+        self.enter("complete", None)
+        return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
+
+    async def _triage(self, build: str, settings: StageSettings) -> TriageOutput:
+        self.enter("triage", "triage-output.yml from the security agent")
+        triage = await workflow.execute_activity_method(
+            TriageStage.process_triage_output, build,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=settings.triage_retry_initial),
+                maximum_interval=timedelta(seconds=settings.triage_retry_max),
+                maximum_attempts=settings.triage_max_attempts,
+                non_retryable_error_types=["TriageFormatError"]),
+            summary=f"triage · read triage-output.yml for {build}")
+        self._progress.blocks, self._progress.flags = len(triage.blocks), len(triage.flags)
+        self.done("triage")
+        return triage
+
+    async def _resolve_blocks(self, params: BuildPipelineInput, blocks: list[str],
+                              settings: StageSettings) -> str:
+        """Notify, then wait durably for approve/reject (signal, update or task file)."""
+        build, task_id = params.build_name, params.task_id
+        self.enter("notify", f"notifications for {len(blocks)} block(s)")
+        await workflow.execute_activity_method(
+            BlockActivities.notify_blocks, args=[build, task_id, blocks],
+            start_to_close_timeout=timedelta(minutes=30), retry_policy=SHORT,
+            summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
+        self.done("notify")
+        deadline = workflow.now() + timedelta(seconds=settings.block_wait_timeout)
+        self._progress.deadline = deadline
+        self._parked = True
+        self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
+                           f"(signal/update), or set task {task_id} to approved; "
+                           f"deadline {deadline:%Y-%m-%d %H:%M} UTC")
+        workflow.upsert_memo({AWAIT_MEMO: task_id})
+        check = await workflow.execute_activity_method(
+            BlockActivities.wait_for_block_resolution, args=[build, task_id],
+            start_to_close_timeout=timedelta(minutes=1), retry_policy=SHORT,
+            summary=f"wait · check originating task {task_id}")
+        self._take_file_status(check.status)
+        try:
+            await workflow.wait_condition(lambda: self._decision is not None,
+                                          timeout=timedelta(seconds=settings.block_wait_timeout))
+            verdict = self._decision[0] if self._decision else "timed_out"
+        except TimeoutError:
+            verdict = "timed_out"
+        self._parked = False
+        workflow.upsert_memo({AWAIT_MEMO: None})
+        self._progress.decision = verdict
+        if verdict == "approved":
+            self.done("wait")
+        return verdict
+
+    def _take_file_status(self, status: str | None) -> None:
+        if self._decision is not None or status is None:
+            return
+        if status in APPROVED_STATUSES:
+            self._decision = ("approved", BlockDecision(by="task-file"))
+        elif status in REJECTED_STATUSES:
+            self._decision = ("rejected", BlockDecision(by="task-file"))
+
+    def _decide(self, verdict: str, decision: BlockDecision) -> bool:
+        if not self._parked or self._decision is not None:
+            workflow.logger.info("decision_ignored", extra={"verdict": verdict})
+            return False
+        self._decision = (verdict, decision)
+        return True
+
+    @workflow.signal(name="approve")
+    def approve(self, decision: BlockDecision) -> None:
+        self._decide("approved", decision)
+
+    @workflow.signal(name="reject")
+    def reject(self, decision: BlockDecision) -> None:
+        self._decide("rejected", decision)
+
+    def _validate_decision(self, decision: BlockDecision) -> None:
+        if not self._parked:
+            raise ValueError("this pipeline is not waiting for a block decision")
+        if self._decision is not None:
+            raise ValueError(f"already decided: {self._decision[0]} by {self._decision[1].by}")
+
+    @workflow.update(name="approve_blocks")
+    def approve_blocks(self, decision: BlockDecision) -> str:
+        self._decide("approved", decision)
+        return "approved"
+
+    @approve_blocks.validator
+    def _validate_approve(self, decision: BlockDecision) -> None:
+        self._validate_decision(decision)
+
+    @workflow.update(name="reject_blocks")
+    def reject_blocks(self, decision: BlockDecision) -> str:
+        self._decide("rejected", decision)
+        return "rejected"
+
+    @reject_blocks.validator
+    def _validate_reject(self, decision: BlockDecision) -> None:
+        self._validate_decision(decision)
+
+    async def _summarize(self, params: BuildPipelineInput, started, phases: list[str],
+                         triage: TriageOutput, outcome: str, report: str | None) -> str:
+        self.enter("summary", None)
+        decided = self._decision[1] if self._decision else None
+        record = WorkflowSummary(
+            workflow_id=workflow.info().workflow_id, build_name=params.build_name,
+            started=started, completed=workflow.now(), phases_completed=phases,
+            blocks_hit=len(triage.blocks), flags_applied=len(triage.flags),
+            outcome=_outcome(outcome), plan_path=params.plan_path, build_report_path=report,
+            decided_by=decided.by if decided else None,
+            reason=(decided.reason or None) if decided else None)
+        path = await workflow.execute_activity_method(
+            SummaryActivities.summarize_workflow, record,
+            start_to_close_timeout=timedelta(minutes=30), retry_policy=SHORT,
+            summary=f"summary · outcome {record.outcome}")
+        self.done("summary")
+        return path
+
+    def _ending_error(self, build: str, outcome: str) -> ApplicationError:
+        if outcome == "rejected" and self._decision:
+            who = self._decision[1]
+            why = f": {who.reason}" if who.reason else ""
+            return ApplicationError(f"Build {build} rejected by {who.by}{why}",
+                                    type="BuildRejected", non_retryable=True)
+        return ApplicationError(f"Build {build}: no block decision before the deadline",
+                                type="BlockWaitTimedOut", non_retryable=True)
+
+
+def _outcome(value: str) -> Outcome:
+    mapping: dict[str, Outcome] = {"success": "success", "partial": "partial",
+                                   "rejected": "rejected", "timed_out": "timed_out"}
+    return mapping[value]

@@ -1,0 +1,31 @@
+"""BuildPlanWorkflow: run a plan's phases in order, each handed to its agent."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_stages import AgentStages
+    from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
+    from workflows.common import DispatchingWorkflow, load_settings
+
+
+@workflow.defn(name="BuildPlanWorkflow")
+class BuildPlanWorkflow(DispatchingWorkflow):
+    """Phases run sequentially; a failed phase fails the plan."""
+
+    @workflow.run
+    async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
+        settings = await load_settings()
+        workflow_id = workflow.info().workflow_id
+        for phase in plan.phases:
+            phase_input = BuildPhaseInput(
+                plan_name=plan.plan_name, phase_number=phase.number,
+                agent_type=phase.agent_type, description=phase.description,
+                context_refs=phase.context_refs, workflow_id=workflow_id)
+            await self.run_agent_stage(
+                f"phase {phase.number}", f"execute_build_phase/{phase.number}",
+                phase.agent_type, AgentStages.execute_build_phase, [phase_input],
+                settings.timeout_phase, attempts=2, label=f"Phase {phase.number}")
+        self.enter("complete", None)
+        return BuildPlanResult(phases_run=len(plan.phases))

@@ -1,0 +1,103 @@
+"""What both workflows share: stage settings, agent-stage dispatch with re-dispatch, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.settings import SettingsActivities
+    from ids import stage_task_id
+    from models import BuildPhaseResult, Progress, StageSettings
+
+PHASE_FAILED = "PhaseFailedError"
+DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
+AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
+
+
+def agent_retry(attempts: int = 1) -> RetryPolicy:
+    return RetryPolicy(maximum_attempts=attempts, non_retryable_error_types=[PHASE_FAILED])
+
+
+async def load_settings() -> StageSettings:
+    """The worker's stage settings, recorded once in this run's history."""
+    return await workflow.execute_local_activity_method(
+        SettingsActivities.load_stage_settings, start_to_close_timeout=timedelta(seconds=30),
+        summary="load stage settings")
+
+
+def stage_failure(label: str, error: BaseException) -> ApplicationError:
+    """A non-retryable workflow failure naming the stage and the agent's message."""
+    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    message = getattr(cause, "message", None) or str(cause)
+    return ApplicationError(f"{label} failed: {message}", type=PHASE_FAILED,
+                            non_retryable=True)
+
+
+class DispatchingWorkflow:
+    """Base for workflows that hand stages to agents; owns progress and re-dispatch."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(stage="starting")
+        self._redispatch = False
+
+    @workflow.query(name="progress")
+    def progress(self) -> Progress:
+        return self._progress
+
+    @workflow.signal(name="redispatch")
+    def redispatch(self) -> None:
+        """Ask for the current agent stage's task file to be written again (recovery)."""
+        if self._progress.waiting_on and self._progress.waiting_on.startswith("agent"):
+            self._redispatch = True
+
+    def enter(self, stage: str, waiting_on: str | None) -> None:
+        self._progress.stage = stage
+        self._progress.waiting_on = waiting_on
+        workflow.set_current_details(
+            f"**Stage:** {stage}\n\n**Waiting on:** {waiting_on or 'nothing (running)'}")
+
+    def done(self, stage: str) -> None:
+        self._progress.stages_done.append(stage)
+        self._progress.waiting_on = None
+
+    async def run_agent_stage(self, stage: str, stage_key: str, agent: str,
+                              activity: Callable[..., Any], args: list[Any],
+                              timeout: float, attempts: int = 1,
+                              label: str | None = None) -> BuildPhaseResult:
+        """Run one async-completion activity; start it again when `redispatch` arrives."""
+        task_id = stage_task_id(workflow.info().run_id, stage_key)
+        self._progress.task_ids[stage] = task_id
+        self.enter(stage, f"agent {agent}: task {task_id}")
+        summary = f"{stage} · agent {agent} · task {task_id}"
+        workflow.upsert_memo({DISPATCH_MEMO: task_id})
+        while True:
+            self._redispatch = False
+            handle = workflow.start_activity_method(
+                activity, args=args, start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=agent_retry(attempts), summary=summary,
+                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
+            await workflow.wait_condition(lambda h=handle: h.done() or self._redispatch)
+            if handle.done():
+                break
+            workflow.logger.warning("stage_redispatched", extra={"stage": stage})
+            handle.cancel()
+            with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
+                await handle
+        try:
+            result: BuildPhaseResult = await handle
+        except ActivityError as err:
+            raise stage_failure(label or f"Stage {stage}", err) from None
+        if result.status != "success":
+            raise ApplicationError(f"{label or f'Stage {stage}'} failed: {result.output}",
+                                   type=PHASE_FAILED, non_retryable=True)
+        workflow.upsert_memo({DISPATCH_MEMO: None})
+        self.done(stage)
+        return result
