@@ -15,13 +15,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
 
 
 def _agent_name(value: str) -> str:
-    if not _NAME.match(value) or ".." in value:
+    if not _NAME.fullmatch(value) or ".." in value:
         raise ValueError("must be a plain name: letters, digits, '.', '_' or '-' (max 64)")
     return value
 
 
 def _task_id(value: str) -> str:
-    if not _TASK_ID.match(value):
+    if not _TASK_ID.fullmatch(value):
         raise ValueError("must be 8-128 letters, digits, '_' or '-' (a task-queue id)")
     return value
 

@@ -64,7 +64,7 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return paths
 
 
-def test_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict[str, str]:
+def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict[str, str]:
     """The environment a worker under test runs with (also used for subprocess workers)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -87,7 +87,7 @@ def test_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict
 
 @pytest.fixture
 def env(server: DevServer, dirs: dict[str, Path]) -> dict[str, str]:
-    return test_env(server, dirs)
+    return worker_env(server, dirs)
 
 
 @pytest.fixture

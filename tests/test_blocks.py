@@ -1,0 +1,160 @@
+"""Stage 6-7: notifications, the durable wait, and each way it ends."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+
+import taskfiles
+from config import load_config
+from models import BlockDecision, Progress
+from tests.agents import AgentSim, triage_writer
+from tests.conftest import running_worker, worker_env
+from tests.helpers import eventually, start_pipeline
+
+BLOCKS = {"blocks": [{"description": "exposes docker socket"}, "root in container"]}
+
+
+def notify_script(home: Path) -> Path:
+    """A SEND_MATRIX_SCRIPT that records its arguments and environment."""
+    script = home / "send-matrix.sh"
+    script.write_text('#!/bin/sh\nprintf "%s|%s|%s\\n" "$1" "$2" "${NODE_CHANNEL_FD:-none}" '
+                      f'>> {home}/sent.txt\n')
+    script.chmod(0o755)
+    return home / "sent.txt"
+
+
+async def parked(handle) -> Progress:
+    async def waiting() -> Progress | None:
+        progress = await handle.query("progress", result_type=Progress)
+        return progress if progress.stage == "wait" else None
+
+    return await eventually(waiting)
+
+
+def origin_status(dirs, task_id: str) -> str | None:
+    return taskfiles.read_status(dirs["tasks"], task_id)
+
+
+async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env, worker,
+                                                          monkeypatch):
+    monkeypatch.setenv("NODE_CHANNEL_FD", "3")  # PM2's IPC variable must not reach the script
+    sent = notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "blocked")
+        progress = await parked(handle)
+        assert progress.blocks == 2 and progress.deadline is not None
+        lines = sent.read_text().splitlines()
+        assert lines[0].startswith("sysadmin|[ACTION] blocked: block 1/2 needs review")
+        assert lines[-1].endswith("|none")
+        origin_id = handle_origin(dirs)
+        assert origin_status(dirs, origin_id) == "input-required"
+        path = taskfiles.find_task_file(dirs["tasks"], origin_id)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        history = yaml.safe_load(path.read_text())["history"]
+        assert history[-1]["status"] == "input-required"
+        taskfiles.set_status(path, "approved", "looks fine", actor="operator")
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["outcome"] == "partial" and summary["blocks_hit"] == 2
+    assert summary["decided_by"] == "task-file"
+    assert "close" in summary["phases_completed"]
+
+
+def handle_origin(dirs) -> str:
+    """The id of the single originating (operator-written) task in the task dir."""
+    for path in dirs["tasks"].glob("*.yml"):
+        document = yaml.safe_load(path.read_text())
+        if document["source_agent"] == "operator":
+            return document["id"]
+    raise AssertionError("no originating task")
+
+
+async def test_signal_approval(client, cfg, dirs, env, worker):
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "sig-approve")
+        await parked(handle)
+        await handle.signal("approve", BlockDecision(by="alice", reason="accepted risk"))
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["outcome"] == "partial"
+    assert summary["decided_by"] == "alice" and summary["reason"] == "accepted risk"
+
+
+async def test_reject_update_ends_pipeline_with_summary(client, cfg, dirs, env, worker):
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "rejected")
+        await parked(handle)
+        outcome = await handle.execute_update("reject_blocks",
+                                              BlockDecision(by="bob", reason="too risky"))
+        assert outcome == "rejected"
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("approve_blocks", BlockDecision(by="eve"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert caught.value.cause.type == "BuildRejected"
+    assert "rejected by bob: too risky" in str(caught.value.cause)
+    summaries = list(dirs["summaries"].rglob("*.yml"))
+    summary = yaml.safe_load(summaries[0].read_text())
+    assert summary["outcome"] == "rejected" and "close" not in summary["phases_completed"]
+    assert "build_closeout" not in [d["task_type"] for d in agents.seen]
+
+
+async def test_update_refused_when_not_parked(client, cfg, dirs, env, worker):
+    handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "not-parked")
+    await eventually(lambda: list(dirs["tasks"].glob("*.yml"))[1:])
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("approve_blocks", BlockDecision(by="alice"))
+    await handle.terminate("done")
+
+
+async def test_deadline_times_out_cleanly(client, server, dirs):
+    notify_script(dirs["home"])
+    env = worker_env(server, dirs, BLOCK_WAIT_TIMEOUT="2s")
+    config = load_config(env)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "too-late")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert caught.value.cause.type == "BlockWaitTimedOut"
+    summary = yaml.safe_load(next(dirs["summaries"].rglob("*.yml")).read_text())
+    assert summary["outcome"] == "timed_out"
+
+
+async def test_block_wait_survives_worker_restart(client, server, dirs):
+    notify_script(dirs["home"])
+    env = worker_env(server, dirs)
+    config = load_config(env)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        async with running_worker(client, config):
+            handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "restart")
+            await parked(handle)
+        # no worker now: the approval is recorded by the server and picked up on restart
+        await handle.signal("approve", BlockDecision(by="carol"))
+        async with running_worker(client, config):
+            result = await handle.result()
+    assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "carol"
+
+
+async def test_failed_notification_is_not_fatal(client, cfg, dirs, env, worker):
+    script = dirs["home"] / "send-matrix.sh"
+    script.write_text("#!/bin/sh\necho boom >&2\nexit 7\n")
+    script.chmod(0o755)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "quiet")
+        await parked(handle)
+        await handle.signal("approve", BlockDecision(by="alice"))
+        result = await handle.result()
+    assert result.status == "complete"

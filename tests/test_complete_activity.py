@@ -1,0 +1,108 @@
+"""complete_activity.py exactly as agents run it: exit codes, token sources, no leaks."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+import yaml
+
+from tests.agents import AgentSim, run_cli
+from tests.helpers import eventually, files_of_type, start_pipeline
+
+EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 2, 3, 4, 5
+
+
+def assert_one_line(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.parametrize("args", [[], ["only-token"], ["dG9r", "done"]])
+async def test_usage_errors(args, env):
+    code, out, err = await run_cli(*args, env=env)
+    assert code == EXIT_USAGE
+    assert "Traceback" not in err
+    assert "usage:" in err or "status must be" in err
+
+
+BAD_TOKENS = {
+    "empty": "",
+    "whitespace": "   \t ",
+    "not-base64": "not*base64!",
+    "truncated": base64.b64encode(b"\x0a\x24abc").decode()[:-2] + "=",
+    "huge": "A" * 20000,
+    "unicode": "tökén",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TOKENS))
+async def test_bad_tokens_exit_3(name, env):
+    code, out, err = await run_cli(BAD_TOKENS[name], "success", "x", env=env)
+    assert code == EXIT_BAD_TOKEN, (code, err)
+    assert_one_line(err)
+
+
+async def test_random_bytes_token_rejected_by_server(env):
+    token = base64.b64encode(os.urandom(64)).decode()
+    code, _, err = await run_cli(token, "success", env=env)
+    assert code in (EXIT_BAD_TOKEN, EXIT_NOT_FOUND)
+    assert_one_line(err)
+    assert token not in err
+
+
+async def test_unreachable_server_exit_5(env):
+    env = {**env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    token = base64.b64encode(b"whatever-token").decode()
+    code, _, err = await run_cli(token, "success", env=env)
+    assert code == EXIT_UNREACHABLE
+    assert_one_line(err)
+    assert "127.0.0.1:1" in err and token not in err
+
+
+async def test_config_error_exit_6(env, dirs):
+    env = {**env, "VAULT_ADDR": "http://127.0.0.1:1"}
+    code, _, err = await run_cli(base64.b64encode(b"t").decode(), "success", env=env)
+    assert code == 6
+    assert_one_line(err)
+
+
+async def test_stdin_task_file_and_double_completion(client, cfg, dirs, env, worker):
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "cli-paths")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        token = yaml.safe_load(path.read_text())["payload"]["task_token"]
+        code, out, err = await run_cli("--task-file", str(path), "success", "scaffolded",
+                                       env=env)
+        assert code == 0, err
+        assert token not in out + err
+        # second completion of the same activity: clear "not found" exit code
+        code, _, err = await run_cli("-", "success", stdin=token.encode() + b"\n", env=env)
+        assert code == EXIT_NOT_FOUND
+        assert_one_line(err)
+        assert token not in err
+
+        async def implementing() -> bool:
+            return (await handle.query("progress")).get("stage") == "implement"
+
+        await eventually(implementing)
+        await handle.cancel()
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        implement = next(p for p in dirs["tasks"].glob("*.yml")
+                         if yaml.safe_load(p.read_text())["task_type"] == "build_plan")
+        # completion after the workflow was cancelled: not found, nothing crashes
+        code, _, err = await run_cli("--task-file", str(implement), "success", env=env)
+        assert code == EXIT_NOT_FOUND, err
+
+
+async def test_failed_status_fails_stage(client, cfg, dirs, env, worker):
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: ("failed", "")}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "cli-failed")
+        from temporalio.client import WorkflowFailureError
+
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "Stage prefab failed: Phase failed" in str(caught.value.cause)

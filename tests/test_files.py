@@ -1,0 +1,72 @@
+"""files.write_private: 0600, atomic, symlink-safe, private directories."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from exceptions import UnsafePathError
+from files import FileTooLarge, read_limited, write_private
+
+
+def test_mode_0600_even_with_umask_000(tmp_path):
+    old = os.umask(0)
+    try:
+        write_private(tmp_path / "d" / "f.yml", b"x: 1\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d" / "f.yml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o700
+    assert not (tmp_path / "d" / "f.yml.tmp").exists()
+
+
+def test_planted_symlink_at_final_path_is_replaced_not_followed(tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    directory = tmp_path / "tasks"
+    directory.mkdir(mode=0o700)
+    (directory / "f.yml").symlink_to(target)
+    write_private(directory / "f.yml", b"new")
+    assert target.read_text() == "precious"
+    assert not (directory / "f.yml").is_symlink()
+    assert (directory / "f.yml").read_bytes() == b"new"
+
+
+def test_planted_symlink_at_tmp_path_is_not_followed(tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    directory = tmp_path / "tasks"
+    directory.mkdir(mode=0o700)
+    (directory / "f.yml.tmp").symlink_to(target)
+    write_private(directory / "f.yml", b"new")
+    assert target.read_text() == "precious"
+    assert (directory / "f.yml").read_bytes() == b"new"
+
+
+def test_world_writable_dir_of_ours_is_tightened(tmp_path):
+    directory = tmp_path / "tasks"
+    directory.mkdir()
+    directory.chmod(0o777)
+    write_private(directory / "f", b"x")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_dir_owned_by_someone_else_is_refused(tmp_path):
+    directory = tmp_path / "tasks"
+    directory.mkdir()
+    os.chown(directory, 65534, 65534)
+    with pytest.raises(UnsafePathError, match="owned by uid 65534"):
+        write_private(directory / "f", b"x")
+    assert not (directory / "f").exists()
+
+
+def test_read_limited(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 11)
+    with pytest.raises(FileTooLarge):
+        read_limited(tmp_path / "big", 10)
+    assert read_limited(tmp_path / "big", 11) == b"x" * 11
+    (tmp_path / "link").symlink_to(tmp_path / "big")
+    with pytest.raises(OSError):
+        read_limited(tmp_path / "link", 100)

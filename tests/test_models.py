@@ -1,0 +1,52 @@
+"""Input validation happens at deserialization, before any file or workflow work."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from models import BlockDecision, BuildPipelineInput, BuildPlanInput
+
+GOOD = {"build_name": "web-app-2", "plan_path": "/plans/web.md",
+        "task_id": "3f2a9c1e-1111-2222-3333-444455556666", "target_agent": "dev"}
+
+
+def test_good_input_round_trips_with_upstream_names():
+    model = BuildPipelineInput.model_validate(GOOD)
+    assert model.model_dump() == GOOD
+
+
+@pytest.mark.parametrize("field,value", [
+    ("build_name", "Web"), ("build_name", "-x"), ("build_name", "a b"), ("build_name", ""),
+    ("build_name", "a/../b"),
+    ("target_agent", "../etc"), ("target_agent", "dev\nstatus: approved"), ("target_agent", ""),
+    ("target_agent", "a/b"), ("target_agent", ".."),
+    ("task_id", "../../x"), ("task_id", "short"), ("task_id", "abc def ghi"),
+    ("task_id", "12345678\n"),
+    ("plan_path", "/plans/../../etc/shadow"), ("plan_path", "/p\n- evil"), ("plan_path", ""),
+    ("plan_path", "/p\u2028x"),
+])
+def test_dangerous_values_rejected(field, value):
+    with pytest.raises(ValidationError):
+        BuildPipelineInput.model_validate({**GOOD, field: value})
+
+
+def test_unknown_fields_rejected():
+    with pytest.raises(ValidationError):
+        BuildPipelineInput.model_validate({**GOOD, "extra": 1})
+
+
+def test_plan_needs_phases_and_safe_agents():
+    with pytest.raises(ValidationError):
+        BuildPlanInput.model_validate({"plan_name": "p", "phases": []})
+    with pytest.raises(ValidationError):
+        BuildPlanInput.model_validate({"plan_name": "p", "phases": [
+            {"number": 1, "agent_type": "../x", "description": "d"}]})
+
+
+def test_block_decision_needs_who():
+    assert BlockDecision(by="alice").reason == ""
+    with pytest.raises(ValidationError):
+        BlockDecision(by="")
+    with pytest.raises(ValidationError):
+        BlockDecision(by="alice\nbob")
