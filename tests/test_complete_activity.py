@@ -21,7 +21,7 @@ def assert_one_line(stderr: str) -> None:
 
 @pytest.mark.parametrize("args", [[], ["only-token"], ["dG9r", "done"]])
 async def test_usage_errors(args, env):
-    code, out, err = await run_cli(*args, env=env)
+    code, _out, err = await run_cli(*args, env=env)
     assert code == EXIT_USAGE
     assert "Traceback" not in err
     assert "usage:" in err or "status must be" in err
@@ -39,7 +39,7 @@ BAD_TOKENS = {
 
 @pytest.mark.parametrize("name", sorted(BAD_TOKENS))
 async def test_bad_tokens_exit_3(name, env):
-    code, out, err = await run_cli(BAD_TOKENS[name], "success", "x", env=env)
+    code, _out, err = await run_cli(BAD_TOKENS[name], "success", "x", env=env)
     assert code == EXIT_BAD_TOKEN, (code, err)
     assert_one_line(err)
 
