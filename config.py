@@ -15,6 +15,7 @@ from exceptions import ConfigError
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
+PATH_FIELDS = ("send_matrix_script", "audit_dir", "task_dir", "summary_dir")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # Stage timings: env var -> (field, default). Values accept 30s / 15m / 2h / 7d.
@@ -70,11 +71,6 @@ class WorkerConfig(BaseModel):
     block_check_interval: float = 30
     metrics_interval: float = 10
     index_builds: bool = True
-
-    @field_validator("send_matrix_script", "audit_dir", "task_dir", "summary_dir")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
 
     @field_validator("task_queue", "matrix_room")
     @classmethod
@@ -145,6 +141,10 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
             values[field] = raw
     if env.get("LOG_LEVEL", "").strip():
         values["log_level"] = env["LOG_LEVEL"].strip().upper()
+    home = env.get("HOME") or str(Path.home())
+    for field in PATH_FIELDS:
+        raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
+        values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
     values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)
     values["triage_max_attempts"] = _int(env, "TRIAGE_MAX_ATTEMPTS", 5)

@@ -1,0 +1,75 @@
+"""Record workflow histories for the replay test: `python -m tests.record_histories`.
+
+Re-record only on purpose (a deliberate, versioned workflow change); CI replays these files
+so that a change which would break running workflows fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+
+from temporalio.client import WorkflowFailureError
+
+from config import load_config
+from models import BlockDecision, BuildPlanInput, PhaseSpec
+from tests.agents import AgentSim, triage_writer
+from tests.conftest import connect_client, running_worker, worker_env
+from tests.devserver import DevServer, free_port, temporal_cli
+from tests.helpers import eventually, start_pipeline
+
+OUT = Path(__file__).parent / "histories"
+
+
+async def record() -> None:
+    base = Path(tempfile.mkdtemp())
+    server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
+    server.start()
+    try:
+        client = await connect_client(server.address)
+        dirs = {name: base / name for name in ("home", "tasks", "audit", "summaries")}
+        dirs["home"].mkdir()
+        (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
+        (dirs["home"] / "send-matrix.sh").chmod(0o755)
+        env = worker_env(server, dirs)
+        config = load_config(env)
+        cases = {
+            "clean": {"info": ["fine"]},
+            "flags": {"flags": ["world-readable key"]},
+            "blocks-approved": {"blocks": ["docker socket"], "flags": ["f"]},
+            "blocks-rejected": {"blocks": ["root"]},
+        }
+        async with running_worker(client, config):
+            for name, triage in cases.items():
+                behaviours = {"security_audit": triage_writer(dirs["audit"], triage)}
+                async with AgentSim(dirs["tasks"], env, behaviours, client=client):
+                    handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                                  f"replay-{name}")
+                    if "blocks" in triage:
+                        await eventually(lambda h=handle: _parked(h))
+                        verdict = "approve" if name.endswith("approved") else "reject"
+                        await handle.signal(verdict, BlockDecision(by="recorder"))
+                    with contextlib.suppress(WorkflowFailureError):
+                        await handle.result()
+                history = await handle.fetch_history()
+                (OUT / f"pipeline-{name}.json").write_text(history.to_json())
+            plan = BuildPlanInput(plan_name="replay-plan", phases=[
+                PhaseSpec(number=1, agent_type="dev", description="one"),
+                PhaseSpec(number=2, agent_type="ops", description="two")])
+            async with AgentSim(dirs["tasks"], env, client=client):
+                handle = await client.start_workflow("BuildPlanWorkflow", plan, id="replay-plan",
+                                                     task_queue=config.task_queue)
+                await handle.result()
+            (OUT / "plan.json").write_text((await handle.fetch_history()).to_json())
+    finally:
+        server.stop()
+
+
+async def _parked(handle) -> bool:
+    return (await handle.query("progress")).get("stage") == "wait"
+
+
+if __name__ == "__main__":
+    asyncio.run(record())

@@ -1,0 +1,82 @@
+"""load_config: defaults, overrides, and one readable ConfigError for bad values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from config import load_config
+from exceptions import ConfigError
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    return {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
+
+
+def test_defaults_match_the_contract(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(base_env(tmp_path))
+    assert config.client.address == "localhost:7233"
+    assert config.client.namespace == "default"
+    assert config.task_queue == "helm-build" and config.matrix_room == "sysadmin"
+    assert config.task_dir == tmp_path / ".claude/task-queue"
+    assert config.audit_dir == tmp_path / ".claude/comms/artifacts/audit-requests"
+    assert config.summary_dir == tmp_path / "repos/personal/agent-activity/workflows"
+    assert config.send_matrix_script == tmp_path / "scripts/send-matrix.sh"
+    assert config.timeout_implement == 4 * 3600 and config.block_wait_timeout == 7 * 86400
+    assert config.block_check_interval == 30 and config.notifiers == ("script",)
+    assert config.otel_service_name == "temporal-build-worker"
+
+
+def test_overrides(tmp_path):
+    env = {**base_env(tmp_path), "TEMPORAL_ADDRESS": "temporal:7233",
+           "TEMPORAL_NAMESPACE": "builds", "TASK_QUEUE_DIR": str(tmp_path / "q"),
+           "NTFY_URL": "http://ntfy/x", "BLOCK_WAIT_TIMEOUT": "2h", "LOG_LEVEL": "debug"}
+    config = load_config(env)
+    assert config.client.address == "temporal:7233" and config.client.namespace == "builds"
+    assert config.task_dir == tmp_path / "q" and config.notifiers == ("script", "ntfy")
+    assert config.block_wait_timeout == 7200 and config.log_level == "DEBUG"
+
+
+def test_profile_file_is_honoured(tmp_path):
+    profile = tmp_path / "temporal.toml"
+    profile.write_text('[profile.prod]\naddress = "prod:7233"\nnamespace = "prod-ns"\n')
+    env = {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": str(profile),
+           "TEMPORAL_PROFILE": "prod"}
+    config = load_config(env)
+    assert (config.client.address, config.client.namespace) == ("prod:7233", "prod-ns")
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("LOG_LEVEL", "LOUD", "log_level"),
+    ("BLOCK_CHECK_INTERVAL", "soon", "BLOCK_CHECK_INTERVAL"),
+    ("TIMEOUT_IMPLEMENT", "0", "TIMEOUT_IMPLEMENT"),
+    ("MAX_CONCURRENT_ACTIVITIES", "many", "MAX_CONCURRENT_ACTIVITIES"),
+    ("TEMPORAL_REQUIRE_TLS", "maybe", "TEMPORAL_REQUIRE_TLS"),
+    ("NOTIFIERS", "pager", "unknown notifier"),
+    ("NOTIFIERS", "matrix", "MATRIX_HOMESERVER"),
+    ("VAULT_ADDR", "http://vault:8200", "missing: VAULT_ROLE_ID"),
+])
+def test_bad_values_raise_one_line(tmp_path, name, value, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_config({**base_env(tmp_path), name: value})
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_secret_id_file_is_config_error(tmp_path):
+    env = {**base_env(tmp_path), "VAULT_ADDR": "http://v", "VAULT_ROLE_ID": "r",
+           "VAULT_SECRET_ID_FILE": str(tmp_path / "nope")}
+    with pytest.raises(ConfigError, match="VAULT_SECRET_ID_FILE"):
+        load_config(env)
+
+
+def test_describe_has_no_secrets(tmp_path):
+    secret = tmp_path / "sid"
+    secret.write_text("s3cr3t-secret-id")
+    env = {**base_env(tmp_path), "VAULT_ADDR": "http://v", "VAULT_ROLE_ID": "role",
+           "VAULT_SECRET_ID_FILE": str(secret), "TEMPORAL_API_KEY": "api-key-value"}
+    text = json.dumps(load_config(env).describe())
+    assert "s3cr3t-secret-id" not in text and "api-key-value" not in text
+    assert '"tls": "vault"' in text
