@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Operator CLI: start, list, inspect, approve, reject and cancel builds without writing JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import WorkerConfig, load_config
+from exceptions import TemporalWorkerError
+from models import BlockDecision, BuildPipelineInput, BuildPlanInput, Progress
+from search_attributes import namespace_has_build_attributes
+from temporal_client import connect
+from workflows.build_pipeline import BUILD_NAME, TARGET_AGENT
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_FOUND = 1, 2, 3, 4
+EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 5, 6, 7
+WORKFLOW_TYPES = "('BuildPipelineWorkflow', 'BuildPlanWorkflow')"
+
+
+class Failure(Exception):
+    """One line for the operator and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ui_link(config: WorkerConfig, workflow_id: str) -> str:
+    base = config.temporal_ui_url.rstrip("/")
+    return f"{base}/namespaces/{config.client.namespace}/workflows/{workflow_id}"
+
+
+def validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"invalid {where}: {first['msg']}"
+
+
+async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    try:
+        params = BuildPipelineInput(build_name=args.build_name, plan_path=args.plan_path,
+                                    task_id=args.task_id, target_agent=args.agent)
+    except ValidationError as err:
+        raise Failure(validation_message(err), EXIT_INVALID) from None
+    workflow_id = args.id or f"build-{params.build_name}-{uuid.uuid4().hex[:8]}"
+    attributes = TypedSearchAttributes.empty
+    if await namespace_has_build_attributes(client):
+        attributes = TypedSearchAttributes([
+            SearchAttributePair(BUILD_NAME, params.build_name),
+            SearchAttributePair(TARGET_AGENT, params.target_agent)])
+    await client.start_workflow(
+        "BuildPipelineWorkflow", params, id=workflow_id, task_queue=config.task_queue,
+        search_attributes=attributes,
+        static_summary=f"Build {params.build_name} for agent {params.target_agent}",
+        static_details=f"Plan: {params.plan_path}\n\nOriginating task: {params.task_id}")
+    return {"workflow_id": workflow_id, "ui": ui_link(config, workflow_id)}
+
+
+async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    try:
+        raw = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+        plan = BuildPlanInput.model_validate(raw)
+    except OSError as err:
+        raise Failure(f"cannot read {args.file}: {err.strerror}", EXIT_INVALID) from None
+    except yaml.YAMLError:
+        raise Failure(f"{args.file} is not valid YAML", EXIT_INVALID) from None
+    except ValidationError as err:
+        raise Failure(validation_message(err), EXIT_INVALID) from None
+    workflow_id = args.id or f"plan-{uuid.uuid4().hex[:8]}"
+    await client.start_workflow(
+        "BuildPlanWorkflow", plan, id=workflow_id, task_queue=config.task_queue,
+        static_summary=f"Plan {plan.plan_name}: {len(plan.phases)} phase(s)")
+    return {"workflow_id": workflow_id, "ui": ui_link(config, workflow_id)}
+
+
+async def _progress(client: Client, workflow_id: str) -> Progress | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).query(
+            "progress", result_type=Progress, rpc_timeout=timedelta(seconds=5))
+    except Exception:
+        return None
+
+
+async def cmd_list(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    query = f"TaskQueue = '{config.task_queue}' AND WorkflowType IN {WORKFLOW_TYPES}"
+    rows = []
+    async for execution in client.list_workflows(query, limit=args.limit):
+        status = execution.status.name.lower() if execution.status else "unknown"
+        stage = None
+        if status == "running":
+            progress = await _progress(client, execution.id)
+            stage = progress.stage if progress else None
+        rows.append({"workflow_id": execution.id, "type": execution.workflow_type,
+                     "status": status, "stage": stage,
+                     "started": execution.start_time.isoformat()})
+    return {"workflows": rows}
+
+
+async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    handle = client.get_workflow_handle(args.workflow_id)
+    description = await handle.describe()
+    result: dict[str, Any] = {"workflow_id": args.workflow_id,
+                              "type": description.workflow_type,
+                              "status": description.status.name.lower()
+                              if description.status else "unknown",
+                              "ui": ui_link(config, args.workflow_id)}
+    progress = await _progress(client, args.workflow_id)
+    if progress is not None:
+        result["progress"] = progress.model_dump(mode="json")
+    return result
+
+
+async def cmd_decide(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    try:
+        decision = BlockDecision(by=args.by, reason=args.reason or "")
+    except ValidationError as err:
+        raise Failure(validation_message(err), EXIT_INVALID) from None
+    update = "approve_blocks" if args.command == "approve" else "reject_blocks"
+    handle = client.get_workflow_handle(args.workflow_id)
+    try:
+        verdict = await handle.execute_update(update, decision, result_type=str)
+    except WorkflowUpdateFailedError as err:
+        cause = getattr(err.cause, "message", None) or str(err.cause)
+        raise Failure(f"refused: {cause}", EXIT_REFUSED) from None
+    return {"workflow_id": args.workflow_id, "decision": verdict, "by": decision.by}
+
+
+async def cmd_cancel(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
+    await client.get_workflow_handle(args.workflow_id).cancel()
+    return {"workflow_id": args.workflow_id, "cancel_requested": True}
+
+
+def print_human(command: str, result: dict) -> None:
+    if command in ("start", "plan"):
+        print(f"started {result['workflow_id']}\n{result['ui']}")
+    elif command == "list":
+        for row in result["workflows"]:
+            print(f"{row['workflow_id']:<40} {row['type']:<22} {row['status']:<11} "
+                  f"{row['stage'] or '-'}")
+        if not result["workflows"]:
+            print("no builds found")
+    elif command == "status":
+        print(f"{result['workflow_id']} ({result['type']}): {result['status']}")
+        progress = result.get("progress")
+        if progress:
+            print(f"stage: {progress['stage']}")
+            print(f"done: {', '.join(progress['stages_done']) or '-'}")
+            print(f"waiting on: {progress['waiting_on'] or '-'}")
+            if progress.get("deadline"):
+                print(f"deadline: {progress['deadline']}")
+        print(result["ui"])
+    elif command in ("approve", "reject"):
+        print(f"{result['workflow_id']}: {result['decision']} by {result['by']}")
+    else:
+        print(f"{result['workflow_id']}: cancellation requested")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="buildctl.py", description=__doc__)
+    root.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = root.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start a BuildPipelineWorkflow")
+    start.add_argument("--build-name", required=True)
+    start.add_argument("--plan-path", required=True)
+    start.add_argument("--task-id", required=True, help="originating task-queue task id")
+    start.add_argument("--agent", required=True, help="target agent")
+    start.add_argument("--id", help="workflow id (default build-<name>-<random>)")
+    plan = commands.add_parser("plan", help="start a BuildPlanWorkflow from a YAML plan")
+    plan.add_argument("file")
+    plan.add_argument("--id")
+    listing = commands.add_parser("list", help="recent builds with status and stage")
+    listing.add_argument("--limit", type=int, default=20)
+    status = commands.add_parser("status", help="progress of one build")
+    status.add_argument("workflow_id")
+    approve = commands.add_parser("approve", help="approve a build waiting on blocks")
+    approve.add_argument("workflow_id")
+    approve.add_argument("--by", required=True)
+    approve.add_argument("--reason", default="")
+    reject = commands.add_parser("reject", help="reject a build waiting on blocks")
+    reject.add_argument("workflow_id")
+    reject.add_argument("--by", required=True)
+    reject.add_argument("--reason", required=True)
+    cancel = commands.add_parser("cancel", help="cancel a build")
+    cancel.add_argument("workflow_id")
+    return root
+
+
+COMMANDS = {"start": cmd_start, "plan": cmd_plan, "list": cmd_list, "status": cmd_status,
+            "approve": cmd_decide, "reject": cmd_decide, "cancel": cmd_cancel}
+
+
+async def run(args: argparse.Namespace) -> dict:
+    try:
+        config = load_config()
+        client = await connect(config.client)
+    except TemporalWorkerError as err:
+        raise Failure(str(err), EXIT_CONFIG) from None
+    except RuntimeError:
+        raise Failure("cannot reach Temporal at "
+                      f"{config.client.address}", EXIT_UNREACHABLE) from None
+    try:
+        return await COMMANDS[args.command](client, config, args)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Failure(f"not found: {getattr(args, 'workflow_id', '')}".strip(),
+                          EXIT_NOT_FOUND) from None
+        if err.status == RPCStatusCode.ALREADY_EXISTS:
+            raise Failure("a workflow with that id is already running", EXIT_REFUSED) from None
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise Failure(f"cannot reach Temporal at {config.client.address}",
+                          EXIT_UNREACHABLE) from None
+        raise Failure(f"Temporal refused: {err.status.name}: {err.message[:200]}",
+                      EXIT_REFUSED) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.disable(logging.WARNING)  # the CLI speaks through its own output only
+    try:
+        result = asyncio.run(run(args))
+    except Failure as err:
+        if args.json:
+            print(json.dumps({"error": str(err), "exit_code": err.code}))
+        else:
+            print(f"buildctl: {err}", file=sys.stderr)
+        return err.code
+    except Exception as err:
+        print(f"buildctl: unexpected {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_human(args.command, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

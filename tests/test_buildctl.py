@@ -1,0 +1,108 @@
+"""buildctl.py as operators run it: a subprocess against the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from models import Progress
+from tests.agents import AgentSim, triage_writer
+from tests.helpers import eventually, make_origin
+
+BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
+
+
+async def buildctl(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, BUILDCTL, *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_start_status_list_approve(client, cfg, dirs, env, worker):
+    (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
+    (dirs["home"] / "send-matrix.sh").chmod(0o755)
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    origin = make_origin(dirs["tasks"])
+    hold_close = {"on": True}
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["b1"]}),
+                  "build_closeout": lambda d, p: None if hold_close["on"] else ("success", "r")}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        code, out, err = await buildctl(env, "start", "--build-name", "ctl-demo", "--plan-path",
+                                        "/plans/ctl.md", "--task-id", origin, "--agent", "dev",
+                                        "--id", "ctl-demo-1")
+        assert code == 0, err
+        assert out.splitlines() == ["started ctl-demo-1",
+                                    "http://localhost:8233/namespaces/default/workflows/"
+                                    "ctl-demo-1"]
+        handle = client.get_workflow_handle("ctl-demo-1")
+        description = await handle.describe()
+        assert (await description.static_summary()) == "Build ctl-demo for agent dev"
+
+        async def parked() -> bool:
+            return (await handle.query("progress", result_type=Progress)).stage == "wait"
+
+        await eventually(parked)
+        code, out, _ = await buildctl(env, "--json", "status", "ctl-demo-1")
+        status = json.loads(out)
+        assert code == 0 and status["status"] == "running"
+        assert status["progress"]["stage"] == "wait" and status["progress"]["deadline"]
+        code, out, _ = await buildctl(env, "--json", "list")
+        rows = json.loads(out)["workflows"]
+        assert {"workflow_id": "ctl-demo-1", "stage": "wait"}.items() <= next(
+            r for r in rows if r["workflow_id"] == "ctl-demo-1").items()
+        code, out, err = await buildctl(env, "approve", "ctl-demo-1", "--by", "alice",
+                                        "--reason", "ok")
+        assert code == 0, err
+        assert out.strip() == "ctl-demo-1: approved by alice"
+        code, _, err = await buildctl(env, "reject", "ctl-demo-1", "--by", "bob",
+                                      "--reason", "late")
+        assert code == 7 and "refused: this pipeline is not waiting" in err
+        hold_close["on"] = False
+        result = await handle.result()
+    assert yaml.safe_load(Path(result["summary_path"]).read_text())["decided_by"] == "alice"
+
+
+async def test_errors_have_distinct_codes(client, cfg, dirs, env, worker):
+    code, out, err = await buildctl(env, "start", "--build-name", "Bad!", "--plan-path", "/p",
+                                    "--task-id", "12345678-x", "--agent", "dev")
+    assert code == 3 and "build_name" in err and "Traceback" not in err
+    code, _, err = await buildctl(env, "status", "no-such-build")
+    assert code == 4 and "not found" in err
+    code, out, _ = await buildctl(env, "--json", "approve", "no-such-build", "--by", "x")
+    assert code == 4 and json.loads(out)["exit_code"] == 4
+    code, _, err = await buildctl({**env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}, "list")
+    assert code == 5 and "cannot reach" in err
+    code, _, err = await buildctl({**env, "LOG_LEVEL": "NOISY"}, "list")
+    assert code == 6 and "log_level" in err
+    code, _, err = await buildctl(env, "reject", "x", "--by", "bob")
+    assert code == 2 and "--reason" in err
+
+
+async def test_plan_and_cancel(client, cfg, dirs, env, worker, tmp_path):
+    plan_file = tmp_path / "plan.yml"
+    plan_file.write_text(yaml.safe_dump({"plan_name": "ctl-plan", "phases": [
+        {"number": 1, "agent_type": "dev", "description": "first"}]}))
+    code, out, err = await buildctl(env, "plan", str(plan_file), "--id", "ctl-plan-1")
+    assert code == 0, err
+    await eventually(lambda: list(dirs["tasks"].glob("*.yml")))
+    code, out, err = await buildctl(env, "cancel", "ctl-plan-1")
+    assert code == 0 and "cancellation requested" in out
+    handle = client.get_workflow_handle("ctl-plan-1")
+
+    async def cancelled() -> bool:
+        return (await handle.describe()).status.name == "CANCELED"
+
+    await eventually(cancelled)
+    bad = tmp_path / "bad.yml"
+    bad.write_text("plan_name: x\nphases: []\n")
+    code, _, err = await buildctl(env, "plan", str(bad))
+    assert code == 3 and "phases" in err
+
+
