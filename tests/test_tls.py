@@ -1,0 +1,85 @@
+"""mTLS end to end: nginx demands a client certificate; the worker and the agents' CLI get
+theirs from Vault (protocol fake) and complete a stage through it."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+from temporalio.service import TLSConfig
+
+from tests.agents import AgentSim
+from tests.conftest import worker_env
+from tests.helpers import eventually, files_of_type, start_pipeline
+from tests.processes import WorkerProcess
+from tests.tls_bed import NginxGrpcProxy, make_certs
+from tests.vault_fake import VaultFake
+
+SECRET_ID = "approle-secret-9d2c"
+
+
+@pytest.fixture
+def certs(tmp_path):
+    return make_certs(tmp_path / "pki")
+
+
+@pytest.fixture
+def proxy(tmp_path, certs, server):
+    with NginxGrpcProxy(tmp_path / "nginx", certs, server.port) as running:
+        yield running
+
+
+def vault_env(base: dict[str, str], vault: VaultFake, tmp_path) -> dict[str, str]:
+    secret_file = tmp_path / "secret-id"
+    secret_file.write_text(SECRET_ID)
+    return {**base, "VAULT_ADDR": vault.url, "VAULT_ROLE_ID": "worker",
+            "VAULT_SECRET_ID_FILE": str(secret_file), "TEMPORAL_REQUIRE_TLS": "1"}
+
+
+async def test_worker_and_cli_complete_a_stage_over_mtls(client, server, dirs, tmp_path, certs,
+                                                         proxy):
+    pems = {"ca_cert_pem": certs.ca.decode(), "client_cert_pem": certs.client_cert.decode(),
+            "client_key_pem": certs.client_key.decode()}
+    with VaultFake("worker", SECRET_ID, {"temporal/worker": pems}) as vault:
+        env = vault_env(worker_env(server, dirs, TEMPORAL_ADDRESS=proxy.address), vault,
+                        tmp_path)
+        worker = WorkerProcess(env, tmp_path / "worker.log")
+        worker.start()
+        try:
+            await worker.wait_event("worker_started")
+            assert not any(e.get("event") == "tls_disabled" for e in worker.events())
+            prefab_only = {"build_plan": lambda d, p: None}
+            async with AgentSim(dirs["tasks"], env, prefab_only) as agents:
+                handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "tls")
+                await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"), 60)
+            assert agents.errors == []
+            assert [d["task_type"] for d in agents.seen] == ["build_prefab"]
+            await handle.terminate("done")
+        finally:
+            await worker.stop()
+    logins = [r for r in vault.requests if r[1] == "/v1/auth/approle/login"]
+    assert len(logins) >= 2  # the worker and the CLI each logged in
+    log_text = (tmp_path / "worker.log").read_text()
+    assert SECRET_ID not in log_text and "PRIVATE KEY" not in log_text
+
+
+async def test_client_without_certificate_is_refused(proxy, certs):
+    with pytest.raises(RuntimeError):
+        client = await Client.connect(proxy.address,
+                                      tls=TLSConfig(server_root_ca_cert=certs.ca))
+        await client.count_workflows()
+
+
+async def test_client_with_certificate_is_accepted(proxy, certs):
+    client = await Client.connect(proxy.address, tls=TLSConfig(
+        server_root_ca_cert=certs.ca, client_cert=certs.client_cert,
+        client_private_key=certs.client_key))
+    assert (await client.count_workflows()).count >= 0
+
+
+async def test_require_tls_without_credentials_refuses_to_start(server, dirs, tmp_path):
+    env = worker_env(server, dirs, TEMPORAL_REQUIRE_TLS="1")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    assert await worker.wait_exit() == 3
+    events = [e["event"] for e in worker.events()]
+    assert "credentials_unavailable" in events and "worker_started" not in events
