@@ -36,23 +36,22 @@ def test_success_returns_bytes(tmp_path, caplog):
 
 
 def test_wrong_secret_id(tmp_path):
-    with VaultFake("worker-role", SECRET_ID, {"temporal/worker": PEMS}) as vault:
-        with pytest.raises(CredentialError, match="refused") as caught:
-            fetch_tls_material(settings(vault.url, tmp_path, secret="wrong-secret"))
+    with (VaultFake("worker-role", SECRET_ID, {"temporal/worker": PEMS}) as vault,
+          pytest.raises(CredentialError, match="refused") as caught):
+        fetch_tls_material(settings(vault.url, tmp_path, secret="wrong-secret"))
     assert "wrong-secret" not in str(caught.value)
 
 
 def test_missing_field(tmp_path):
     partial = {k: v for k, v in PEMS.items() if k != "client_key_pem"}
-    with VaultFake("worker-role", SECRET_ID, {"temporal/worker": partial}) as vault:
-        with pytest.raises(CredentialError, match="lacks field.*client_key_pem"):
-            fetch_tls_material(settings(vault.url, tmp_path))
+    with (VaultFake("worker-role", SECRET_ID, {"temporal/worker": partial}) as vault,
+          pytest.raises(CredentialError, match=r"lacks field.*client_key_pem")):
+        fetch_tls_material(settings(vault.url, tmp_path))
 
 
 def test_missing_secret_path(tmp_path):
-    with VaultFake("worker-role", SECRET_ID, {}) as vault:
-        with pytest.raises(CredentialError):
-            fetch_tls_material(settings(vault.url, tmp_path))
+    with VaultFake("worker-role", SECRET_ID, {}) as vault, pytest.raises(CredentialError):
+        fetch_tls_material(settings(vault.url, tmp_path))
 
 
 def test_empty_secret_id_file(tmp_path):

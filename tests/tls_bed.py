@@ -90,7 +90,7 @@ http {{
         self.process = subprocess.Popen(
             [self.binary, "-p", str(self.directory), "-c", str(self.conf), "-g",
              "daemon off;"], stdout=subprocess.DEVNULL,
-            stderr=open(self.directory / "logs" / "stderr.log", "wb"))  # noqa: SIM115
+            stderr=open(self.directory / "logs" / "stderr.log", "wb"))
         wait_port(self.port, timeout=15)
         return self
 
