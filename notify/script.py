@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 PM2_IPC_VARS = ("NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_UNIQUE_ID")
@@ -28,12 +30,13 @@ class ScriptNotifier:
         process = await asyncio.create_subprocess_exec(
             str(self.script), self.room, f"{title}\n{message}",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=child_env(),
+            stderr=asyncio.subprocess.PIPE, env=child_env(), start_new_session=True,
         )
         try:
             _, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the script and anything it started
             await process.wait()
             raise RuntimeError(f"{self.script} did not finish within {self.timeout:g}s") from None
         if process.returncode != 0:
