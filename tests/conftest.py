@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config import WorkerConfig, load_config
+from logs import JsonFormatter
 from tests.devserver import DevServer, free_port, temporal_cli
 from worker import build_worker
 
@@ -113,3 +115,26 @@ async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[
 async def worker(client: Client, cfg: WorkerConfig) -> AsyncIterator[Any]:
     async with running_worker(client, cfg) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+                       ) -> Iterator[None]:
+    """After every test: no task token written to its task dir appears in any log record."""
+    caplog.set_level("DEBUG")
+    if "dirs" not in request.fixturenames:
+        yield
+        return
+    task_dir = request.getfixturevalue("dirs")["tasks"]
+    yield
+    tokens = set()
+    for path in task_dir.rglob("*.yml") if task_dir.exists() else []:
+        with contextlib.suppress(Exception):
+            token = yaml.safe_load(path.read_text())["payload"].get("task_token")
+            if token:
+                tokens.add(token)
+    formatter = JsonFormatter()
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    text = "\n".join(formatter.format(record) for record in records)
+    leaked = [token for token in tokens if token in text or token[:40] in text]
+    assert not leaked, f"{len(leaked)} task token(s) appeared in the logs"

@@ -1,0 +1,61 @@
+"""JSON log lines: every line parses, carries worker_id; activity lines carry context."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from logs import WORKER_ID, JsonFormatter
+from tests.agents import AgentSim
+from tests.conftest import worker_env
+from tests.helpers import eventually, files_of_type, start_pipeline
+from tests.processes import WorkerProcess
+
+
+def test_formatter_adds_temporal_context():
+    record = logging.makeLogRecord({"msg": "task_dispatched", "levelname": "INFO",
+                                    "name": "activities", "task_id": "abc",
+                                    "temporal_activity": {"workflow_id": "wf-1",
+                                                          "activity_type": "implement_build"}})
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["event"] == "task_dispatched" and entry["worker_id"] == WORKER_ID
+    assert entry["workflow_id"] == "wf-1" and entry["activity"] == "implement_build"
+    assert entry["task_id"] == "abc" and entry["level"] == "INFO" and "timestamp" in entry
+
+
+async def test_worker_process_logs_and_stops_gracefully(client, server, dirs, tmp_path):
+    log_file = tmp_path / "extra.log"
+    env = worker_env(server, dirs, LOG_FILE=str(log_file))
+    worker = WorkerProcess(env, tmp_path / "stdout.log")
+    worker.start()
+    try:
+        await worker.wait_event("worker_started")
+        async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
+            handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "logged")
+            await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        await worker.wait_event("task_dispatched", count=2)
+    finally:
+        code = await worker.stop()
+    assert code == 0
+    events = worker.events()
+    assert [e["event"] for e in events if e["event"].startswith("worker_")] == [
+        "worker_starting", "worker_started", "worker_stopped"]
+    assert all(e.get("worker_id") == events[0]["worker_id"] for e in events)
+    dispatched = [e for e in events if e["event"] == "task_dispatched"]
+    assert dispatched[0]["workflow_id"] == handle.id
+    assert {e["activity"] for e in dispatched} == {"prefab_scaffolding", "implement_build"}
+    assert "<non-json>" not in {e["event"] for e in events}
+    assert "worker_stopped" in log_file.read_text()
+    tokens = [d["payload"]["task_token"] for d in files_of_type(dirs["tasks"], "build_plan")]
+    assert tokens and all(t not in (tmp_path / "stdout.log").read_text() for t in tokens)
+    await handle.terminate("done")
+
+
+async def test_bad_config_exits_2_with_one_line(server, dirs, tmp_path):
+    worker = WorkerProcess(worker_env(server, dirs, BLOCK_CHECK_INTERVAL="never"),
+                           tmp_path / "out.log")
+    worker.start()
+    assert await worker.wait_exit() == 2
+    events = worker.events()
+    assert len(events) == 1 and events[0]["event"] == "config_invalid"
+    assert "BLOCK_CHECK_INTERVAL" in events[0]["error"]
