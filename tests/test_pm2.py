@@ -1,0 +1,82 @@
+"""The real pm2 (npm) runs ecosystem.config.js: online, polling, restarted after a kill,
+stopped gracefully."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.agents import AgentSim
+from tests.conftest import worker_env
+from tests.helpers import eventually, files_of_type, start_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "temporal-build-worker"
+
+
+def pm2_binary() -> str:
+    path = os.environ.get("PM2_BIN")
+    if path and os.access(path, os.X_OK):
+        return path
+    result = subprocess.run([str(ROOT / "scripts" / "ensure-pm2.sh")], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"pm2 is required: {result.stderr.strip()}", pytrace=False)
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def pm2(tmp_path, server, dirs):
+    env = {**worker_env(server, dirs), "PM2_HOME": str(tmp_path / "pm2home")}
+    binary = pm2_binary()
+
+    def run(*args: str) -> str:
+        return subprocess.run([binary, *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True, timeout=120).stdout
+
+    yield run, env
+    subprocess.run([binary, "kill"], env=env, capture_output=True, timeout=60, check=False)
+
+
+def app_state(run) -> dict:
+    apps = json.loads(run("jlist"))
+    app = next(a for a in apps if a["name"] == APP)
+    return {"status": app["pm2_env"]["status"], "pid": app["pid"],
+            "restarts": app["pm2_env"]["restart_time"],
+            "out": app["pm2_env"]["pm_out_log_path"]}
+
+
+async def test_pm2_runs_restarts_and_stops_the_worker(client, dirs, pm2):
+    run, env = pm2
+    run("start", "ecosystem.config.js")
+    first = await eventually(lambda: (s := app_state(run))["status"] == "online" and s["pid"]
+                             and s, 60)
+    out_log = Path(first["out"])
+    await eventually(lambda: out_log.exists() and "worker_started" in out_log.read_text(), 60)
+    async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "pm2")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"), 60)
+    os.kill(first["pid"], signal.SIGKILL)
+    restarted = await eventually(
+        lambda: (s := app_state(run))["status"] == "online" and s["pid"]
+        and s["pid"] != first["pid"] and s, 60)
+    assert restarted["restarts"] >= 1
+    await eventually(lambda: out_log.read_text().count("worker_started") >= 2, 60)
+    run("stop", APP)
+    await eventually(lambda: "worker_stopped" in out_log.read_text(), 60)
+    assert app_state(run)["status"] == "stopped"
+    await handle.terminate("done")
+
+
+def test_ecosystem_file_has_the_contract():
+    text = (ROOT / "ecosystem.config.js").read_text()
+    for needle in ('name: "temporal-build-worker"', 'script: "worker.py"', "autorestart: true",
+                   "watch: false", "max_restarts: 10", "exp_backoff_restart_delay",
+                   'PYTHONUNBUFFERED: "1"', "MATRIX_ROOM", '".venv", "bin", "python"'):
+        assert needle in text
+    assert "/home/" not in text and "/root" not in text
