@@ -22,14 +22,14 @@ class Telemetry:
     """Holds the runtime, interceptors and instruments; every method is cheap when disabled."""
 
     def __init__(self, runtime: Runtime | None = None, interceptors: list[Any] | None = None,
-                 tracer: Any = None, provider: Any = None) -> None:
+                 tracer: Any = None, provider: Any = None,
+                 counter_name: str = "activity.dispatched") -> None:
         self.runtime = runtime
         self.interceptors = interceptors or []
         self._tracer = tracer
         self._provider = provider
         self._counter = (
-            runtime.metric_meter.create_counter(
-                "activity.dispatched", "Agent task files dispatched", "1")
+            runtime.metric_meter.create_counter(counter_name, "Agent task files dispatched", "1")
             if runtime is not None else None
         )
 
@@ -61,6 +61,8 @@ def setup_telemetry(otel_endpoint: str | None, service_name: str,
     """Telemetry per the config; without an endpoint nothing from opentelemetry is imported."""
     if not otel_endpoint and not prometheus_bind:
         return Telemetry()
+    # Prometheus names allow no dots: the same counter is activity_dispatched there.
+    counter_name = "activity_dispatched" if prometheus_bind else "activity.dispatched"
     if prometheus_bind:
         metrics: Any = PrometheusConfig(bind_address=prometheus_bind)
     else:
@@ -70,7 +72,7 @@ def setup_telemetry(otel_endpoint: str | None, service_name: str,
                                                 global_tags={"service_name": service_name}))
     if not otel_endpoint:
         log.info("telemetry_enabled", extra={"prometheus": prometheus_bind})
-        return Telemetry(runtime=runtime)
+        return Telemetry(runtime=runtime, counter_name=counter_name)
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -89,4 +91,4 @@ def setup_telemetry(otel_endpoint: str | None, service_name: str,
     log.info("telemetry_enabled", extra={"otlp_endpoint": otel_endpoint,
                                          "prometheus": prometheus_bind})
     return Telemetry(runtime=runtime, interceptors=[interceptor], tracer=tracer,
-                     provider=provider)
+                     provider=provider, counter_name=counter_name)
