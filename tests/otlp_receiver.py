@@ -24,7 +24,7 @@ class OtlpReceiver:
         receiver = self
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request, context):  # noqa: N802 - gRPC method name
+            def Export(self, request, context):
                 with receiver.lock:
                     for resource in request.resource_spans:
                         for scope in resource.scope_spans:
@@ -32,7 +32,7 @@ class OtlpReceiver:
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-            def Export(self, request, context):  # noqa: N802 - gRPC method name
+            def Export(self, request, context):
                 with receiver.lock:
                     for resource in request.resource_metrics:
                         for scope in resource.scope_metrics:
