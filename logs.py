@@ -37,7 +37,14 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=_safe_str)
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # e.g. a dead weakref proxy handed to a third-party log call
+        return f"<unprintable {type(value).__name__}>"
 
 
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:

@@ -41,11 +41,13 @@ def server(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     dev.stop()
 
 
-async def connect_client(address: str, attempts: int = 100) -> Client:
+async def connect_client(address: str, attempts: int = 100,
+                         namespace: str = "default") -> Client:
     """Connect once the namespace answers (the port opens a little earlier)."""
     for _ in range(attempts):
         try:
-            client = await Client.connect(address, data_converter=pydantic_data_converter)
+            client = await Client.connect(address, namespace=namespace,
+                                          data_converter=pydantic_data_converter)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return client
         except Exception:
