@@ -99,10 +99,10 @@ class Browser:
         return "\n".join(texts)
 
     async def click_text(self, text: str) -> bool:
-        script = ("(() => { const t = %s; const el = [...document.querySelectorAll("
-                  "'button, a, [role=tab], summary')].find(e => e.innerText && "
-                  "e.innerText.trim().startsWith(t)); if (el) { el.click(); return true; } "
-                  "return false; })()") % json.dumps(text)
+        finder = ("[...document.querySelectorAll('button, a, [role=tab], summary')]"
+                  ".find(e => e.innerText && e.innerText.trim().startsWith(t))")
+        script = (f"(() => {{ const t = {json.dumps(text)}; const el = {finder}; "
+                  "if (el) { el.click(); return true; } return false; })()")
         result = await self.call("Runtime.evaluate", expression=script, returnByValue=True)
         return bool(result.get("result", {}).get("value"))
 
