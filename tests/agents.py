@@ -24,6 +24,19 @@ COMPLETE = str(ROOT / "complete_activity.py")
 Behaviour = Callable[[dict[str, Any], Path], "tuple[str, str] | None"]
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _transient(err: Exception) -> bool:
+    """Errors an agent would simply retry: the server is briefly unreachable."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if isinstance(err, ConnectionError):
+        return True
+    return isinstance(err, RPCError) and err.status in (
+        RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
 def triage_writer(audit_dir: Path, triage: dict[str, Any] | str | None) -> Behaviour:
     """Security agent that writes TRIAGE (mapping or raw text) before completing."""
 
@@ -64,6 +77,8 @@ class AgentSim:
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     client: Client | None = None  # set: complete in-process instead of via the CLI
     handled: set[tuple[str, str]] = field(default_factory=set)
+    interval: float = 0.05
+    _mtimes: dict[str, int] = field(default_factory=dict)
     seen: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
@@ -81,14 +96,18 @@ class AgentSim:
     async def _loop(self) -> None:
         while True:
             await self.poll_once()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(self.interval)
 
     async def poll_once(self) -> None:
         if not self.task_dir.is_dir():
             return
         for path in sorted(self.task_dir.glob("*.yml")):
             try:
-                document = yaml.safe_load(path.read_text())
+                mtime = path.stat().st_mtime_ns
+                if self._mtimes.get(str(path)) == mtime:
+                    continue  # unchanged since we last looked
+                document = yaml.load(path.read_text(), Loader=_Loader)
+                self._mtimes[str(path)] = mtime
             except (OSError, yaml.YAMLError):
                 continue
             if not isinstance(document, dict) or document.get("status") != "submitted":
@@ -103,11 +122,17 @@ class AgentSim:
             self.handled.add((str(path), token))
             self.seen.append(document)
             try:
-                if await self.complete(token, *decision):
-                    taskfiles.set_status(path, "completed" if decision[0] == "success"
-                                         else "failed", decision[1][:200], actor="agent-sim")
+                done = await self.complete(token, *decision)
             except Exception as err:  # keep polling; the test inspects errors
-                self.errors.append(f"{type(err).__name__}: {err}")
+                done = False
+                if _transient(err):
+                    self.handled.discard((str(path), token))
+                    self._mtimes.pop(str(path), None)
+                else:
+                    self.errors.append(f"{type(err).__name__}: {err}")
+            if done:
+                taskfiles.set_status(path, "completed" if decision[0] == "success"
+                                     else "failed", decision[1][:200], actor="agent-sim")
 
     async def complete(self, token: str, status: str, message: str) -> bool:
         if self.client is not None:
@@ -121,6 +146,8 @@ class AgentSim:
                                                    non_retryable=True))
             return True
         code, _, err = await run_cli(token, status, message, env=self.env)
+        if code == 5:  # server unreachable: an agent retries later
+            raise ConnectionError(err.strip())
         if code != 0:
             self.errors.append(err.strip())
         return code == 0
