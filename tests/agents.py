@@ -108,7 +108,7 @@ class AgentSim:
                     continue  # unchanged since we last looked
                 document = yaml.load(path.read_text(), Loader=_Loader)
                 self._mtimes[str(path)] = mtime
-            except (OSError, yaml.YAMLError):
+            except (OSError, ValueError, yaml.YAMLError):
                 continue
             if not isinstance(document, dict) or document.get("status") != "submitted":
                 continue

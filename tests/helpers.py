@@ -59,7 +59,14 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 30.
 
 
 def task_files(task_dir: Path) -> list[dict[str, Any]]:
-    return [yaml.safe_load(p.read_text()) for p in sorted(task_dir.glob("*.yml"))]
+    """Parsed task files; unreadable ones (tests plant some) are skipped."""
+    documents = []
+    for path in sorted(task_dir.glob("*.yml")):
+        try:
+            documents.append(yaml.safe_load(path.read_text()))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+    return [d for d in documents if isinstance(d, dict)]
 
 
 def files_of_type(task_dir: Path, task_type: str) -> list[dict[str, Any]]:

@@ -158,3 +158,37 @@ async def test_failed_notification_is_not_fatal(client, cfg, dirs, env, worker):
         await handle.signal("approve", BlockDecision(by="alice"))
         result = await handle.result()
     assert result.status == "complete"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "vanish"])
+async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg, dirs, env,
+                                                                     worker, damage):
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    from tests.helpers import make_origin
+
+    origin = make_origin(dirs["tasks"])
+    origin_path = taskfiles.find_task_file(dirs["tasks"], origin)
+    if damage == "garbage":
+        origin_path.write_bytes(b"\xff\xfe: [unclosed\n\x00")
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"origin-{damage}",
+                                      task_id=origin)
+        await parked(handle)
+        if damage == "vanish":
+            origin_path.unlink()
+        sweeps = await _count_sweeps(client, cfg, dirs)
+        assert sweeps == 0  # the damaged/missing file yields no decision, and no crash
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        await handle.signal("approve", BlockDecision(by="alice"))
+        result = await handle.result()
+    assert result.status == "complete"
+
+
+async def _count_sweeps(client, cfg, dirs) -> int:
+    """Run two sweeps like the worker's and return how many workflows they signalled."""
+    from sweeper import Sweeper
+
+    sweeper = Sweeper(client, cfg.task_queue, dirs["tasks"], cfg.block_check_interval)
+    return await sweeper.sweep() + await sweeper.sweep()

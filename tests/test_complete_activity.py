@@ -106,3 +106,21 @@ async def test_failed_status_fails_stage(client, cfg, dirs, env, worker):
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
     assert "Stage prefab failed: Phase failed" in str(caught.value.cause)
+
+
+async def test_token_presented_to_another_namespace(client, cfg, dirs, env, worker):
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "other-ns")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        document = files_of_type(dirs["tasks"], "build_prefab")[0]
+        token = document["payload"]["task_token"]
+        code, _, err = await run_cli(token, "success", env={**env,
+                                                            "TEMPORAL_NAMESPACE": "elsewhere"})
+        assert code in (EXIT_BAD_TOKEN, EXIT_NOT_FOUND)
+        assert_one_line(err)
+        assert token not in err
+        # the pipeline is unaffected: the right namespace still completes the stage
+        code, _, err = await run_cli(token, "success", "ok", env=env)
+        assert code == 0, err
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        await handle.terminate("done")
