@@ -118,6 +118,7 @@ class AgentSim:
             behaviour = self.behaviours.get(document["task_type"], default_behaviour)
             decision = behaviour(document, path)
             if decision is None:
+                self._mtimes.pop(str(path), None)  # held back: look again next poll
                 continue
             self.handled.add((str(path), token))
             self.seen.append(document)

@@ -1,0 +1,383 @@
+"""Benchmarks on the real dev server: `python -m bench.run [--quick] [--output FILE]`.
+
+Measures hand-off latency (CLI, in-process, floor), the agents' CLI cost, operator decision
+latency, parked capacity, throughput and task lookup; writes a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.client import Client
+
+import taskfiles
+from ids import stage_task_id
+from models import BlockDecision
+from tests.agents import AgentSim, triage_writer
+from tests.conftest import connect_client, worker_env
+from tests.devserver import DevServer, free_port, temporal_cli
+from tests.helpers import start_pipeline
+from tests.processes import ROOT, WorkerProcess
+
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+async def wait_file(directory: Path, id8: str, timeout: float = 60) -> Path:
+    """Poll (1 ms) until a task file for id8 exists; return its path."""
+    deadline = time.monotonic() + timeout
+    suffix = f"-{id8}.yml"
+    while time.monotonic() < deadline:
+        with os.scandir(directory) if directory.exists() else _empty() as entries:
+            for entry in entries:
+                if entry.name.endswith(suffix):
+                    return directory / entry.name
+        await asyncio.sleep(0.001)
+    raise TimeoutError(f"no task file *{suffix} within {timeout}s")
+
+
+class _empty:
+    def __enter__(self) -> list[Any]:
+        return []
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def id8(run_id: str, stage: str) -> str:
+    return stage_task_id(run_id, stage)[:8]
+
+
+def token_of(path: Path) -> str:
+    return yaml.safe_load(path.read_text())["payload"]["task_token"]
+
+
+async def run_cli_timed(token: str, env: dict[str, str]) -> tuple[float, int]:
+    """Run the agents' CLI; return (wall seconds, peak RSS KiB) of that process."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, str(ROOT / "complete_activity.py"), token,
+                                "success", "bench"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _, status, usage = await asyncio.to_thread(os.wait4, process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"complete_activity.py exited {process.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss
+
+
+class Bench:
+    def __init__(self, quick: bool, base: Path) -> None:
+        self.quick = quick
+        self.base = base
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.notes: list[str] = []
+
+    def row(self, what: str, figure: str, target: str, verdict: str) -> None:
+        self.rows.append((what, figure, target, verdict))
+        print(f"{what}: {figure} (target {target}) {verdict}", flush=True)
+
+    def dirs(self, name: str) -> dict[str, Path]:
+        dirs = {key: self.base / name / key for key in ("home", "tasks", "audit", "summaries")}
+        dirs["home"].mkdir(parents=True)
+        script = dirs["home"] / "send-matrix.sh"
+        script.write_text("#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+        return dirs
+
+    async def start_worker(self, server: DevServer, dirs: dict[str, Path],
+                           **env_overrides: str) -> tuple[WorkerProcess, dict[str, str]]:
+        env = worker_env(server, dirs, **env_overrides)
+        worker = WorkerProcess(env, dirs["home"] / "worker.log")
+        worker.start()
+        await worker.wait_event("worker_started")
+        return worker, env
+
+    async def handoffs(self, server: DevServer, client: Client) -> None:
+        samples = 3 if self.quick else 15
+        dirs = self.dirs("handoff")
+        worker, env = await self.start_worker(server, dirs)
+        cli_env = {**env}
+        inproc, cli, cli_wall, cli_rss = [], [], [], []
+        try:
+            for mode in ("inproc", "cli"):
+                for _ in range(samples):
+                    handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
+                                                  "bench")
+                    run_id = handle.result_run_id or ""
+                    prefab = await wait_file(dirs["tasks"], id8(run_id, "prefab_scaffolding"))
+                    token = token_of(prefab)
+                    started = time.perf_counter()
+                    if mode == "inproc":
+                        await client.get_async_activity_handle(
+                            task_token=base64.b64decode(token)).complete(
+                            {"status": "success", "output": "bench"})
+                    else:
+                        wall, rss = await run_cli_timed(token, cli_env)
+                        cli_wall.append(wall)
+                        cli_rss.append(rss)
+                    await wait_file(dirs["tasks"], id8(run_id, "implement_build"))
+                    (inproc if mode == "inproc" else cli).append(time.perf_counter() - started)
+                    await handle.terminate("bench")
+        finally:
+            await worker.stop()
+        floor = await self.floor(server, client, samples)
+        imports = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import temporalio.client"], check=True)
+            imports.append(time.perf_counter() - started)
+        floor_med, import_med = median(floor), median(imports)
+        target = 1.5 * floor_med + import_med
+        self.row("Hand-off, agent CLI → next task file (median)", ms(median(cli)),
+                 f"≤ 1.5 × floor + CLI import = {ms(target)}",
+                 "met" if median(cli) <= target else "missed")
+        self.row("Hand-off, in-process completion → next task file (median)",
+                 ms(median(inproc)), f"≤ 1.5 × floor = {ms(1.5 * floor_med)}",
+                 "met" if median(inproc) <= 1.5 * floor_med else "missed")
+        self.row("Floor: minimal async-completion workflow (median)", ms(floor_med),
+                 "reference", f"samples {', '.join(ms(s) for s in floor)}")
+        self.row("complete_activity.py wall time (median)", ms(median(cli_wall)),
+                 f"≤ 1.2 × `import temporalio.client` {ms(import_med)} = "
+                 f"{ms(1.2 * import_med)}",
+                 "met" if median(cli_wall) <= 1.2 * import_med else "missed")
+        self.row("complete_activity.py peak RSS (max)", f"{max(cli_rss) / 1024:.0f} MB", "-",
+                 "-")
+
+    async def floor(self, server: DevServer, client: Client, samples: int) -> list[float]:
+        directory = self.base / "floor"
+        directory.mkdir()
+        queue = f"floor-{uuid.uuid4().hex[:6]}"
+        process = subprocess.Popen([sys.executable, "-m", "bench.floor", server.address, queue,
+                                    str(directory)], cwd=ROOT, stdout=subprocess.PIPE)
+        assert process.stdout is not None
+        await asyncio.to_thread(process.stdout.readline)
+        results = []
+        try:
+            for index in range(samples):
+                name = f"f{index}"
+                await client.start_workflow("FloorWorkflow", name, id=f"{queue}-{name}",
+                                            task_queue=queue)
+                token_file = directory / f"{name}.token"
+                while not token_file.exists() or not token_file.stat().st_size:
+                    await asyncio.sleep(0.001)
+                token = token_file.read_bytes()
+                started = time.perf_counter()
+                await client.get_async_activity_handle(task_token=token).complete("ok")
+                while not (directory / f"{name}.next").exists():
+                    await asyncio.sleep(0.001)
+                results.append(time.perf_counter() - started)
+        finally:
+            process.terminate()
+            process.wait(20)
+        return results
+
+    async def park(self, client: Client, queue: str, dirs: dict[str, Path], count: int,
+                   env: dict[str, str]) -> list[Any]:
+        blocked = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["decide"]})}
+        handles = []
+        async with AgentSim(dirs["tasks"], env, blocked, client=client, interval=0.2):
+            for index in range(count):
+                handles.append(await start_pipeline(client, queue, dirs["tasks"],
+                                                    f"park-{index:04d}"))
+            for handle in handles:
+                while True:
+                    memo = await (await handle.describe()).memo()
+                    if memo.get("awaiting_task_id"):
+                        break
+                    await asyncio.sleep(0.2)
+        return handles
+
+    async def decisions(self, server: DevServer, client: Client) -> None:
+        count = 5 if self.quick else 30
+        interval = 1.0
+        dirs = self.dirs("decisions")
+        worker, env = await self.start_worker(server, dirs,
+                                              BLOCK_CHECK_INTERVAL=f"{interval}s")
+        try:
+            handles = await self.park(client, env["TASK_QUEUE"], dirs, count, env)
+            signal_lat = []
+            for handle in handles:
+                started = time.perf_counter()
+                await handle.signal("approve", BlockDecision(by="bench"))
+                await wait_file(dirs["tasks"], id8(handle.result_run_id or "", "close_build"))
+                signal_lat.append(time.perf_counter() - started)
+            more = await self.park(client, env["TASK_QUEUE"], dirs, 2 if self.quick else 5,
+                                   env)
+            file_lat = []
+            for handle in more:
+                origin = (await (await handle.describe()).memo())["awaiting_task_id"]
+                path = taskfiles.find_task_file(dirs["tasks"], origin)
+                assert path is not None
+                started = time.perf_counter()
+                taskfiles.set_status(path, "approved", "bench", actor="operator")
+                await wait_file(dirs["tasks"], id8(handle.result_run_id or "", "close_build"))
+                file_lat.append(time.perf_counter() - started)
+            for handle in handles + more:
+                await handle.terminate("bench")
+        finally:
+            await worker.stop()
+        self.row("Decision: signal `approve` → next task file (p99)", ms(p99(signal_lat)),
+                 "< 1000 ms", "met" if p99(signal_lat) < 1 else "missed")
+        self.row("Decision: task file `approved` → next task file (max)", ms(max(file_lat)),
+                 f"≤ interval {interval:g} s + 1 s",
+                 "met" if max(file_lat) <= interval + 1 else "missed")
+
+    async def capacity(self, server: DevServer, client: Client) -> None:
+        count = 100 if self.quick else 1000
+        dirs = self.dirs("capacity")
+        worker, env = await self.start_worker(server, dirs)
+        try:
+            before = await self.fresh_handoffs(client, env, dirs, 5)
+            handles = await self.park(client, env["TASK_QUEUE"], dirs, count, env)
+            rss = rss_mb(worker)
+            during = await self.fresh_handoffs(client, env, dirs, 5)
+            for handle in handles:
+                await handle.terminate("bench")
+        finally:
+            await worker.stop()
+        self.row(f"Worker RSS with {count} pipelines parked", f"{rss:.0f} MB", "< 300 MB",
+                 "met" if rss < 300 else "missed")
+        self.row(f"Fresh hand-off while {count} parked (median)", ms(median(during)),
+                 f"≤ 1.5 × idle {ms(median(before))}",
+                 "met" if median(during) <= 1.5 * median(before) else "missed")
+
+    async def fresh_handoffs(self, client: Client, env: dict[str, str],
+                             dirs: dict[str, Path], samples: int) -> list[float]:
+        results = []
+        for _ in range(samples):
+            handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fresh")
+            run_id = handle.result_run_id or ""
+            token = token_of(await wait_file(dirs["tasks"], id8(run_id, "prefab_scaffolding")))
+            started = time.perf_counter()
+            await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
+                {"status": "success", "output": "bench"})
+            await wait_file(dirs["tasks"], id8(run_id, "implement_build"))
+            results.append(time.perf_counter() - started)
+            await handle.terminate("bench")
+        return results
+
+    async def throughput(self, server: DevServer, client: Client) -> None:
+        count = 30 if self.quick else 200
+        dirs = self.dirs("throughput")
+        worker, env = await self.start_worker(server, dirs)
+        try:
+            clean = {"security_audit": triage_writer(dirs["audit"], {})}
+            async with AgentSim(dirs["tasks"], env, clean, client=client, interval=0.02):
+                started = time.perf_counter()
+                handles = [await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
+                                                f"tp-{i:03d}") for i in range(count)]
+                await asyncio.gather(*(h.result() for h in handles))
+                elapsed = time.perf_counter() - started
+        finally:
+            await worker.stop()
+        self.row(f"Throughput, {count} concurrent pipelines, instant agents",
+                 f"{count / elapsed * 60:.0f} pipelines/min", "report", "-")
+
+    def lookup(self) -> None:
+        sizes = [100, 1000] if self.quick else [100, 1000, 10000]
+        for size in sizes:
+            directory = self.base / f"lookup-{size}"
+            (directory / "archive").mkdir(parents=True)
+            origin = None
+            now = taskfiles.utc_now()
+            for index in range(size):
+                task_id = str(uuid.uuid4())
+                spec = taskfiles.TaskSpec(task_id=task_id, target_agent="dev",
+                                          task_type="build", summary="x")
+                target = directory / "archive" if index % 2 else directory
+                raw = taskfiles.dump(taskfiles.build_document(spec, "", now))
+                (target / taskfiles.file_name(task_id, now)).write_bytes(raw)
+                if index == size // 2:
+                    origin = task_id
+            assert origin is not None
+            started = time.perf_counter()
+            assert taskfiles.find_task_file(directory, origin) is not None
+            cold = time.perf_counter() - started
+            warm = []
+            for _ in range(50):
+                started = time.perf_counter()
+                taskfiles.find_task_file(directory, origin)
+                warm.append(time.perf_counter() - started)
+            self.row(f"Task lookup among {size} files (median warm; first)",
+                     f"{median(warm) * 1000:.3f} ms; first {ms(cold)}", "< 5 ms, flat",
+                     "met" if median(warm) < 0.005 else "missed")
+
+
+def rss_mb(worker: WorkerProcess) -> float:
+    assert worker.process is not None
+    for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def render(bench: Bench, quick: bool) -> str:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    lines = [
+        "# Benchmarks", "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python -m bench.run"
+        f"{' --quick' if quick else ''}` on {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}, Temporal CLI dev server v1.5.1 (SQLite).",
+        "Figures are medians unless marked; ratios come from the same run.", "",
+        "| measure | figure | target | result |", "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in bench.rows]
+    lines += ["", (ROOT / "bench" / "NOTES.md").read_text().strip(), ""]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts (CI smoke run)")
+    parser.add_argument("--output", type=Path, default=DOC)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-"))
+    server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
+    server.start()
+    try:
+        client = await connect_client(server.address)
+        bench = Bench(args.quick, base)
+        await bench.handoffs(server, client)
+        await bench.decisions(server, client)
+        await bench.capacity(server, client)
+        await bench.throughput(server, client)
+        bench.lookup()
+    finally:
+        server.stop()
+    args.output.write_text(render(bench, args.quick))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    asyncio.run(main())

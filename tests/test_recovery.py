@@ -1,0 +1,47 @@
+"""Orphaned dispatch: a stage started by a worker that died before writing its task file is
+re-dispatched by the sweeper of a live worker."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.worker import Worker
+
+from activities.settings import SettingsActivities
+from models import BuildPhaseResult, Progress
+from tests.agents import AgentSim
+from tests.conftest import running_worker
+from tests.helpers import eventually, files_of_type, start_pipeline
+from worker import WORKFLOWS
+
+
+@activity.defn(name="prefab_scaffolding")
+async def prefab_that_dies(build_name: str, plan_path: str) -> BuildPhaseResult:
+    """Takes the stage and never writes the file, like a worker killed at that instant."""
+    activity.raise_complete_async()
+
+
+async def test_orphaned_stage_is_redispatched(client, cfg, dirs, env):
+    settings = SettingsActivities(cfg, index_builds=False)
+    rogue = Worker(client, task_queue=cfg.task_queue, workflows=WORKFLOWS,
+                   activities=[prefab_that_dies, settings.load_stage_settings])
+    async with rogue:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "orphan")
+
+        async def started() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                       for p in pending)
+
+        await eventually(started)
+    assert files_of_type(dirs["tasks"], "build_prefab") == []
+    async with running_worker(client, cfg), AgentSim(dirs["tasks"], env,
+                                                     {"build_plan": lambda d, p: None}):
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"), 60)
+
+        async def implementing() -> bool:
+            return (await handle.query("progress", result_type=Progress)).stage == "implement"
+
+        await eventually(implementing)
+    assert len(files_of_type(dirs["tasks"], "build_prefab")) == 1
+    await handle.terminate("done")
