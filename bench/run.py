@@ -46,7 +46,7 @@ def median(values: list[float]) -> float:
 
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 async def wait_file(directory: Path, id8: str, timeout: float = 60) -> Path:
@@ -54,20 +54,12 @@ async def wait_file(directory: Path, id8: str, timeout: float = 60) -> Path:
     deadline = time.monotonic() + timeout
     suffix = f"-{id8}.yml"
     while time.monotonic() < deadline:
-        with os.scandir(directory) if directory.exists() else _empty() as entries:
-            for entry in entries:
-                if entry.name.endswith(suffix):
-                    return directory / entry.name
+        names = os.listdir(directory) if directory.exists() else []
+        found = next((name for name in names if name.endswith(suffix)), None)
+        if found:
+            return directory / found
         await asyncio.sleep(0.001)
     raise TimeoutError(f"no task file *{suffix} within {timeout}s")
-
-
-class _empty:
-    def __enter__(self) -> list[Any]:
-        return []
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def id8(run_id: str, stage: str) -> str:
