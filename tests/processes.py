@@ -18,15 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """One worker.py process writing JSON lines to LOG."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, umask: int = 0o022) -> None:
         self.env = env
         self.log = log
+        self.umask = umask
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
-                                        env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                                        env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                        umask=self.umask)
         out.close()
 
     def events(self) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -66,20 +67,29 @@ async def test_plain_json_start_with_temporal_cli(client, cfg, dirs, env, worker
     await client.get_workflow_handle("json-demo-1").terminate("done")
 
 
-async def test_invalid_json_input_fails_before_any_file(client, cfg, dirs, env, worker):
-    handle = await client.start_workflow(
-        "BuildPipelineWorkflow",
-        {"build_name": "Bad Name!", "plan_path": "/p", "task_id": "12345678-aaaa",
-         "target_agent": "dev"},
-        id="bad-input", task_queue=cfg.task_queue)
-    await eventually(lambda: _has_task_failure(handle))
+@pytest.mark.parametrize("field,value", [("build_name", "Bad Name!"),
+                                         ("plan_path", "/plans/../../etc/shadow"),
+                                         ("target_agent", "../../tmp/x")])
+async def test_invalid_json_input_fails_at_once_and_writes_nothing(
+        client, cfg, dirs, env, worker, server, cli_path, field, value):
+    payload = {"build_name": "ok-build", "plan_path": "/p/plan.md",
+               "task_id": "12345678-aaaa", "target_agent": "dev", field: value}
+    workflow_id = f"bad-input-{field}"
+    subprocess.run([cli_path, "workflow", "start", "--address", server.address,
+                    "--type", "BuildPipelineWorkflow", "--task-queue", cfg.task_queue,
+                    "--workflow-id", workflow_id, "--input", json.dumps(payload)],
+                   check=True, capture_output=True)
+    handle = client.get_workflow_handle(workflow_id)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    message = str(caught.value.cause)
+    assert field in message and "validation error" in message
     assert not dirs["tasks"].exists() or not list(dirs["tasks"].glob("*.yml"))
-    await handle.terminate("done")
-
-
-async def _has_task_failure(handle) -> bool:
+    assert not dirs["audit"].exists()
     history = await handle.fetch_history()
-    return any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
+    failed_tasks = [e for e in history.events
+                    if e.HasField("workflow_task_failed_event_attributes")]
+    assert failed_tasks == []
 
 
 def test_yaml_roundtrip_of_phase_spec():

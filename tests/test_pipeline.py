@@ -109,6 +109,9 @@ async def test_agent_failure_fails_pipeline(client, cfg, dirs, env, worker):
     assert "Stage implement failed: compiler exploded" in str(caught.value.cause)
     assert caught.value.cause.type == "PhaseFailedError"
     assert agents.errors == []
+    written = sorted(d["task_type"] for d in task_files(dirs["tasks"])
+                     if d["source_agent"] == "temporal-worker")
+    assert written == ["build_plan", "build_prefab"]  # nothing after the failed stage
 
 
 async def test_malformed_triage_is_not_retried(client, cfg, dirs, env, worker):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
@@ -31,7 +32,8 @@ APPROVED_STATUSES = {"approved"}
 REJECTED_STATUSES = {"rejected"}
 
 
-@workflow.defn(name="BuildPipelineWorkflow")
+# Invalid input fails the run at once (not a workflow task retried forever).
+@workflow.defn(name="BuildPipelineWorkflow", failure_exception_types=[ValidationError])
 class BuildPipelineWorkflow(DispatchingWorkflow):
     """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
 

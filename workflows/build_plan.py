@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -10,7 +11,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import DispatchingWorkflow, load_settings
 
 
-@workflow.defn(name="BuildPlanWorkflow")
+# Invalid input fails the run at once (not a workflow task retried forever).
+@workflow.defn(name="BuildPlanWorkflow", failure_exception_types=[ValidationError])
 class BuildPlanWorkflow(DispatchingWorkflow):
     """Phases run sequentially; a failed phase fails the plan."""
 
