@@ -16,7 +16,7 @@ FILE_MODE = 0o600
 def ensure_private_dir(directory: Path) -> None:
     """Create DIRECTORY (0700) or check an existing one is ours and not writable by others."""
     try:
-        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        _make_dirs(directory)
         info = os.stat(directory)
     except OSError as err:
         raise UnsafePathError(f"cannot use directory {directory}: {err.strerror}") from None
@@ -26,6 +26,21 @@ def ensure_private_dir(directory: Path) -> None:
         raise UnsafePathError(f"refusing to write into {directory}: owned by uid {info.st_uid}")
     if stat.S_IMODE(info.st_mode) != DIR_MODE:
         os.chmod(directory, DIR_MODE)
+
+
+def _make_dirs(directory: Path) -> None:
+    """mkdir -p where every directory we create is 0700 whatever the umask."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(path, DIR_MODE)
 
 
 def write_private(path: Path, data: bytes) -> None:

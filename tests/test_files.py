@@ -70,3 +70,13 @@ def test_read_limited(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "big")
     with pytest.raises(OSError):
         read_limited(tmp_path / "link", 100)
+
+
+def test_every_created_parent_is_0700_under_umask_000(tmp_path):
+    old = os.umask(0)
+    try:
+        write_private(tmp_path / "a" / "b" / "c" / "f", b"x")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
