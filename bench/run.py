@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import platform
 import statistics
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 import taskfiles
 from ids import stage_task_id
@@ -49,21 +51,23 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def wait_file(directory: Path, id8: str, timeout: float = 60) -> Path:
-    """Poll (1 ms) until a task file for id8 exists; return its path."""
+async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
+    """Poll (1 ms) for the task file of TASK_ID; cheap: only names of recent seconds are tried."""
+    started = time.time()
     deadline = time.monotonic() + timeout
-    suffix = f"-{id8}.yml"
     while time.monotonic() < deadline:
-        names = os.listdir(directory) if directory.exists() else []
-        found = next((name for name in names if name.endswith(suffix)), None)
-        if found:
-            return directory / found
+        for second in range(int(started) - 2, int(time.time()) + 1):
+            moment = datetime.fromtimestamp(second, UTC)
+            path = directory / taskfiles.file_name(task_id, moment)
+            if path.exists():
+                return path
         await asyncio.sleep(0.001)
-    raise TimeoutError(f"no task file *{suffix} within {timeout}s")
+    raise TimeoutError(f"no task file for {task_id} within {timeout}s")
 
 
-def id8(run_id: str, stage: str) -> str:
-    return stage_task_id(run_id, stage)[:8]
+def stage_id(run_id: str, stage: str) -> str:
+    """The task id of STAGE in RUN_ID (kept short name: it is what file names carry)."""
+    return stage_task_id(run_id, stage)
 
 
 def token_of(path: Path) -> str:
@@ -122,7 +126,7 @@ class Bench:
                     handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
                                                   "bench")
                     run_id = handle.result_run_id or ""
-                    prefab = await wait_file(dirs["tasks"], id8(run_id, "prefab_scaffolding"))
+                    prefab = await wait_file(dirs["tasks"], stage_id(run_id, "prefab_scaffolding"))
                     token = token_of(prefab)
                     started = time.perf_counter()
                     if mode == "inproc":
@@ -133,7 +137,7 @@ class Bench:
                         wall, rss = await run_cli_timed(token, cli_env)
                         cli_wall.append(wall)
                         cli_rss.append(rss)
-                    await wait_file(dirs["tasks"], id8(run_id, "implement_build"))
+                    await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
                     (inproc if mode == "inproc" else cli).append(time.perf_counter() - started)
                     await handle.terminate("bench")
         finally:
@@ -217,7 +221,7 @@ class Bench:
             for handle in handles:
                 started = time.perf_counter()
                 await handle.signal("approve", BlockDecision(by="bench"))
-                await wait_file(dirs["tasks"], id8(handle.result_run_id or "", "close_build"))
+                await wait_file(dirs["tasks"], stage_id(handle.result_run_id or "", "close_build"))
                 signal_lat.append(time.perf_counter() - started)
             more = await self.park(client, env["TASK_QUEUE"], dirs, 2 if self.quick else 5,
                                    env)
@@ -228,10 +232,9 @@ class Bench:
                 assert path is not None
                 started = time.perf_counter()
                 taskfiles.set_status(path, "approved", "bench", actor="operator")
-                await wait_file(dirs["tasks"], id8(handle.result_run_id or "", "close_build"))
+                await wait_file(dirs["tasks"], stage_id(handle.result_run_id or "", "close_build"))
                 file_lat.append(time.perf_counter() - started)
-            for handle in handles + more:
-                await handle.terminate("bench")
+            await terminate_all(handles + more)
         finally:
             await worker.stop()
         self.row("Decision: signal `approve` → next task file (p99)", ms(p99(signal_lat)),
@@ -243,14 +246,14 @@ class Bench:
     async def capacity(self, server: DevServer, client: Client) -> None:
         count = 100 if self.quick else 1000
         dirs = self.dirs("capacity")
-        worker, env = await self.start_worker(server, dirs)
+        worker, env = await self.start_worker(server, dirs, BLOCK_CHECK_INTERVAL="30s")
         try:
             before = await self.fresh_handoffs(client, env, dirs, 5)
             handles = await self.park(client, env["TASK_QUEUE"], dirs, count, env)
+            await settle(handles)
             rss = rss_mb(worker)
             during = await self.fresh_handoffs(client, env, dirs, 5)
-            for handle in handles:
-                await handle.terminate("bench")
+            await terminate_all(handles)
         finally:
             await worker.stop()
         self.row(f"Worker RSS with {count} pipelines parked", f"{rss:.0f} MB", "< 300 MB",
@@ -265,11 +268,11 @@ class Bench:
         for _ in range(samples):
             handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fresh")
             run_id = handle.result_run_id or ""
-            token = token_of(await wait_file(dirs["tasks"], id8(run_id, "prefab_scaffolding")))
+            token = token_of(await wait_file(dirs["tasks"], stage_id(run_id, "prefab_scaffolding")))
             started = time.perf_counter()
             await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
                 {"status": "success", "output": "bench"})
-            await wait_file(dirs["tasks"], id8(run_id, "implement_build"))
+            await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
             results.append(time.perf_counter() - started)
             await handle.terminate("bench")
         return results
@@ -319,6 +322,21 @@ class Bench:
             self.row(f"Task lookup among {size} files (median warm; first)",
                      f"{median(warm) * 1000:.3f} ms; first {ms(cold)}", "< 5 ms, flat",
                      "met" if median(warm) < 0.005 else "missed")
+
+
+async def settle(handles: list[Any]) -> None:
+    """Wait until parked pipelines run nothing (their last check activity has finished)."""
+    for handle in handles:
+        while (await handle.describe()).raw_description.pending_activities:
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # let the server's and worker's tail work (visibility, GC) drain
+
+
+async def terminate_all(handles: list[Any]) -> None:
+    """Terminate what is still running (some finished while other agents were active)."""
+    for handle in handles:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("bench")
 
 
 def rss_mb(worker: WorkerProcess) -> float:

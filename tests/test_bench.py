@@ -1,0 +1,21 @@
+"""The benchmark runner keeps working (quick mode); it is a smoke run, not a timing test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.processes import ROOT
+
+
+def test_quick_benchmark_writes_a_full_table(tmp_path):
+    output = tmp_path / "bench.md"
+    subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=280)
+    rows = [line for line in output.read_text().splitlines() if line.startswith("| ")]
+    measures = [row.split("|")[1].strip() for row in rows[1:]]
+    for expected in ("Hand-off, agent CLI", "Hand-off, in-process", "Floor", "wall time",
+                     "peak RSS", "signal `approve`", "task file `approved`", "Worker RSS",
+                     "Fresh hand-off", "Throughput", "Task lookup"):
+        assert any(expected in measure for measure in measures), expected
+    assert "## What dominates each figure" in output.read_text()
