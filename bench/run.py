@@ -36,6 +36,10 @@ from tests.helpers import start_pipeline
 from tests.processes import ROOT, WorkerProcess
 
 DOC = ROOT / "docs" / "benchmarks.md"
+# Pause between hand-off samples, for ours and the floor alike: back-to-back samples (one
+# every ~20 ms) push the dev server's task dispatch from ~3 ms to ~40 ms per hop after four
+# workflows (seen in history event times), which agents minutes apart never cause.
+SAMPLE_GAP = 0.5
 
 
 def ms(seconds: float) -> str:
@@ -140,6 +144,7 @@ class Bench:
                     await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
                     (inproc if mode == "inproc" else cli).append(time.perf_counter() - started)
                     await handle.terminate("bench")
+                    await asyncio.sleep(SAMPLE_GAP)
         finally:
             await worker.stop()
         floor = await self.floor(server, client, samples)
@@ -188,6 +193,7 @@ class Bench:
                 while not (directory / f"{name}.next").exists():
                     await asyncio.sleep(0.001)
                 results.append(time.perf_counter() - started)
+                await asyncio.sleep(SAMPLE_GAP)
         finally:
             process.terminate()
             process.wait(20)
@@ -275,6 +281,7 @@ class Bench:
             await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
             results.append(time.perf_counter() - started)
             await handle.terminate("bench")
+            await asyncio.sleep(SAMPLE_GAP)
         return results
 
     async def throughput(self, server: DevServer, client: Client) -> None:
