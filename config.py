@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from client_settings import ClientSettings, load_client_settings, parse_bool
 from durations import parse_duration
 from exceptions import ConfigError
+from models import StageTimings
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
@@ -34,7 +35,7 @@ DURATIONS: dict[str, tuple[str, str]] = {
 }
 
 
-class WorkerConfig(BaseModel):
+class WorkerConfig(StageTimings):
     """Validated settings; secrets are never fields here (only paths to them)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -58,17 +59,6 @@ class WorkerConfig(BaseModel):
     prometheus_bind_address: str | None = None
     temporal_ui_url: str = "http://localhost:8233"
     max_concurrent_activities: int = Field(default=200, ge=1, le=10000)
-    triage_max_attempts: int = Field(default=5, ge=1, le=100)
-    timeout_prefab: float = 7200
-    timeout_implement: float = 14400
-    timeout_audit: float = 14400
-    timeout_fixes: float = 7200
-    timeout_close: float = 7200
-    timeout_phase: float = 86400
-    triage_retry_initial: float = 120
-    triage_retry_max: float = 900
-    block_wait_timeout: float = 7 * 86400
-    block_check_interval: float = 30
     metrics_interval: float = 10
     index_builds: bool = True
 

@@ -166,8 +166,8 @@ class BlockCheck(_Model):
     found: bool
 
 
-class StageSettings(_Model):
-    """Per-run stage timings and switches, recorded once by a local activity (replay-safe)."""
+class StageTimings(BaseModel):
+    """Stage limits and retry knobs (seconds); the worker's config and each run share them."""
 
     timeout_prefab: float = 7200
     timeout_implement: float = 14400
@@ -177,9 +177,14 @@ class StageSettings(_Model):
     timeout_phase: float = 86400
     triage_retry_initial: float = 120
     triage_retry_max: float = 900
-    triage_max_attempts: int = 5
+    triage_max_attempts: int = Field(default=5, ge=1, le=100)
     block_wait_timeout: float = 7 * 86400
     block_check_interval: float = 30
+
+
+class StageSettings(StageTimings, _Model):
+    """Per-run stage timings and switches, recorded once by a local activity (replay-safe)."""
+
     index_builds: bool = False
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from temporalio import activity
 
 from config import WorkerConfig
-from models import StageSettings
+from models import StageSettings, StageTimings
 
 
 class SettingsActivities:
     """Recorded in history once per run, so replays see the same values."""
 
     def __init__(self, config: WorkerConfig, index_builds: bool) -> None:
-        fields = StageSettings.model_fields.keys() - {"index_builds"}
-        self.settings = StageSettings(index_builds=index_builds,
-                                      **{name: getattr(config, name) for name in fields})
+        timings = {name: getattr(config, name) for name in StageTimings.model_fields}
+        self.settings = StageSettings(index_builds=index_builds, **timings)
 
     @activity.defn(name="load_stage_settings")
     async def load_stage_settings(self) -> StageSettings:
