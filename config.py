@@ -59,6 +59,7 @@ class WorkerConfig(StageTimings):
     prometheus_bind_address: str | None = None
     temporal_ui_url: str = "http://localhost:8233"
     max_concurrent_activities: int = Field(default=200, ge=1, le=10000)
+    max_cached_workflows: int = Field(default=500, ge=0, le=100000)
     metrics_interval: float = 10
     index_builds: bool = True
 
@@ -137,6 +138,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
     values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)
+    values["max_cached_workflows"] = _int(env, "MAX_CACHED_WORKFLOWS", 500)
     values["triage_max_attempts"] = _int(env, "TRIAGE_MAX_ATTEMPTS", 5)
     values["index_builds"] = parse_bool("INDEX_BUILDS", env.get("INDEX_BUILDS", "1"))
     for name, (field, default) in DURATIONS.items():

@@ -44,6 +44,7 @@ async def build_worker(client: Client, config: WorkerConfig,
         client, task_queue=config.task_queue, workflows=WORKFLOWS,
         activities=all_activities(deps, index_builds),
         max_concurrent_activities=config.max_concurrent_activities,
+        max_cached_workflows=config.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     sweeper = Sweeper(client, config.task_queue, config.task_dir, config.block_check_interval)

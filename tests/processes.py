@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,16 @@ class WorkerProcess:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
         return await self.wait_exit(30)
+
+
+@contextlib.asynccontextmanager
+async def started_worker(env: dict[str, str], log: Path,
+                         umask: int = 0o022) -> AsyncIterator[WorkerProcess]:
+    """A worker.py process that has logged worker_started; stopped (SIGTERM) on exit."""
+    worker = WorkerProcess(env, log, umask)
+    worker.start()
+    try:
+        await worker.wait_event("worker_started")
+        yield worker
+    finally:
+        await worker.stop()

@@ -9,7 +9,7 @@ from logs import WORKER_ID, JsonFormatter
 from tests.agents import AgentSim
 from tests.conftest import worker_env
 from tests.helpers import eventually, files_of_type, start_pipeline
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, started_worker
 
 
 def test_formatter_adds_temporal_context():
@@ -26,17 +26,12 @@ def test_formatter_adds_temporal_context():
 async def test_worker_process_logs_and_stops_gracefully(client, server, dirs, tmp_path):
     log_file = tmp_path / "extra.log"
     env = worker_env(server, dirs, LOG_FILE=str(log_file))
-    worker = WorkerProcess(env, tmp_path / "stdout.log")
-    worker.start()
-    try:
-        await worker.wait_event("worker_started")
+    async with started_worker(env, tmp_path / "stdout.log") as worker:
         async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
             handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "logged")
             await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
         await worker.wait_event("task_dispatched", count=2)
-    finally:
-        code = await worker.stop()
-    assert code == 0
+    assert worker.process is not None and worker.process.returncode == 0
     events = worker.events()
     assert [e["event"] for e in events if e["event"].startswith("worker_")] == [
         "worker_starting", "worker_started", "worker_stopped"]

@@ -13,25 +13,20 @@ from tests.conftest import worker_env
 from tests.devserver import free_port
 from tests.helpers import eventually, files_of_type, start_pipeline
 from tests.otlp_receiver import OtlpReceiver
-from tests.processes import ROOT, WorkerProcess
+from tests.processes import ROOT, started_worker
 
 
 async def test_spans_and_metrics_arrive_over_otlp(client, server, dirs, tmp_path):
     with OtlpReceiver() as receiver:
         env = worker_env(server, dirs, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                          METRICS_INTERVAL="0.5s")
-        worker = WorkerProcess(env, tmp_path / "worker.log")
-        worker.start()
-        try:
-            await worker.wait_event("worker_started")
+        async with started_worker(env, tmp_path / "worker.log"):
             async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
                 handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "otel")
                 await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
             await eventually(lambda: "dispatch:prefab_scaffolding" in receiver.spans, 30)
             await eventually(lambda: "activity.dispatched" in receiver.metrics, 30)
-        finally:
-            await worker.stop()
-            await handle.terminate("done")
+        await handle.terminate("done")
     assert any(name.startswith("RunWorkflow:BuildPipelineWorkflow") for name in receiver.spans)
     assert any(name.startswith("RunActivity:prefab_scaffolding") for name in receiver.spans)
     assert any(name.startswith("temporal_") for name in receiver.metrics)
@@ -40,23 +35,19 @@ async def test_spans_and_metrics_arrive_over_otlp(client, server, dirs, tmp_path
 async def test_prometheus_endpoint_serves_worker_metrics(client, server, dirs, tmp_path):
     bind = f"127.0.0.1:{free_port()}"
     env = worker_env(server, dirs, PROMETHEUS_BIND_ADDRESS=bind)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.start()
-    try:
-        await worker.wait_event("worker_started")
+
+
+    async def scrape() -> str | None:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{bind}/metrics")).text
+        return text if "activity_dispatched" in text else None
+
+    async with started_worker(env, tmp_path / "worker.log"):
         async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
             handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "prom")
             await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
-
-        async def scrape() -> str | None:
-            async with httpx.AsyncClient() as http:
-                text = (await http.get(f"http://{bind}/metrics")).text
-            return text if "activity_dispatched" in text else None
-
         text = await eventually(scrape, 30, 0.2)
-    finally:
-        await worker.stop()
-        await handle.terminate("done")
+    await handle.terminate("done")
     assert "temporal_worker_task_slots_available" in text or "temporal_request" in text
 
 

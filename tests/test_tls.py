@@ -10,7 +10,7 @@ from temporalio.service import TLSConfig
 from tests.agents import AgentSim
 from tests.conftest import worker_env
 from tests.helpers import eventually, files_of_type, start_pipeline
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, started_worker
 from tests.tls_bed import NginxGrpcProxy, make_certs
 from tests.vault_fake import VaultFake
 
@@ -42,10 +42,7 @@ async def test_worker_and_cli_complete_a_stage_over_mtls(client, server, dirs, t
     with VaultFake("worker", SECRET_ID, {"temporal/worker": pems}) as vault:
         env = vault_env(worker_env(server, dirs, TEMPORAL_ADDRESS=proxy.address), vault,
                         tmp_path)
-        worker = WorkerProcess(env, tmp_path / "worker.log")
-        worker.start()
-        try:
-            await worker.wait_event("worker_started")
+        async with started_worker(env, tmp_path / "worker.log") as worker:
             assert not any(e.get("event") == "tls_disabled" for e in worker.events())
             prefab_only = {"build_plan": lambda d, p: None}
             async with AgentSim(dirs["tasks"], env, prefab_only) as agents:
@@ -54,8 +51,6 @@ async def test_worker_and_cli_complete_a_stage_over_mtls(client, server, dirs, t
             assert agents.errors == []
             assert [d["task_type"] for d in agents.seen] == ["build_prefab"]
             await handle.terminate("done")
-        finally:
-            await worker.stop()
     logins = [r for r in vault.requests if r[1] == "/v1/auth/approle/login"]
     assert len(logins) >= 2  # the worker and the CLI each logged in
     log_text = (tmp_path / "worker.log").read_text()
