@@ -121,12 +121,34 @@ def find_task_file(task_dir: Path, task_id: str, *, include_archive: bool = True
     directories = [task_dir, task_dir / "archive"] if include_archive else [task_dir]
     for directory in directories:
         for path in _INDEX.candidates(directory, task_id):
-            try:
-                if str(load(path).get("id")) == task_id:
-                    return path
-            except (OSError, ValueError, yaml.YAMLError):
-                continue
+            header = _header(path)
+            if header is not None and header[0] == task_id:
+                return path
     return None
+
+
+_HEADERS: dict[Path, tuple[tuple[int, int, int], str, str | None]] = {}
+
+
+def _header(path: Path) -> tuple[str, str | None] | None:
+    """(id, status) of a task file, parsed once per version (inode, mtime, size); None if
+    unreadable.
+
+    Lookups and the sweeper ask about the same few files again and again; most never change.
+    """
+    try:
+        info = os.stat(path)
+        version = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = _HEADERS.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        document = load(path)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    status = document.get("status")
+    header = (str(document.get("id")), str(status) if status is not None else None)
+    _HEADERS[path] = (version, *header)
+    return header
 
 
 def dispatch(task_dir: Path, spec: TaskSpec, token_b64: str, note: str | None = None) -> Path:
@@ -167,10 +189,5 @@ def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT) ->
 def read_status(task_dir: Path, task_id: str) -> str | None:
     """The `status` of task TASK_ID, or None when no readable file has that id."""
     path = find_task_file(task_dir, task_id)
-    if path is None:
-        return None
-    try:
-        status = load(path).get("status")
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    return str(status) if status is not None else None
+    header = _header(path) if path is not None else None
+    return header[1] if header is not None else None

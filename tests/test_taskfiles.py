@@ -74,3 +74,12 @@ def test_malformed_task_files_are_skipped(tmp_path):
     (tmp_path / f"20260101-000000-{task_id[:8]}.yml").write_bytes(b"\xff\xfe: [")
     assert taskfiles.find_task_file(tmp_path, task_id) is None
     assert taskfiles.read_status(tmp_path, task_id) is None
+
+
+def test_status_cache_follows_every_rewrite(tmp_path):
+    path = taskfiles.dispatch(tmp_path, spec(), "dA==")
+    task_id = yaml.safe_load(path.read_text())["id"]
+    assert taskfiles.read_status(tmp_path, task_id) == "submitted"
+    for status in ("input-required", "approved", "rejected"):
+        taskfiles.set_status(path, status, "n")
+        assert taskfiles.read_status(tmp_path, task_id) == status
