@@ -166,6 +166,13 @@ class BlockCheck(_Model):
     found: bool
 
 
+class TaskCancellation(_Model):
+    """Input of mark_task_cancelled: which task file to withdraw and why."""
+
+    task_id: str
+    note: Annotated[str, Field(max_length=2000)]
+
+
 class StageTimings(BaseModel):
     """Stage limits and retry knobs (seconds); the worker's config and each run share them."""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
+from activities.cleanup import CleanupActivities
 from activities.deps import Deps
 from activities.settings import SettingsActivities
 from activities.summary import SummaryActivities
@@ -22,5 +23,6 @@ def all_activities(deps: Deps, index_builds: bool) -> list[Callable[..., Any]]:
         TriageStage(deps).process_triage_output,
         blocks.notify_blocks, blocks.wait_for_block_resolution,
         SummaryActivities(deps).summarize_workflow,
+        CleanupActivities(deps).mark_task_cancelled,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
     ]

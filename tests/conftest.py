@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+# hypothesis is imported early on purpose: its plugin's late import at the end of a run can
+# hit a CPython 3.11 AST recursion-counter bug once the workflow sandbox has run.
+import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
 import yaml

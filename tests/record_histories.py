@@ -7,6 +7,7 @@ so that a change which would break running workflows fails.
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.conftest import connect_client, running_worker, worker_env
 from tests.devserver import DevServer, free_port, temporal_cli
 from tests.helpers import eventually, start_pipeline
 
-OUT = Path(__file__).parent / "histories"
+OUT = Path(os.environ.get("HISTORIES_OUT") or Path(__file__).parent / "histories")
 
 
 async def record() -> None:
@@ -55,6 +56,16 @@ async def record() -> None:
                         await handle.result()
                 history = await handle.fetch_history()
                 (OUT / f"pipeline-{name}.json").write_text(history.to_json())
+            async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None},
+                                client=client):
+                handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                              "replay-cancelled")
+                await eventually(lambda h=handle: _stage_is(h, "implement"))
+                await handle.cancel()
+                with contextlib.suppress(WorkflowFailureError):
+                    await handle.result()
+            (OUT / "pipeline-cancelled.json").write_text(
+                (await handle.fetch_history()).to_json())
             plan = BuildPlanInput(plan_name="replay-plan", phases=[
                 PhaseSpec(number=1, agent_type="dev", description="one"),
                 PhaseSpec(number=2, agent_type="ops", description="two")])
@@ -68,7 +79,11 @@ async def record() -> None:
 
 
 async def _parked(handle) -> bool:
-    return (await handle.query("progress")).get("stage") == "wait"
+    return await _stage_is(handle, "wait")
+
+
+async def _stage_is(handle, stage: str) -> bool:
+    return (await handle.query("progress")).get("stage") == stage
 
 
 if __name__ == "__main__":

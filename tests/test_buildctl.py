@@ -99,6 +99,10 @@ async def test_plan_and_cancel(client, cfg, dirs, env, worker, tmp_path):
         return (await handle.describe()).status.name == "CANCELED"
 
     await eventually(cancelled)
+    # the agent's task file is withdrawn, so nobody starts work on a cancelled build
+    document = yaml.safe_load(next(dirs["tasks"].glob("*.yml")).read_text())
+    assert document["status"] == "cancelled"
+    assert "pipeline cancelled during stage phase 1" in document["history"][-1]["note"]
     bad = tmp_path / "bad.yml"
     bad.write_text("plan_name: x\nphases: []\n")
     code, _, err = await buildctl(env, "plan", str(bad))

@@ -17,7 +17,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_histories_are_present():
     names = {path.stem for path in HISTORIES}
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
-            "pipeline-blocks-rejected", "plan"} <= names
+            "pipeline-blocks-rejected", "pipeline-cancelled", "plan"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -13,9 +13,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.cleanup import CleanupActivities
     from activities.settings import SettingsActivities
     from ids import stage_task_id
-    from models import BuildPhaseResult, Progress, StageSettings
+    from models import BuildPhaseResult, Progress, StageSettings, TaskCancellation
 
 PHASE_FAILED = "PhaseFailedError"
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
@@ -58,6 +59,17 @@ class DispatchingWorkflow:
         if self._progress.waiting_on and self._progress.waiting_on.startswith("agent"):
             self._redispatch = True
 
+    async def _withdraw(self, task_id: str, stage: str) -> None:
+        """The run was cancelled while an agent held the stage: mark its task file cancelled."""
+        workflow.logger.info("stage_cancelled", extra={"stage": stage})
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity_method(
+                CleanupActivities.mark_task_cancelled,
+                TaskCancellation(task_id=task_id,
+                                 note=f"pipeline cancelled during stage {stage}; do not start"),
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(
+                    maximum_attempts=3), summary=f"withdraw task {task_id}")
+
     def enter(self, stage: str, waiting_on: str | None) -> None:
         self._progress.stage = stage
         self._progress.waiting_on = waiting_on
@@ -84,7 +96,11 @@ class DispatchingWorkflow:
                 activity, args=args, start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=agent_retry(attempts), summary=summary,
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
-            await workflow.wait_condition(lambda h=handle: h.done() or self._redispatch)
+            try:
+                await workflow.wait_condition(lambda h=handle: h.done() or self._redispatch)
+            except asyncio.CancelledError:
+                await self._withdraw(task_id, stage)
+                raise
             if handle.done():
                 break
             workflow.logger.warning("stage_redispatched", extra={"stage": stage})
