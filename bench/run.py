@@ -69,11 +69,6 @@ async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
     raise TimeoutError(f"no task file for {task_id} within {timeout}s")
 
 
-def stage_id(run_id: str, stage: str) -> str:
-    """The task id of STAGE in RUN_ID (kept short name: it is what file names carry)."""
-    return stage_task_id(run_id, stage)
-
-
 def token_of(path: Path) -> str:
     return yaml.safe_load(path.read_text())["payload"]["task_token"]
 
@@ -130,7 +125,8 @@ class Bench:
                     handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
                                                   "bench")
                     run_id = handle.result_run_id or ""
-                    prefab = await wait_file(dirs["tasks"], stage_id(run_id, "prefab_scaffolding"))
+                    prefab = await wait_file(dirs["tasks"],
+                                             stage_task_id(run_id, "prefab_scaffolding"))
                     token = token_of(prefab)
                     started = time.perf_counter()
                     if mode == "inproc":
@@ -141,7 +137,7 @@ class Bench:
                         wall, rss = await run_cli_timed(token, cli_env)
                         cli_wall.append(wall)
                         cli_rss.append(rss)
-                    await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
+                    await wait_file(dirs["tasks"], stage_task_id(run_id, "implement_build"))
                     (inproc if mode == "inproc" else cli).append(time.perf_counter() - started)
                     await handle.terminate("bench")
                     await asyncio.sleep(SAMPLE_GAP)
@@ -227,7 +223,8 @@ class Bench:
             for handle in handles:
                 started = time.perf_counter()
                 await handle.signal("approve", BlockDecision(by="bench"))
-                await wait_file(dirs["tasks"], stage_id(handle.result_run_id or "", "close_build"))
+                await wait_file(dirs["tasks"],
+                                stage_task_id(handle.result_run_id or "", "close_build"))
                 signal_lat.append(time.perf_counter() - started)
             more = await self.park(client, env["TASK_QUEUE"], dirs, 2 if self.quick else 5,
                                    env)
@@ -238,7 +235,8 @@ class Bench:
                 assert path is not None
                 started = time.perf_counter()
                 taskfiles.set_status(path, "approved", "bench", actor="operator")
-                await wait_file(dirs["tasks"], stage_id(handle.result_run_id or "", "close_build"))
+                await wait_file(dirs["tasks"],
+                                stage_task_id(handle.result_run_id or "", "close_build"))
                 file_lat.append(time.perf_counter() - started)
             await terminate_all(handles + more)
         finally:
@@ -277,11 +275,12 @@ class Bench:
         for _ in range(samples):
             handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fresh")
             run_id = handle.result_run_id or ""
-            token = token_of(await wait_file(dirs["tasks"], stage_id(run_id, "prefab_scaffolding")))
+            prefab = await wait_file(dirs["tasks"], stage_task_id(run_id, "prefab_scaffolding"))
+            token = token_of(prefab)
             started = time.perf_counter()
             await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
                 {"status": "success", "output": "bench"})
-            await wait_file(dirs["tasks"], stage_id(run_id, "implement_build"))
+            await wait_file(dirs["tasks"], stage_task_id(run_id, "implement_build"))
             results.append(time.perf_counter() - started)
             await handle.terminate("bench")
             await asyncio.sleep(SAMPLE_GAP)

@@ -7,8 +7,8 @@ so that a change which would break running workflows fails.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 
