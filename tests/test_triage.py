@@ -67,3 +67,14 @@ def test_property_wrapper_is_never_broken(findings):
     assert len(lines) == len(findings) + 2
     body = "\n".join(lines[1:-1]).lower().replace(" ", "")
     assert "security-findings>" not in body
+
+
+def test_ten_megabyte_triage_file_is_refused_after_a_bounded_read(tmp_path):
+    from files import FileTooLarge, read_limited
+    from triage import MAX_TRIAGE_BYTES
+
+    huge = tmp_path / "triage-output.yml"
+    huge.write_bytes(b"flags:\n" + b"  - x\n" * (10 * 1024 * 1024 // 6))
+    assert huge.stat().st_size >= 10 * 1024 * 1024
+    with pytest.raises(FileTooLarge):
+        read_limited(huge, MAX_TRIAGE_BYTES)  # reads at most 1 MiB + 1 byte, never 10 MB
