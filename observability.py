@@ -9,10 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
     OpenTelemetryConfig,
     PrometheusConfig,
     Runtime,
     TelemetryConfig,
+    TelemetryFilter,
 )
 
 log = logging.getLogger("observability")
@@ -30,12 +33,12 @@ class Telemetry:
         self._provider = provider
         self._counter = (
             runtime.metric_meter.create_counter(counter_name, "Agent task files dispatched", "1")
-            if runtime is not None else None
+            if runtime is not None and counter_name else None
         )
 
     @property
     def enabled(self) -> bool:
-        return self.runtime is not None
+        return self._counter is not None
 
     @contextlib.contextmanager
     def dispatch_span(self, activity: str, build: str) -> Iterator[None]:
@@ -55,12 +58,19 @@ class Telemetry:
             self._provider.shutdown()
 
 
+def core_logging() -> LoggingConfig:
+    """Route the SDK core's own (Rust) log lines into our JSON logging instead of stderr."""
+    return LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                         forwarding=LogForwardingConfig(logger=logging.getLogger("temporal_core")))
+
+
 def setup_telemetry(otel_endpoint: str | None, service_name: str,
                     prometheus_bind: str | None = None,
                     metrics_interval: float = 10.0) -> Telemetry:
     """Telemetry per the config; without an endpoint nothing from opentelemetry is imported."""
     if not otel_endpoint and not prometheus_bind:
-        return Telemetry()
+        return Telemetry(runtime=Runtime(telemetry=TelemetryConfig(logging=core_logging())),
+                         counter_name="")
     # Prometheus names allow no dots: the same counter is activity_dispatched there.
     counter_name = "activity_dispatched" if prometheus_bind else "activity.dispatched"
     if prometheus_bind:
@@ -68,7 +78,7 @@ def setup_telemetry(otel_endpoint: str | None, service_name: str,
     else:
         metrics = OpenTelemetryConfig(url=otel_endpoint or "",
                                       metric_periodicity=timedelta(seconds=metrics_interval))
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=metrics,
+    runtime = Runtime(telemetry=TelemetryConfig(logging=core_logging(), metrics=metrics,
                                                 global_tags={"service_name": service_name}))
     if not otel_endpoint:
         log.info("telemetry_enabled", extra={"prometheus": prometheus_bind})

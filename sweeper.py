@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from workflows.common import AWAIT_MEMO, DISPATCH_MEMO
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
+RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled again
 DECISIONS = {"approved": "approve", "rejected": "reject"}
 
 
@@ -27,6 +29,7 @@ class Sweeper:
         self.client = client
         self.task_dir = task_dir
         self.interval = interval
+        self._redispatched: dict[tuple[str, str], float] = {}
         self.query = (f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running' AND "
                       f"WorkflowType IN ('BuildPipelineWorkflow', 'BuildPlanWorkflow')")
 
@@ -41,6 +44,8 @@ class Sweeper:
     async def sweep(self) -> int:
         """Return how many workflows were signalled."""
         signalled = 0
+        cutoff = time.monotonic() - RESIGNAL_AFTER
+        self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
             if memo.get(AWAIT_MEMO):
@@ -75,6 +80,10 @@ class Sweeper:
             started = pending.last_started_time.ToDatetime(tzinfo=UTC)
             if (pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                     and now - started > ORPHAN_GRACE):
+                key = (execution.run_id or execution.id, task_id)
+                if time.monotonic() - self._redispatched.get(key, -1e9) < RESIGNAL_AFTER:
+                    return 0  # asked already; the workflow may be waiting for a worker
+                self._redispatched[key] = time.monotonic()
                 await handle.signal("redispatch")
                 log.warning("orphaned_dispatch_recovered",
                             extra={"workflow_id": execution.id, "task_id": task_id,

@@ -13,6 +13,13 @@ from exceptions import UnsafePathError
 from models import BlockCheck
 
 
+async def _heartbeat_every(seconds: float) -> None:
+    """Tell the server this attempt is alive while slow notification backends run."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)
+
+
 class BlockActivities:
     """notify_blocks and the one-shot wait_for_block_resolution check."""
 
@@ -23,10 +30,15 @@ class BlockActivities:
     async def notify_blocks(self, build_name: str, task_id: str, blocks: list[str]) -> int:
         total = len(blocks)
         delivered = 0
-        for index, block in enumerate(blocks, start=1):
-            title = f"[ACTION] {build_name}: block {index}/{total} needs review"
-            delivered += await self.deps.notifiers.send(title, " ".join(block.split())[:2000])
-        await asyncio.to_thread(self._mark_input_required, build_name, task_id, total)
+        keep_alive = asyncio.create_task(_heartbeat_every(10.0))
+        try:
+            for index, block in enumerate(blocks, start=1):
+                title = f"[ACTION] {build_name}: block {index}/{total} needs review"
+                delivered += await self.deps.notifiers.send(title,
+                                                            " ".join(block.split())[:2000])
+            await asyncio.to_thread(self._mark_input_required, build_name, task_id, total)
+        finally:
+            keep_alive.cancel()
         return delivered
 
     def _mark_input_required(self, build_name: str, task_id: str, total: int) -> None:

@@ -125,12 +125,14 @@ async def worker(client: Client, cfg: WorkerConfig) -> AsyncIterator[Any]:
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
                        ) -> Iterator[None]:
-    """After every test: no task token written to its task dir appears in any log record."""
+    """After every test: no task token written to its task dir appears in any log record of
+    this process, nor in any *.log file the test's processes wrote (worker, pm2, nginx)."""
     caplog.set_level("DEBUG")
     if "dirs" not in request.fixturenames:
         yield
         return
     task_dir = request.getfixturevalue("dirs")["tasks"]
+    test_dir = request.getfixturevalue("tmp_path")
     yield
     tokens = set()
     for path in task_dir.rglob("*.yml") if task_dir.exists() else []:
@@ -140,6 +142,8 @@ def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCapture
                 tokens.add(token)
     formatter = JsonFormatter()
     records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
-    text = "\n".join(formatter.format(record) for record in records)
+    texts = [formatter.format(record) for record in records]
+    texts += [path.read_text(errors="replace") for path in test_dir.rglob("*.log")]
+    text = "\n".join(texts)
     leaked = [token for token in tokens if token in text or token[:40] in text]
     assert not leaked, f"{len(leaked)} task token(s) appeared in the logs"

@@ -28,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
 BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
 TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
 SHORT = RetryPolicy(maximum_attempts=3)
+# Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
+# worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
+LIVENESS = timedelta(seconds=30)
 APPROVED_STATUSES = {"approved"}
 REJECTED_STATUSES = {"rejected"}
 
@@ -85,7 +88,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.enter("triage", "triage-output.yml from the security agent")
         triage = await workflow.execute_activity_method(
             TriageStage.process_triage_output, build,
-            start_to_close_timeout=timedelta(minutes=5),
+            start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=LIVENESS,
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=settings.triage_retry_initial),
                 maximum_interval=timedelta(seconds=settings.triage_retry_max),
@@ -103,7 +106,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.enter("notify", f"notifications for {len(blocks)} block(s)")
         await workflow.execute_activity_method(
             BlockActivities.notify_blocks, args=[build, task_id, blocks],
-            start_to_close_timeout=timedelta(minutes=30), retry_policy=SHORT,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
+            retry_policy=SHORT,
             summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
         self.done("notify")
         deadline = workflow.now() + timedelta(seconds=settings.block_wait_timeout)
@@ -115,7 +119,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         workflow.upsert_memo({AWAIT_MEMO: task_id})
         check = await workflow.execute_activity_method(
             BlockActivities.wait_for_block_resolution, args=[build, task_id],
-            start_to_close_timeout=timedelta(minutes=1), retry_policy=SHORT,
+            start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=LIVENESS,
+            retry_policy=SHORT,
             summary=f"wait · check originating task {task_id}")
         self._take_file_status(check.status)
         try:
@@ -191,7 +196,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             reason=(decided.reason or None) if decided else None)
         path = await workflow.execute_activity_method(
             SummaryActivities.summarize_workflow, record,
-            start_to_close_timeout=timedelta(minutes=30), retry_policy=SHORT,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
+            retry_policy=SHORT,
             summary=f"summary · outcome {record.outcome}")
         self.done("summary")
         return path

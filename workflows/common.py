@@ -67,7 +67,8 @@ class DispatchingWorkflow:
                 CleanupActivities.mark_task_cancelled,
                 TaskCancellation(task_id=task_id,
                                  note=f"pipeline cancelled during stage {stage}; do not start"),
-                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(
+                start_to_close_timeout=timedelta(minutes=1),
+                heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(
                     maximum_attempts=3), summary=f"withdraw task {task_id}")
 
     def enter(self, stage: str, waiting_on: str | None) -> None:
