@@ -16,7 +16,7 @@ from tests.agents import AgentSim, triage_writer
 from tests.conftest import connect_client, worker_env
 from tests.devserver import DevServer, free_port
 from tests.helpers import eventually, start_pipeline
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, started_worker
 
 SEED = 20261121
 
@@ -57,14 +57,9 @@ async def run_many(client: Client, queue: str, dirs: dict[str, Path], names: lis
 
 async def test_200_pipelines_at_once(client, server, dirs, tmp_path):
     env = worker_env(server, dirs)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.start()
-    try:
-        await worker.wait_event("worker_started")
+    async with started_worker(env, tmp_path / "worker.log") as worker:
         names = [f"load-{i:03d}" for i in range(200)]
         results = await run_many(client, env["TASK_QUEUE"], dirs, names, client)
-    finally:
-        await worker.stop()
     assert len(results) == 200 and all(r.status == "complete" for r in results)
     counts = stage_files_per_pipeline(dirs["tasks"])
     assert len(counts) == 200 * 5 and set(counts.values()) == {1}
@@ -74,11 +69,8 @@ async def test_200_pipelines_at_once(client, server, dirs, tmp_path):
 async def test_parked_pipelines_hold_no_slots(client, server, dirs, tmp_path):
     notify_ok(dirs["home"])
     env = worker_env(server, dirs, MAX_CONCURRENT_ACTIVITIES="10")
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.start()
     queue = env["TASK_QUEUE"]
-    try:
-        await worker.wait_event("worker_started")
+    async with started_worker(env, tmp_path / "worker.log") as worker:
         blocked = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["needs a human"]})}
         async with AgentSim(dirs["tasks"], env, blocked, client=client, interval=0.1):
             handles = [await start_pipeline(client, queue, dirs["tasks"], f"park-{i:03d}")
@@ -101,8 +93,6 @@ async def test_parked_pipelines_hold_no_slots(client, server, dirs, tmp_path):
         assert result.status == "complete"
         for handle in handles:
             await handle.terminate("done")
-    finally:
-        await worker.stop()
     assert worker_errors(worker) == []
 
 
@@ -138,19 +128,17 @@ async def test_dev_server_restart_mid_run(dirs, tmp_path, cli_path):
     dev.start()
     client = await connect_client(dev.address)
     env = worker_env(dev, dirs)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.start()
     try:
-        await worker.wait_event("worker_started")
-        names = [f"restart-{i:02d}" for i in range(30)]
-        run = asyncio.ensure_future(run_many(client, env["TASK_QUEUE"], dirs, names, client))
-        await eventually(lambda: len(list(dirs["tasks"].glob("*.yml"))) > 40, 60)
-        dev.stop()
-        await asyncio.sleep(1.0)  # a real outage: the server is away for a while
-        dev.start()
-        results = await run
+        async with started_worker(env, tmp_path / "worker.log"):
+            names = [f"restart-{i:02d}" for i in range(30)]
+            run = asyncio.ensure_future(run_many(client, env["TASK_QUEUE"], dirs, names,
+                                                 client))
+            await eventually(lambda: len(list(dirs["tasks"].glob("*.yml"))) > 40, 60)
+            dev.stop()
+            await asyncio.sleep(1.0)  # a real outage: the server is away for a while
+            dev.start()
+            results = await run
     finally:
-        await worker.stop()
         dev.stop()
     assert all(r.status == "complete" for r in results)
     counts = stage_files_per_pipeline(dirs["tasks"])
