@@ -16,6 +16,7 @@ from files import read_limited, write_private
 
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
+MAX_CACHED_HEADERS = 50_000
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{8})\.yml$")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -147,6 +148,8 @@ def _header(path: Path) -> tuple[str, str | None] | None:
         return None
     status = document.get("status")
     header = (str(document.get("id")), str(status) if status is not None else None)
+    if len(_HEADERS) >= MAX_CACHED_HEADERS:
+        _HEADERS.clear()  # crude bound: a re-parse is cheap, unbounded growth is not
     _HEADERS[path] = (version, *header)
     return header
 
