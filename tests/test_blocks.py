@@ -14,7 +14,7 @@ from config import load_config
 from models import BlockDecision, Progress
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import running_worker, worker_env
-from tests.helpers import eventually, start_pipeline
+from tests.helpers import eventually, make_origin, start_pipeline
 
 BLOCKS = {"blocks": [{"description": "exposes docker socket"}, "root in container"]}
 
@@ -166,7 +166,6 @@ async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg
     notify_script(dirs["home"])
     behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
-    from tests.helpers import make_origin
 
     origin = make_origin(dirs["tasks"])
     origin_path = taskfiles.find_task_file(dirs["tasks"], origin)

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowFailureError
 
 from models import BuildPlanInput, BuildPlanResult, PhaseSpec
 from tests.agents import AgentSim
-from tests.helpers import eventually, files_of_type
+from tests.helpers import eventually, files_of_type, make_origin
 
 
 def plan(*phases: PhaseSpec) -> BuildPlanInput:
@@ -51,7 +51,6 @@ async def test_failed_phase_fails_plan(client, cfg, dirs, env, worker):
 async def test_plain_json_start_with_temporal_cli(client, cfg, dirs, env, worker, server,
                                                   cli_path):
     """Operators start pipelines with plain JSON: snake_case keys, no Python."""
-    from tests.helpers import make_origin
 
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     origin = make_origin(dirs["tasks"])

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError
 import taskfiles
 from models import BuildPipelineResult, Progress
 from tests.agents import AgentSim, triage_writer
-from tests.helpers import files_of_type, start_pipeline, task_files
+from tests.helpers import eventually, files_of_type, make_origin, start_pipeline, task_files
 
 
 async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):
@@ -43,7 +43,6 @@ async def test_task_file_contract(client, cfg, dirs, env, worker):
     behaviours = {"build_prefab": lambda d, p: None}  # leave prefab pending to inspect it
     async with AgentSim(dirs["tasks"], env, behaviours) as agents:
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "contract")
-        from tests.helpers import eventually
 
         await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
         path = next(p for p in dirs["tasks"].glob("*.yml")
@@ -133,7 +132,6 @@ async def test_missing_triage_is_retried_until_written(client, cfg, dirs, env, w
     behaviours = {"security_audit": triage_writer(dirs["audit"], None)}
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "late-triage")
-        from tests.helpers import eventually
 
         async def triage_stage() -> bool:
             return (await handle.query("progress", result_type=Progress)).stage == "triage"
@@ -147,7 +145,6 @@ async def test_missing_triage_is_retried_until_written(client, cfg, dirs, env, w
 
 
 def test_originating_status_helper(dirs):
-    from tests.helpers import make_origin
 
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
