@@ -152,13 +152,6 @@ class WorkflowSummary(_Model):
     reason: str | None = None
 
 
-class BlockNotice(_Model):
-    """Input of wait_for_block_resolution's one-shot check."""
-
-    build_name: str
-    task_id: str
-
-
 class BlockCheck(_Model):
     """What the originating task file says right now."""
 

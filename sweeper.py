@@ -14,12 +14,11 @@ from temporalio.service import RPCError
 
 import taskfiles
 from models import BlockDecision
-from workflows.common import AWAIT_MEMO, DISPATCH_MEMO
+from workflows.common import AWAIT_MEMO, DISPATCH_MEMO, FILE_DECISIONS
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
 RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled again
-DECISIONS = {"approved": "approve", "rejected": "reject"}
 
 
 class Sweeper:
@@ -56,7 +55,7 @@ class Sweeper:
 
     async def _check_block(self, execution: WorkflowExecution, task_id: str) -> int:
         status = await asyncio.to_thread(taskfiles.read_status, self.task_dir, task_id)
-        signal = DECISIONS.get(status or "")
+        signal = FILE_DECISIONS.get(status or "")
         if signal is None:
             return 0
         handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)

@@ -18,12 +18,11 @@ with workflow.unsafe.imports_passed_through():
         BlockDecision,
         BuildPipelineInput,
         BuildPipelineResult,
-        Outcome,
         StageSettings,
         TriageOutput,
         WorkflowSummary,
     )
-    from workflows.common import AWAIT_MEMO, DispatchingWorkflow, load_settings
+    from workflows.common import AWAIT_MEMO, FILE_DECISIONS, DispatchingWorkflow, load_settings
 
 BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
 TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
@@ -31,8 +30,6 @@ SHORT = RetryPolicy(maximum_attempts=3)
 # Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
 # worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
 LIVENESS = timedelta(seconds=30)
-APPROVED_STATUSES = {"approved"}
-REJECTED_STATUSES = {"rejected"}
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
@@ -137,12 +134,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         return verdict
 
     def _take_file_status(self, status: str | None) -> None:
-        if self._decision is not None or status is None:
-            return
-        if status in APPROVED_STATUSES:
-            self._decision = ("approved", BlockDecision(by="task-file"))
-        elif status in REJECTED_STATUSES:
-            self._decision = ("rejected", BlockDecision(by="task-file"))
+        if self._decision is None and status in FILE_DECISIONS:
+            self._decision = (status, BlockDecision(by="task-file"))
 
     def _decide(self, verdict: str, decision: BlockDecision) -> bool:
         if not self._parked or self._decision is not None:
@@ -191,7 +184,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             workflow_id=workflow.info().workflow_id, build_name=params.build_name,
             started=started, completed=workflow.now(), phases_completed=phases,
             blocks_hit=len(triage.blocks), flags_applied=len(triage.flags),
-            outcome=_outcome(outcome), plan_path=params.plan_path, build_report_path=report,
+            outcome=outcome, plan_path=params.plan_path, build_report_path=report,
             decided_by=decided.by if decided else None,
             reason=(decided.reason or None) if decided else None)
         path = await workflow.execute_activity_method(
@@ -211,8 +204,3 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         return ApplicationError(f"Build {build}: no block decision before the deadline",
                                 type="BlockWaitTimedOut", non_retryable=True)
 
-
-def _outcome(value: str) -> Outcome:
-    mapping: dict[str, Outcome] = {"success": "success", "partial": "partial",
-                                   "rejected": "rejected", "timed_out": "timed_out"}
-    return mapping[value]

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
 PHASE_FAILED = "PhaseFailedError"
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
 AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
+# Originating-task statuses that decide a parked pipeline, and the signal that carries each.
+FILE_DECISIONS = {"approved": "approve", "rejected": "reject"}
 
 
 def agent_retry(attempts: int = 1) -> RetryPolicy:
