@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -26,20 +27,53 @@ def temporal_cli() -> str:
     return result.stdout.strip()
 
 
+_HANDED_OUT: set[int] = set()
+_RANDOM = random.Random()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range.
+
+    Outgoing connections take their local port from the ephemeral range, so a port chosen
+    there can be taken between this check and the server's own bind (a CI run lost a dev
+    server that way). Ports handed out once are not handed out again in this process.
+    """
+    high = _ephemeral_low()
+    for _ in range(200):
+        port = _RANDOM.randrange(10000, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port found between 10000 and {high}")
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        if port_answers(port):
             return
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise TimeoutError(f"nothing answered on port {port} within {timeout:g}s")
 
 
@@ -53,21 +87,59 @@ class DevServer:
     ui_port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    started_once: bool = False
+    log_offset: int = 0
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3, timeout: float = 60.0) -> None:
+        """Start and wait for the frontend; retry on a lost port race (new UI port, and a new
+        frontend port unless a restart must keep the address clients already use)."""
+        for attempt in range(1, attempts + 1):
+            if self._launch(timeout):
+                self.started_once = True
+                return
+            tail = self._log_tail()
+            if attempt == attempts or "address already in use" not in tail:
+                raise RuntimeError(f"dev server on port {self.port} did not start: {tail}")
+            self.ui_port = free_port()
+            if not self.started_once:
+                self.port = free_port()
+
+    def _launch(self, timeout: float) -> bool:
+        """True once the frontend and the Web UI answer; False if the process exited first."""
         args = [self.cli, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
                 "--ui-port", str(self.ui_port), "--db-filename", str(self.db),
                 "--log-level", "error", "--search-attribute", "BuildName=Keyword",
                 "--search-attribute", "TargetAgent=Keyword",
                 "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        wait_port(self.port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_answers(self.port) and port_answers(self.ui_port):
+                return True
+            if self.process.poll() is not None:
+                self.process = None
+                return False
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"dev server: nothing answered on port {self.port} within "
+                           f"{timeout:g}s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        """The last lines this launch wrote to the server log."""
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(self.log_offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return "(no server log)"
+        return " | ".join(text.strip().splitlines()[-3:]) or "(server log empty)"
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

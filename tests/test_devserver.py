@@ -1,0 +1,35 @@
+"""The dev-server test bed survives a lost port race and keeps its address across restarts."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.devserver import DevServer, free_port, port_answers
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_repeats():
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(10000 <= port < low for port in ports)
+
+
+def test_taken_ui_port_is_retried_and_restart_keeps_the_frontend(cli_path, tmp_path):
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", free_port()))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    dev = DevServer(cli_path, tmp_path / "db", free_port(), taken, tmp_path / "server.log")
+    try:
+        dev.start()
+        first = dev.port
+        assert dev.ui_port != taken and port_answers(dev.ui_port)
+        assert "address already in use" in (tmp_path / "server.log").read_text()
+        dev.stop()
+        assert not port_answers(first)
+        dev.start()
+        assert dev.port == first and port_answers(first)
+    finally:
+        squatter.close()
+        dev.stop()
