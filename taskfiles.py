@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,7 +129,39 @@ def find_task_file(task_dir: Path, task_id: str, *, include_archive: bool = True
     return None
 
 
-_HEADERS: dict[Path, tuple[tuple[int, int, int], str, str | None]] = {}
+class _HeaderCache:
+    """(id, status) per task-file version, least recently used evicted first; thread-safe
+    (activities and the sweeper read task files from worker threads)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Path, tuple[tuple[int, int, int], str, str | None]] = (
+            OrderedDict())
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, version: tuple[int, int, int]) -> tuple[str, str | None] | None:
+        with self._lock:
+            cached = self._entries.get(path)
+            if cached is None or cached[0] != version:
+                return None
+            self._entries.move_to_end(path)
+            return cached[1], cached[2]
+
+    def put(self, path: Path, version: tuple[int, int, int],
+            header: tuple[str, str | None]) -> None:
+        with self._lock:
+            self._entries[path] = (version, *header)
+            self._entries.move_to_end(path)
+            while len(self._entries) > MAX_CACHED_HEADERS:
+                self._entries.popitem(last=False)  # a re-parse is cheap, unbounded growth not
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+
+_HEADERS = _HeaderCache()
 
 
 def _header(path: Path) -> tuple[str, str | None] | None:
@@ -140,17 +173,15 @@ def _header(path: Path) -> tuple[str, str | None] | None:
     try:
         info = os.stat(path)
         version = (info.st_ino, info.st_mtime_ns, info.st_size)
-        cached = _HEADERS.get(path)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
+        cached = _HEADERS.get(path, version)
+        if cached is not None:
+            return cached
         document = load(path)
     except (OSError, ValueError, yaml.YAMLError):
         return None
     status = document.get("status")
     header = (str(document.get("id")), str(status) if status is not None else None)
-    if len(_HEADERS) >= MAX_CACHED_HEADERS:
-        _HEADERS.clear()  # crude bound: a re-parse is cheap, unbounded growth is not
-    _HEADERS[path] = (version, *header)
+    _HEADERS.put(path, version, header)
     return header
 
 

@@ -83,3 +83,13 @@ def test_status_cache_follows_every_rewrite(tmp_path):
     for status in ("input-required", "approved", "rejected"):
         taskfiles.set_status(path, status, "n")
         assert taskfiles.read_status(tmp_path, task_id) == status
+
+
+def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(taskfiles, "MAX_CACHED_HEADERS", 3)
+    paths = [taskfiles.dispatch(tmp_path, spec(task_id=f"t-{n}"), "dA==") for n in "abcd"]
+    for n in "abca":
+        assert taskfiles.read_status(tmp_path, f"t-{n}") == "submitted"
+    assert taskfiles.read_status(tmp_path, "t-d") == "submitted"
+    assert len(taskfiles._HEADERS) == 3
+    assert [path in taskfiles._HEADERS for path in paths] == [True, False, True, True]
