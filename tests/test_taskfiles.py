@@ -86,10 +86,13 @@ def test_status_cache_follows_every_rewrite(tmp_path):
 
 
 def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
+    # Distinct 8-char id prefixes: each lookup parses only its own file, whatever order the
+    # directory lists in (ids shorter than 8 chars would make every lookup scan them all).
     monkeypatch.setattr(taskfiles, "MAX_CACHED_HEADERS", 3)
-    paths = [taskfiles.dispatch(tmp_path, spec(task_id=f"t-{n}"), "dA==") for n in "abcd"]
+    ids = {n: f"{n * 8}-0000-4000-8000-000000000000" for n in "abcd"}
+    paths = [taskfiles.dispatch(tmp_path, spec(task_id=ids[n]), "dA==") for n in "abcd"]
     for n in "abca":
-        assert taskfiles.read_status(tmp_path, f"t-{n}") == "submitted"
-    assert taskfiles.read_status(tmp_path, "t-d") == "submitted"
+        assert taskfiles.read_status(tmp_path, ids[n]) == "submitted"
+    assert taskfiles.read_status(tmp_path, ids["d"]) == "submitted"
     assert len(taskfiles._HEADERS) == 3
     assert [path in taskfiles._HEADERS for path in paths] == [True, False, True, True]
