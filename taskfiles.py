@@ -18,7 +18,7 @@ from files import read_limited, write_private
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
 MAX_CACHED_HEADERS = 50_000
-_NAME = re.compile(r"^\d{8}-\d{6}-(.{8})\.yml$")
+_NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

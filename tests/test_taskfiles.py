@@ -86,8 +86,8 @@ def test_status_cache_follows_every_rewrite(tmp_path):
 
 
 def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
-    # Distinct 8-char id prefixes: each lookup parses only its own file, whatever order the
-    # directory lists in (ids shorter than 8 chars would make every lookup scan them all).
+    # Ids that differ in their first 8 chars: each lookup parses only its own file, whatever
+    # order the directory lists in.
     monkeypatch.setattr(taskfiles, "MAX_CACHED_HEADERS", 3)
     ids = {n: f"{n * 8}-0000-4000-8000-000000000000" for n in "abcd"}
     paths = [taskfiles.dispatch(tmp_path, spec(task_id=ids[n]), "dA==") for n in "abcd"]
@@ -96,3 +96,12 @@ def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
     assert taskfiles.read_status(tmp_path, ids["d"]) == "submitted"
     assert len(taskfiles._HEADERS) == 3
     assert [path in taskfiles._HEADERS for path in paths] == [True, False, True, True]
+
+
+def test_lookup_of_a_short_id_parses_only_its_own_file(tmp_path, monkeypatch):
+    paths = {n: taskfiles.dispatch(tmp_path, spec(task_id=n), "dA==") for n in ("t-a", "t-b")}
+    for wanted, path in paths.items():  # both ways round: one of them is listed second
+        monkeypatch.setattr(taskfiles, "_HEADERS", taskfiles._HeaderCache())
+        assert taskfiles.find_task_file(tmp_path, wanted) == path
+        assert [p in taskfiles._HEADERS for p in paths.values()] == [
+            p == path for p in paths.values()]
