@@ -10,8 +10,10 @@ import yaml
 from temporalio.client import WorkflowFailureError
 
 import taskfiles
+from config import load_config
 from models import BuildPipelineResult, Progress
 from tests.agents import AgentSim, triage_writer
+from tests.conftest import running_worker
 from tests.helpers import eventually, files_of_type, make_origin, start_pipeline, task_files
 
 
@@ -127,16 +129,19 @@ async def test_malformed_triage_is_not_retried(client, cfg, dirs, env, worker):
     assert attempts == []
 
 
-async def test_missing_triage_is_retried_until_written(client, cfg, dirs, env, worker):
+async def test_missing_triage_is_retried_until_written(client, dirs, env):
     # The audit agent completes without writing the file; it appears a moment later.
+    cfg = load_config({**env, "TRIAGE_MAX_ATTEMPTS": "100"})
     behaviours = {"security_audit": triage_writer(dirs["audit"], None)}
-    async with AgentSim(dirs["tasks"], env, behaviours):
+    async with running_worker(client, cfg), AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "late-triage")
 
-        async def triage_stage() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "triage"
+        async def retried() -> bool:  # durable while attempts remain: a failed read, retried
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(p.activity_type.name == "process_triage_output" and p.attempt >= 2
+                       for p in pending)
 
-        await eventually(triage_stage)
+        await eventually(retried)
         out = dirs["audit"] / "late-triage"
         out.mkdir(parents=True, exist_ok=True)
         (out / "triage-output.yml").write_text("flags: []\n")
