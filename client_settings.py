@@ -32,6 +32,7 @@ class ClientSettings:
     connect: Mapping[str, Any]
     vault: VaultSettings | None
     require_tls: bool
+    vault_missing: tuple[str, ...] = ()  # some Vault variables set, these not: Vault is off
 
     @property
     def address(self) -> str:
@@ -67,16 +68,20 @@ def parse_bool(name: str, value: str | None) -> bool:
     raise ConfigError(f"{name} must be one of 1/true/yes or 0/false/no, got {value!r}")
 
 
+VAULT_VARS = ("VAULT_ADDR", "VAULT_ROLE_ID", "VAULT_SECRET_ID_FILE")
+
+
+def vault_missing(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The Vault variables left unset when some (not all) are set; () otherwise."""
+    missing = tuple(name for name in VAULT_VARS if not env.get(name, "").strip())
+    return missing if 0 < len(missing) < len(VAULT_VARS) else ()
+
+
 def _vault_settings(env: Mapping[str, str]) -> VaultSettings | None:
-    names = ("VAULT_ADDR", "VAULT_ROLE_ID", "VAULT_SECRET_ID_FILE")
-    values = {name: env.get(name, "").strip() for name in names}
-    present = [name for name in names if values[name]]
-    if not present:
+    """Vault only when all three variables are set (as v0.5: `VAULT_ADDR` alone is common)."""
+    values = {name: env.get(name, "").strip() for name in VAULT_VARS}
+    if not all(values.values()):
         return None
-    if len(present) != len(names):
-        missing = ", ".join(name for name in names if not values[name])
-        raise ConfigError(f"Vault mTLS needs VAULT_ADDR, VAULT_ROLE_ID and "
-                          f"VAULT_SECRET_ID_FILE together; missing: {missing}")
     secret_file = Path(values["VAULT_SECRET_ID_FILE"]).expanduser()
     if not secret_file.is_file():
         raise ConfigError(f"VAULT_SECRET_ID_FILE does not exist or is not a file: {secret_file}")
@@ -104,5 +109,6 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
     return ClientSettings(
         connect=connect,
         vault=_vault_settings(env),
+        vault_missing=vault_missing(env),
         require_tls=parse_bool("TEMPORAL_REQUIRE_TLS", env.get("TEMPORAL_REQUIRE_TLS")),
     )

@@ -103,6 +103,9 @@ async def complete(token: bytes, status: str, message: str) -> None:
 
     try:
         settings = load_client_settings()
+        if settings.vault_missing:
+            print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
+                  f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
         client = await connect(settings, data_converter=DataConverter.default)
     except TemporalWorkerError as err:
         raise CliError(str(err), EXIT_CONFIG) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
@@ -16,8 +16,9 @@ from models import StageTimings
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
-PATH_FIELDS = ("send_matrix_script", "audit_dir", "task_dir", "summary_dir")
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+PATH_FIELDS = ("send_matrix_script", "audit_dir", "legacy_audit_dir", "task_dir", "summary_dir")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 # Stage timings: env var -> (field, default). Values accept 30s / 15m / 2h / 7d.
 DURATIONS: dict[str, tuple[str, str]] = {
@@ -50,6 +51,8 @@ class WorkerConfig(StageTimings):
     matrix_room_id: str = ""
     matrix_access_token_file: Path | None = None
     audit_dir: Path = Path("~/.claude/comms/artifacts/audit-requests")
+    # v0.5's code default: audits it requested keep their triage file there.
+    legacy_audit_dir: Path = Path("~/.claude/comms/artifacts")
     task_dir: Path = Path("~/.claude/task-queue")
     summary_dir: Path = Path("~/repos/personal/agent-activity/workflows")
     log_level: LogLevel = "INFO"
@@ -62,6 +65,8 @@ class WorkerConfig(StageTimings):
     max_cached_workflows: int = Field(default=500, ge=0, le=100000)
     metrics_interval: float = 10
     index_builds: bool = True
+    # (event, details) to log once logging is set up: settings we accepted with a caveat.
+    warnings: tuple[tuple[str, dict[str, object]], ...] = ()
 
     @field_validator("task_queue", "matrix_room")
     @classmethod
@@ -80,7 +85,7 @@ class WorkerConfig(StageTimings):
 
     def describe(self) -> dict[str, object]:
         """Non-secret settings for the config_loaded log line."""
-        data = self.model_dump(exclude={"client"}, mode="json")
+        data = self.model_dump(exclude={"client", "warnings"}, mode="json")
         data.update(self.client.describe())
         return data
 
@@ -108,7 +113,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     """Build the WorkerConfig from ENV (default os.environ); raise ConfigError when invalid."""
     env = os.environ if env is None else env
-    values: dict[str, object] = {"client": load_client_settings(env)}
+    client = load_client_settings(env)
+    values: dict[str, object] = {"client": client}
     plain = {
         "TASK_QUEUE": "task_queue",
         "MATRIX_ROOM": "matrix_room",
@@ -118,6 +124,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         "MATRIX_ROOM_ID": "matrix_room_id",
         "MATRIX_ACCESS_TOKEN_FILE": "matrix_access_token_file",
         "TEMPORAL_AUDIT_DIR": "audit_dir",
+        "LEGACY_AUDIT_DIR": "legacy_audit_dir",
         "TASK_QUEUE_DIR": "task_dir",
         "SUMMARY_DIR": "summary_dir",
         "LOG_FILE": "log_file",
@@ -130,8 +137,17 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raw = env.get(name, "").strip()
         if raw:
             values[field] = raw
-    if env.get("LOG_LEVEL", "").strip():
-        values["log_level"] = env["LOG_LEVEL"].strip().upper()
+    warnings: list[tuple[str, dict[str, object]]] = []
+    level = env.get("LOG_LEVEL", "").strip().upper()
+    level = LOG_LEVEL_ALIASES.get(level, level)
+    if level in get_args(LogLevel):
+        values["log_level"] = level
+    elif level:
+        warnings.append(("log_level_unknown", {"value": env["LOG_LEVEL"][:40], "using": "INFO"}))
+    if client.vault_missing:
+        warnings.append(("vault_partial", {"missing": list(client.vault_missing),
+                                           "effect": "Vault mTLS off (all three needed)"}))
+    values["warnings"] = tuple(warnings)
     home = env.get("HOME") or str(Path.home())
     for field in PATH_FIELDS:
         raw = str(values.get(field) or WorkerConfig.model_fields[field].default)

@@ -73,17 +73,3 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-class FileTooLarge(ValueError):
-    """A file exceeded the size we are willing to read."""
-
-
-def read_limited(path: Path, max_bytes: int) -> bytes:
-    """Read at most MAX_BYTES from PATH (not following a final symlink) or raise FileTooLarge."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FileTooLarge(f"{path.name} is larger than {max_bytes} bytes")
-    return data

@@ -153,10 +153,9 @@ class WorkflowSummary(_Model):
 
 
 class BlockCheck(_Model):
-    """What the originating task file says right now."""
+    """What the originating task file says right now (None: no readable file)."""
 
     status: str | None
-    found: bool
 
 
 class TaskCancellation(_Model):

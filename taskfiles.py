@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -13,14 +14,16 @@ from typing import Any
 
 import yaml
 
-from files import read_limited, write_private
+import untrusted_yaml
+from exceptions import ActivityRuntimeError
+from files import write_private
 
+log = logging.getLogger("taskfiles")
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
 MAX_CACHED_HEADERS = 50_000
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ def dump(document: dict[str, Any]) -> bytes:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Parse one task file; raise ValueError when it is not a YAML mapping."""
-    data = yaml.load(read_limited(path, MAX_TASK_FILE_BYTES), Loader=_Loader)
+    """Parse one task file safely; ValueError (InputRefused too) when it is not a mapping."""
+    data = untrusted_yaml.load_file(path, MAX_TASK_FILE_BYTES)
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a YAML mapping")
     return data
@@ -104,6 +107,15 @@ class _DirIndex:
         names = groups.get(task_id[:8], []) + groups.get(None, [])
         return [directory / name for name in names]
 
+    def others(self, directory: Path, task_id: str) -> list[Path]:
+        """Files whose name says they hold another id (a fallback: names can lie)."""
+        with self._lock:
+            cached = self._cache.get(directory)
+        if cached is None:
+            return []
+        return [directory / name for prefix, names in cached[1].items()
+                if prefix not in (task_id[:8], None) for name in names]
+
     @staticmethod
     def _scan(directory: Path) -> dict[str | None, list[str]]:
         groups: dict[str | None, list[str]] = {}
@@ -118,38 +130,54 @@ class _DirIndex:
 _INDEX = _DirIndex()
 
 
+class DuplicateTaskId(ActivityRuntimeError, ValueError):
+    """Several task files claim one id: none of them is trusted."""
+
+
 def find_task_file(task_dir: Path, task_id: str, *, include_archive: bool = True) -> Path | None:
-    """Locate the file whose `id` is TASK_ID in TASK_DIR or its archive/ without a full parse."""
+    """The one file whose `id` is TASK_ID in TASK_DIR (or its archive/), None if there is none.
+
+    Files named after the id are looked at first; only when none holds it is every other
+    file read (its header cached per version, so a repeated miss costs a stat per file).
+    Raises DuplicateTaskId when several files claim the id: first-match-wins would let a
+    planted copy decide.
+    """
     directories = [task_dir, task_dir / "archive"] if include_archive else [task_dir]
-    for directory in directories:
-        for path in _INDEX.candidates(directory, task_id):
-            header = _header(path)
-            if header is not None and header[0] == task_id:
-                return path
+    for lookup in (_INDEX.candidates, _INDEX.others):
+        matches = [path for directory in directories for path in lookup(directory, task_id)
+                   if (_header(path) or ("",))[0] == task_id]
+        if len(matches) > 1:
+            names = ", ".join(sorted(str(path.relative_to(task_dir)) for path in matches))
+            raise DuplicateTaskId(f"{len(matches)} task files claim id {task_id}: {names}")
+        if matches:
+            return matches[0]
     return None
 
 
+Header = tuple[str, str | None]  # (id, status)
+
+
 class _HeaderCache:
-    """(id, status) per task-file version, least recently used evicted first; thread-safe
-    (activities and the sweeper read task files from worker threads)."""
+    """(id, status) per task-file version, junk remembered as None; least recently used
+    evicted first; thread-safe (activities and the sweeper read from worker threads)."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[Path, tuple[tuple[int, int, int], str, str | None]] = (
+        self._entries: OrderedDict[Path, tuple[tuple[int, int, int], Header | None]] = (
             OrderedDict())
         self._lock = threading.Lock()
 
-    def get(self, path: Path, version: tuple[int, int, int]) -> tuple[str, str | None] | None:
+    def get(self, path: Path, version: tuple[int, int, int]) -> tuple[bool, Header | None]:
+        """(known, header): a known None is a file version that is not a task (junk)."""
         with self._lock:
             cached = self._entries.get(path)
             if cached is None or cached[0] != version:
-                return None
+                return False, None
             self._entries.move_to_end(path)
-            return cached[1], cached[2]
+            return True, cached[1]
 
-    def put(self, path: Path, version: tuple[int, int, int],
-            header: tuple[str, str | None]) -> None:
+    def put(self, path: Path, version: tuple[int, int, int], header: Header | None) -> None:
         with self._lock:
-            self._entries[path] = (version, *header)
+            self._entries[path] = (version, header)
             self._entries.move_to_end(path)
             while len(self._entries) > MAX_CACHED_HEADERS:
                 self._entries.popitem(last=False)  # a re-parse is cheap, unbounded growth not
@@ -164,23 +192,25 @@ class _HeaderCache:
 _HEADERS = _HeaderCache()
 
 
-def _header(path: Path) -> tuple[str, str | None] | None:
+def _header(path: Path) -> Header | None:
     """(id, status) of a task file, parsed once per version (inode, mtime, size); None if
-    unreadable.
-
-    Lookups and the sweeper ask about the same few files again and again; most never change.
+    it is not a readable task file (remembered too, so junk is not re-parsed on every miss).
     """
     try:
-        info = os.stat(path)
-        version = (info.st_ino, info.st_mtime_ns, info.st_size)
-        cached = _HEADERS.get(path, version)
-        if cached is not None:
-            return cached
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    version = (info.st_ino, info.st_mtime_ns, info.st_size)
+    known, cached = _HEADERS.get(path, version)
+    if known:
+        return cached
+    try:
         document = load(path)
     except (OSError, ValueError, yaml.YAMLError):
-        return None
-    status = document.get("status")
-    header = (str(document.get("id")), str(status) if status is not None else None)
+        header = None
+    else:
+        status = document.get("status")
+        header = (str(document.get("id")), str(status) if status is not None else None)
     _HEADERS.put(path, version, header)
     return header
 
@@ -221,7 +251,12 @@ def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT) ->
 
 
 def read_status(task_dir: Path, task_id: str) -> str | None:
-    """The `status` of task TASK_ID, or None when no readable file has that id."""
-    path = find_task_file(task_dir, task_id)
+    """The `status` of task TASK_ID, or None when no single readable file has that id
+    (duplicates are reported and never decide anything)."""
+    try:
+        path = find_task_file(task_dir, task_id)
+    except DuplicateTaskId as err:
+        log.warning("duplicate_task_id", extra={"task_id": task_id, "error": str(err)[:500]})
+        return None
     header = _header(path) if path is not None else None
     return header[1] if header is not None else None

@@ -31,9 +31,12 @@ def tls_config(settings: ClientSettings) -> TLSConfig | bool | None:
     if settings.has_static_tls:
         return settings.connect.get("tls")
     if settings.require_tls:
+        gap = (f"; Vault is off because {', '.join(settings.vault_missing)} "
+               f"{'is' if len(settings.vault_missing) == 1 else 'are'} unset"
+               if settings.vault_missing else "")
         raise CredentialError(
             "TEMPORAL_REQUIRE_TLS is set but no TLS credentials are configured "
-            "(set the VAULT_* variables or TEMPORAL_TLS_*)"
+            f"(set the VAULT_* variables or TEMPORAL_TLS_*){gap}"
         )
     log.info("tls_disabled")
     return None

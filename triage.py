@@ -7,50 +7,37 @@ from typing import Any
 
 import yaml
 
+import untrusted_yaml
+from exceptions import ActivityRuntimeError
 from models import TriageOutput
 
 MAX_TRIAGE_BYTES = 1024 * 1024
 MAX_ITEMS = 1000
-MAX_DEPTH = 8
 FINDING_LIMIT = 500
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _WRAPPER = re.compile(r"<\s*/?\s*security-findings\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-class TriageFormatError(ValueError):
+class TriageFormatError(ActivityRuntimeError, ValueError):
     """The triage file cannot be understood; retrying will not help."""
 
 
-def _check_nesting(text: str) -> None:
-    """Refuse absurdly nested flow collections before the parser recurses into them."""
-    depth = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            if depth > 64:
-                raise TriageFormatError("triage file is nested too deeply")
-        elif char in "]}":
-            depth = max(0, depth - 1)
+def _render(value: Any) -> str:
+    """Any YAML value as one readable line of text (no finding is ever dropped)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "; ".join(f"{_render(k)}: {_render(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(_render(v) for v in value)
+    return "" if value is None else str(value).strip()
 
 
-def _describe(item: Any, where: str) -> str | None:
-    if item is None:
-        return None
-    if isinstance(item, str):
-        return item.strip() or None
-    if isinstance(item, (int, float)) and not isinstance(item, bool):
-        return str(item)
+def _describe(item: Any) -> str | None:
     if isinstance(item, dict) and "description" in item:
-        value = item["description"]
-        if isinstance(value, str):
-            return value.strip() or None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise TriageFormatError(
-        f"{where}: each item must be a string or a mapping with a text 'description'"
-    )
+        item = item["description"]
+    return _render(item) or None
 
 
 def parse_triage(raw: bytes) -> TriageOutput:
@@ -58,20 +45,20 @@ def parse_triage(raw: bytes) -> TriageOutput:
     if len(raw) > MAX_TRIAGE_BYTES:
         raise TriageFormatError(f"triage file is larger than {MAX_TRIAGE_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
         raise TriageFormatError("triage file is not UTF-8 text") from None
-    _check_nesting(text)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = untrusted_yaml.parse(raw, "triage file")
+    except untrusted_yaml.InputRefused as err:
+        raise TriageFormatError(str(err)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise TriageFormatError(f"triage file is not valid YAML{where}") from None
-    except RecursionError:
-        raise TriageFormatError("triage file is nested too deeply") from None
     if data is None:
-        data = {}
+        raise TriageFormatError("triage file is empty: a clean audit must still list "
+                                "'blocks: []', 'flags: []' and 'info: []'")
     if not isinstance(data, dict):
         raise TriageFormatError(
             f"triage file top level must be a mapping, got {type(data).__name__}"
@@ -83,8 +70,10 @@ def parse_triage(raw: bytes) -> TriageOutput:
             raise TriageFormatError(f"'{key}' must be a list, got {type(items).__name__}")
         if len(items) > MAX_ITEMS:
             raise TriageFormatError(f"'{key}' has more than {MAX_ITEMS} items")
-        texts = (_describe(item, f"{key}[{i}]") for i, item in enumerate(items))
+        texts = (_describe(item) for item in items)
         result[key] = [_SURROGATE.sub("\ufffd", text) for text in texts if text]
+    if sum(len(text) for texts in result.values() for text in texts) > MAX_TRIAGE_BYTES:
+        raise TriageFormatError(f"triage findings exceed {MAX_TRIAGE_BYTES} characters")
     return TriageOutput(**result)
 
 

@@ -81,6 +81,8 @@ def main() -> int:
         return EXIT_CONFIG
     setup_logging(config.log_level, config.log_file)
     log.info("config_loaded", extra={"config": config.describe()})
+    for event, details in config.warnings:
+        log.warning(event, extra=details)
     log.info("worker_starting", extra={"address": config.client.address})
 
     async def _main() -> int:

@@ -1,4 +1,4 @@
-"""Stage 6 and 7 activities: notify about blocks, mark and check the originating task file."""
+"""Stage 6 and 7 activities: notify about blocks, mark and watch the originating task file."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import asyncio
 
 import yaml
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 import taskfiles
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import BlockCheck
+
+# Originating-task statuses that end a v0.5 caller's wait without approval.
+REFUSALS = ("rejected", "cancelled", "failed")
 
 
 async def _heartbeat_every(seconds: float) -> None:
@@ -21,25 +25,23 @@ async def _heartbeat_every(seconds: float) -> None:
 
 
 class BlockActivities:
-    """notify_blocks and the one-shot wait_for_block_resolution check."""
+    """notify_blocks, v0.5's blocking wait, and our workflow's one-shot status check."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     @activity.defn(name="notify_blocks")
-    async def notify_blocks(self, build_name: str, task_id: str, blocks: list[str]) -> int:
+    async def notify_blocks(self, build_name: str, task_id: str, blocks: list[str]) -> None:
+        """Returns nothing: v0.5 workflows decode this result as no value."""
         total = len(blocks)
-        delivered = 0
         keep_alive = asyncio.create_task(_heartbeat_every(10.0))
         try:
             for index, block in enumerate(blocks, start=1):
                 title = f"[ACTION] {build_name}: block {index}/{total} needs review"
-                delivered += await self.deps.notifiers.send(title,
-                                                            " ".join(block.split())[:2000])
+                await self.deps.notifiers.send(title, " ".join(block.split())[:2000])
             await asyncio.to_thread(self._mark_input_required, build_name, task_id, total)
         finally:
             keep_alive.cancel()
-        return delivered
 
     def _mark_input_required(self, build_name: str, task_id: str, total: int) -> None:
         task_dir = self.deps.config.task_dir
@@ -57,8 +59,29 @@ class BlockActivities:
                                     extra={"task_id": task_id, "error": str(err)[:200]})
 
     @activity.defn(name="wait_for_block_resolution")
-    async def wait_for_block_resolution(self, build_name: str, task_id: str) -> BlockCheck:
+    async def wait_for_block_resolution(self, build_name: str, task_id: str) -> None:
+        """v0.5's contract: return (nothing) only once the originating task is `approved`.
+
+        Polls the task file and heartbeats until then; a refusal ends the attempt with a
+        non-retryable error instead of ever letting the build close without approval.
+        """
+        interval = self.deps.config.block_check_interval
+        while True:
+            activity.heartbeat()
+            status = await asyncio.to_thread(taskfiles.read_status, self.deps.config.task_dir,
+                                             task_id)
+            if status == "approved":
+                activity.logger.info("block_wait_approved", extra={"task_id": task_id})
+                return
+            if status in REFUSALS:
+                raise ApplicationError(
+                    f"Build {build_name}: originating task {task_id} was set to {status}",
+                    type="BuildRejected", non_retryable=True)
+            await asyncio.sleep(interval)
+
+    @activity.defn(name="check_block_status")
+    async def check_block_status(self, build_name: str, task_id: str) -> BlockCheck:
         """Read the originating task's status once; the workflow does the waiting."""
         status = await asyncio.to_thread(taskfiles.read_status, self.deps.config.task_dir,
                                          task_id)
-        return BlockCheck(status=status, found=status is not None)
+        return BlockCheck(status=status)

@@ -17,12 +17,13 @@ from activities.triage_stage import TriageStage
 def all_activities(deps: Deps, index_builds: bool) -> list[Callable[..., Any]]:
     stages = AgentStages(deps)
     blocks = BlockActivities(deps)
+    summaries = SummaryActivities(deps)
     return [
         stages.prefab_scaffolding, stages.implement_build, stages.request_security_audit,
         stages.apply_flag_fixes, stages.close_build, stages.execute_build_phase,
         TriageStage(deps).process_triage_output,
-        blocks.notify_blocks, blocks.wait_for_block_resolution,
-        SummaryActivities(deps).summarize_workflow,
+        blocks.notify_blocks, blocks.wait_for_block_resolution, blocks.check_block_status,
+        summaries.write_summary, summaries.summarize_workflow,
         CleanupActivities(deps).mark_task_cancelled,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
     ]

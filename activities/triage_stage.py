@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from files import FileTooLarge, read_limited
 from models import TriageOutput
 from triage import MAX_TRIAGE_BYTES, TriageFormatError, parse_triage
+from untrusted_yaml import InputRefused, read_regular
 
 
 class TriageStage:
@@ -20,16 +21,24 @@ class TriageStage:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
+    def _triage_path(self, build_name: str) -> Path:
+        """Where this build's request told the agent to write: ours, else v0.5's root."""
+        config = self.deps.config
+        for root in (config.audit_dir, config.legacy_audit_dir):
+            if (root / build_name / "request.md").is_file():
+                return root / build_name / "triage-output.yml"
+        return config.audit_dir / build_name / "triage-output.yml"
+
     @activity.defn(name="process_triage_output")
     async def process_triage_output(self, build_name: str) -> TriageOutput:
-        path = self.deps.config.audit_dir / build_name / "triage-output.yml"
+        path = await asyncio.to_thread(self._triage_path, build_name)
         try:
-            raw = await asyncio.to_thread(read_limited, path, MAX_TRIAGE_BYTES)
+            raw = await asyncio.to_thread(read_regular, path, MAX_TRIAGE_BYTES)
         except FileNotFoundError:
             raise ApplicationError(f"triage file not written yet: {path}",
                                    type="TriageMissing") from None
-        except FileTooLarge as err:
-            raise ApplicationError(str(err), type="TriageFormatError",
+        except InputRefused as err:
+            raise ApplicationError(f"{path}: {err}", type="TriageFormatError",
                                    non_retryable=True) from None
         except OSError as err:
             reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror

@@ -62,10 +62,26 @@ async def test_unreachable_server_exit_5(env):
 
 
 async def test_config_error_exit_6(env, dirs):
-    env = {**env, "VAULT_ADDR": "http://127.0.0.1:1"}
+    env = {**env, "VAULT_ADDR": "http://127.0.0.1:1", "VAULT_ROLE_ID": "r",
+           "VAULT_SECRET_ID_FILE": str(dirs["home"] / "no-such-secret-id")}
     code, _, err = await run_cli(base64.b64encode(b"t").decode(), "success", env=env)
     assert code == 6
     assert_one_line(err)
+
+
+async def test_vault_addr_alone_connects_without_tls_and_says_so(env, dirs):
+    # v0.5 behaviour: a shell that exports only VAULT_ADDR still reaches Temporal.
+    token = base64.b64encode(b"not-a-real-token").decode()
+    code, _, err = await run_cli(token, "success", env={**env, "VAULT_ADDR": "http://v:8200"})
+    assert code in (EXIT_BAD_TOKEN, EXIT_NOT_FOUND), err  # the server answered
+    assert "VAULT_ROLE_ID, VAULT_SECRET_ID_FILE unset" in err
+
+
+async def test_require_tls_still_refuses_with_partial_vault(env, dirs):
+    env = {**env, "VAULT_ADDR": "http://v:8200", "TEMPORAL_REQUIRE_TLS": "1"}
+    code, _, err = await run_cli(base64.b64encode(b"t").decode(), "success", env=env)
+    assert code == 6
+    assert "TEMPORAL_REQUIRE_TLS" in err and "VAULT_ROLE_ID" in err
 
 
 async def test_stdin_task_file_and_double_completion(client, cfg, dirs, env, worker):

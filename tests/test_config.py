@@ -50,14 +50,12 @@ def test_profile_file_is_honoured(tmp_path):
 
 
 @pytest.mark.parametrize("name,value,fragment", [
-    ("LOG_LEVEL", "LOUD", "log_level"),
     ("BLOCK_CHECK_INTERVAL", "soon", "BLOCK_CHECK_INTERVAL"),
     ("TIMEOUT_IMPLEMENT", "0", "TIMEOUT_IMPLEMENT"),
     ("MAX_CONCURRENT_ACTIVITIES", "many", "MAX_CONCURRENT_ACTIVITIES"),
     ("TEMPORAL_REQUIRE_TLS", "maybe", "TEMPORAL_REQUIRE_TLS"),
     ("NOTIFIERS", "pager", "unknown notifier"),
     ("NOTIFIERS", "matrix", "MATRIX_HOMESERVER"),
-    ("VAULT_ADDR", "http://vault:8200", "missing: VAULT_ROLE_ID"),
 ])
 def test_bad_values_raise_one_line(tmp_path, name, value, fragment):
     with pytest.raises(ConfigError) as caught:
@@ -80,3 +78,29 @@ def test_describe_has_no_secrets(tmp_path):
     text = json.dumps(load_config(env).describe())
     assert "s3cr3t-secret-id" not in text and "api-key-value" not in text
     assert '"tls": "vault"' in text
+
+
+@pytest.mark.parametrize("value,level", [("warn", "WARNING"), ("WARNING", "WARNING"),
+                                         ("critical", "CRITICAL"), ("FATAL", "CRITICAL"),
+                                         ("error", "ERROR"), ("Debug", "DEBUG")])
+def test_every_standard_log_level_name_is_accepted(tmp_path, value, level):
+    config = load_config({**base_env(tmp_path), "LOG_LEVEL": value})
+    assert config.log_level == level and config.warnings == ()
+
+
+def test_unknown_log_level_is_info_with_a_warning(tmp_path):
+    config = load_config({**base_env(tmp_path), "LOG_LEVEL": "LOUD"})
+    assert config.log_level == "INFO"
+    assert config.warnings == (("log_level_unknown", {"value": "LOUD", "using": "INFO"}),)
+
+
+@pytest.mark.parametrize("present", [("VAULT_ADDR",), ("VAULT_ADDR", "VAULT_ROLE_ID"),
+                                     ("VAULT_SECRET_ID_FILE",)])
+def test_partial_vault_settings_mean_no_vault_and_a_warning(tmp_path, present):
+    values = {"VAULT_ADDR": "http://vault:8200", "VAULT_ROLE_ID": "r",
+              "VAULT_SECRET_ID_FILE": str(tmp_path / "absent")}
+    config = load_config({**base_env(tmp_path), **{k: values[k] for k in present}})
+    assert config.client.vault is None
+    missing = [name for name in values if name not in present]
+    assert config.warnings == (("vault_partial", {
+        "missing": missing, "effect": "Vault mTLS off (all three needed)"}),)

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from exceptions import UnsafePathError
-from files import FileTooLarge, read_limited, write_private
+from files import write_private
+from untrusted_yaml import FileTooLarge, read_regular
 
 
 def test_mode_0600_even_with_umask_000(tmp_path):
@@ -52,14 +53,14 @@ def test_dir_owned_by_someone_else_is_refused(tmp_path):
     assert not (directory / "f").exists()
 
 
-def test_read_limited(tmp_path):
+def test_read_regular(tmp_path):
     (tmp_path / "big").write_bytes(b"x" * 11)
     with pytest.raises(FileTooLarge):
-        read_limited(tmp_path / "big", 10)
-    assert read_limited(tmp_path / "big", 11) == b"x" * 11
+        read_regular(tmp_path / "big", 10)
+    assert read_regular(tmp_path / "big", 11) == b"x" * 11
     (tmp_path / "link").symlink_to(tmp_path / "big")
     with pytest.raises(OSError):
-        read_limited(tmp_path / "link", 100)
+        read_regular(tmp_path / "link", 100)
 
 
 def test_every_created_parent_is_0700_under_umask_000(tmp_path):

@@ -80,3 +80,17 @@ def test_ecosystem_file_has_the_contract():
                    'PYTHONUNBUFFERED: "1"', "MATRIX_ROOM", '".venv", "bin", "python"'):
         assert needle in text
     assert "/home/" not in text and "/root" not in text
+
+
+@pytest.mark.parametrize("venvs,chosen", [([".venv"], ".venv"), (["venv"], "venv"),
+                                          ([".venv", "venv"], ".venv")])
+def test_ecosystem_interpreter_is_dot_venv_else_venv(tmp_path, venvs, chosen):
+    """An in-place upgrade of a v0.5 checkout (its venv is `venv/`) keeps working."""
+    (tmp_path / "ecosystem.config.js").write_text((ROOT / "ecosystem.config.js").read_text())
+    for name in venvs:
+        (tmp_path / name / "bin").mkdir(parents=True)
+        (tmp_path / name / "bin" / "python").touch()
+    node = subprocess.run(
+        ["node", "-e", "process.stdout.write(require(process.argv[1]).apps[0].interpreter)",
+         str(tmp_path / "ecosystem.config.js")], capture_output=True, text=True, check=True)
+    assert node.stdout == str(tmp_path / chosen / "bin" / "python")

@@ -22,7 +22,14 @@ with workflow.unsafe.imports_passed_through():
         TriageOutput,
         WorkflowSummary,
     )
-    from workflows.common import AWAIT_MEMO, FILE_DECISIONS, DispatchingWorkflow, load_settings
+    from workflows.common import (
+        AWAIT_MEMO,
+        FILE_DECISIONS,
+        DispatchingWorkflow,
+        load_settings,
+        started_by_v05,
+    )
+    from workflows.v05 import V05Pipeline
 
 BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
 TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
@@ -44,6 +51,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
 
     @workflow.run
     async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
+        if started_by_v05():
+            return await V05Pipeline(self).run(params)
         settings = await load_settings()
         if settings.index_builds:
             workflow.upsert_search_attributes([BUILD_NAME.value_set(params.build_name),
@@ -69,14 +78,14 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         if triage.blocks:
             outcome = await self._resolve_blocks(params, triage.blocks, settings)
             if outcome != "approved":
-                await self._summarize(params, started, phases, triage, outcome, None)
-                raise self._ending_error(build, outcome)
+                await self.summarize(params, started, phases, triage, outcome, None)
+                raise self.ending_error(build, outcome)
         close = await self.run_agent_stage("close", "close_build", agent,
                                            AgentStages.close_build, [build, agent],
                                            settings.timeout_close)
         phases.append("close")
         outcome = "partial" if triage.blocks else "success"
-        path = await self._summarize(params, started, phases, triage, outcome,
+        path = await self.summarize(params, started, phases, triage, outcome,
                                      close.output or None)
         self.enter("complete", None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
@@ -109,28 +118,36 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.done("notify")
         deadline = workflow.now() + timedelta(seconds=settings.block_wait_timeout)
         self._progress.deadline = deadline
-        self._parked = True
         self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
                            f"(signal/update), or set task {task_id} to approved; "
                            f"deadline {deadline:%Y-%m-%d %H:%M} UTC")
+        verdict = await self.await_decision(build, task_id, settings.block_wait_timeout)
+        if verdict == "approved":
+            self.done("wait")
+        return verdict
+
+    async def await_decision(self, build: str, task_id: str, timeout: float) -> str:
+        """Park (no activity held) until a signal, update or the task file decides, or TIMEOUT.
+
+        The sweeper reads the memo to look at the originating task file for this run.
+        """
+        self._parked = True
         workflow.upsert_memo({AWAIT_MEMO: task_id})
         check = await workflow.execute_activity_method(
-            BlockActivities.wait_for_block_resolution, args=[build, task_id],
+            BlockActivities.check_block_status, args=[build, task_id],
             start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"wait · check originating task {task_id}")
         self._take_file_status(check.status)
         try:
             await workflow.wait_condition(lambda: self._decision is not None,
-                                          timeout=timedelta(seconds=settings.block_wait_timeout))
+                                          timeout=timedelta(seconds=max(timeout, 0.001)))
             verdict = self._decision[0] if self._decision else "timed_out"
         except TimeoutError:
             verdict = "timed_out"
         self._parked = False
         workflow.upsert_memo({AWAIT_MEMO: None})
         self._progress.decision = verdict
-        if verdict == "approved":
-            self.done("wait")
         return verdict
 
     def _take_file_status(self, status: str | None) -> None:
@@ -176,7 +193,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
     def _validate_reject(self, decision: BlockDecision) -> None:
         self._validate_decision(decision)
 
-    async def _summarize(self, params: BuildPipelineInput, started, phases: list[str],
+    async def summarize(self, params: BuildPipelineInput, started, phases: list[str],
                          triage: TriageOutput, outcome: str, report: str | None) -> str:
         self.enter("summary", None)
         decided = self._decision[1] if self._decision else None
@@ -188,14 +205,14 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             decided_by=decided.by if decided else None,
             reason=(decided.reason or None) if decided else None)
         path = await workflow.execute_activity_method(
-            SummaryActivities.summarize_workflow, record,
+            SummaryActivities.write_summary, record,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"summary · outcome {record.outcome}")
         self.done("summary")
         return path
 
-    def _ending_error(self, build: str, outcome: str) -> ApplicationError:
+    def ending_error(self, build: str, outcome: str) -> ApplicationError:
         if outcome == "rejected" and self._decision:
             who = self._decision[1]
             why = f": {who.reason}" if who.reason else ""

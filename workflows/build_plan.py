@@ -8,7 +8,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.agent_stages import AgentStages
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
-    from workflows.common import DispatchingWorkflow, load_settings
+    from workflows.common import DispatchingWorkflow, load_settings, started_by_v05
+    from workflows.v05 import V05Plan
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
@@ -18,6 +19,8 @@ class BuildPlanWorkflow(DispatchingWorkflow):
 
     @workflow.run
     async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
+        if started_by_v05():
+            return await V05Plan(self).run(plan)
         settings = await load_settings()
         workflow_id = workflow.info().workflow_id
         for phase in plan.phases:

@@ -19,6 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from models import BuildPhaseResult, Progress, StageSettings, TaskCancellation
 
 PHASE_FAILED = "PhaseFailedError"
+# Version marker recorded at the start of every run this code starts. A run without it was
+# started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
+NATIVE_RUN = "native-run-0.7"
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
 AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
 # Originating-task statuses that decide a parked pipeline, and the signal that carries each.
@@ -27,6 +30,11 @@ FILE_DECISIONS = {"approved": "approve", "rejected": "reject"}
 
 def agent_retry(attempts: int = 1) -> RetryPolicy:
     return RetryPolicy(maximum_attempts=attempts, non_retryable_error_types=[PHASE_FAILED])
+
+
+def started_by_v05() -> bool:
+    """True for runs v0.5 started (no marker in their history); call first in `run`."""
+    return not workflow.patched(NATIVE_RUN)
 
 
 async def load_settings() -> StageSettings:
@@ -82,6 +90,24 @@ class DispatchingWorkflow:
     def done(self, stage: str) -> None:
         self._progress.stages_done.append(stage)
         self._progress.waiting_on = None
+
+    async def run_v05_stage(self, stage: str, stage_key: str, agent: str,
+                            activity: Callable[..., Any], args: list[Any], timeout: float,
+                            attempts: int = 1) -> BuildPhaseResult:
+        """One agent stage of a run v0.5 started: v0.5's exact command, our progress."""
+        task_id = stage_task_id(workflow.info().run_id, stage_key)
+        self._progress.task_ids[stage] = task_id
+        self.enter(stage, f"agent {agent}: task {task_id}")
+        try:
+            result: BuildPhaseResult = await workflow.execute_activity_method(
+                activity, args=args, start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=agent_retry(attempts),
+                summary=f"{stage} · agent {agent} · run started by v0.5")
+        except asyncio.CancelledError:
+            await self._withdraw(task_id, stage)
+            raise
+        self.done(stage)
+        return result
 
     async def run_agent_stage(self, stage: str, stage_key: str, agent: str,
                               activity: Callable[..., Any], args: list[Any],
