@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+import untrusted_yaml
 from config import WorkerConfig, load_config
 from exceptions import TemporalWorkerError
 from models import BlockDecision, BuildPipelineInput, BuildPlanInput, Progress
@@ -30,6 +31,7 @@ from workflows.build_pipeline import BUILD_NAME, TARGET_AGENT
 EXIT_ERROR, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_FOUND = 1, 2, 3, 4
 EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 5, 6, 7
 WORKFLOW_TYPES = "('BuildPipelineWorkflow', 'BuildPlanWorkflow')"
+MAX_PLAN_BYTES = 1024 * 1024
 
 
 class Failure(Exception):
@@ -73,12 +75,14 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
 
 async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
     try:
-        raw = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+        raw = untrusted_yaml.load_file(Path(args.file), MAX_PLAN_BYTES)
         plan = BuildPlanInput.model_validate(raw)
     except OSError as err:
         raise Failure(f"cannot read {args.file}: {err.strerror}", EXIT_INVALID) from None
+    except untrusted_yaml.InputRefused as err:
+        raise Failure(f"{args.file}: {err}", EXIT_INVALID) from None
     except yaml.YAMLError:
-        raise Failure(f"{args.file} is not valid YAML", EXIT_INVALID) from None
+        raise Failure(f"{args.file} is not valid UTF-8 YAML", EXIT_INVALID) from None
     except ValidationError as err:
         raise Failure(validation_message(err), EXIT_INVALID) from None
     workflow_id = args.id or f"plan-{uuid.uuid4().hex[:8]}"
@@ -204,7 +208,19 @@ COMMANDS = {"start": cmd_start, "plan": cmd_plan, "list": cmd_list, "status": cm
             "approve": cmd_decide, "reject": cmd_decide, "cancel": cmd_cancel}
 
 
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Arguments reach Temporal as UTF-8: undecodable bytes from the shell are refused."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Failure(f"{name.replace('_', '-')} is not valid UTF-8 text",
+                              EXIT_INVALID) from None
+
+
 async def run(args: argparse.Namespace) -> dict:
+    check_text_arguments(args)
     try:
         config = load_config()
         client = await connect(config.client)

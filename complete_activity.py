@@ -15,9 +15,9 @@ USAGE = (
     "       complete_activity.py --task-file PATH success|failed [message]"
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_TOKEN = 0, 1, 2, 3
-EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_CONFIG = 4, 5, 6
+EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_BAD_OUTPUT = 4, 5, 6, 7
 MAX_TOKEN_CHARS = 16384
-MAX_MESSAGE_CHARS = 100_000
+MAX_MESSAGE_BYTES = 256 * 1024
 STATUSES = ("success", "failed")
 
 
@@ -46,23 +46,42 @@ def decode_token(text: str) -> bytes:
 
 
 def token_from_task_file(path: str) -> str:
-    """payload.task_token of a task YAML file."""
+    """payload.task_token of a task YAML file, read with the worker's own safe loader."""
+    from pathlib import Path
+
     import yaml
 
+    import taskfiles
+    import untrusted_yaml
+
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(1024 * 1024 + 1)
+        document = taskfiles.load(Path(path))
     except OSError as err:
-        raise CliError(f"cannot read task file {path}: {err.strerror}", EXIT_USAGE) from None
-    try:
-        document = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        raise CliError(f"task file {path} is not valid YAML", EXIT_BAD_TOKEN) from None
-    payload = document.get("payload") if isinstance(document, dict) else None
+        reason = "is a symlink" if err.errno == 40 else err.strerror
+        raise CliError(f"cannot read task file {path}: {reason}", EXIT_USAGE) from None
+    except untrusted_yaml.InputRefused as err:
+        raise CliError(f"cannot read task file {path}: {err}", EXIT_USAGE) from None
+    except (ValueError, yaml.YAMLError) as err:
+        detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
+        raise CliError(f"task file {path}: {detail}", EXIT_BAD_TOKEN) from None
+    payload = document.get("payload")
     token = payload.get("task_token") if isinstance(payload, dict) else None
     if not isinstance(token, str):
         raise CliError(f"task file {path} has no payload.task_token", EXIT_BAD_TOKEN)
     return token
+
+
+def check_message(message: str) -> str:
+    """The output an agent reports must survive the trip: valid UTF-8 text, bounded size."""
+    try:
+        size = len(message.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise CliError("the output is not valid UTF-8 text (undecodable bytes in the "
+                       "argument); nothing was sent", EXIT_BAD_OUTPUT) from None
+    if size > MAX_MESSAGE_BYTES:
+        raise CliError(f"the output is larger than {MAX_MESSAGE_BYTES} bytes; nothing was "
+                       f"sent (write it to a file and pass the path)", EXIT_BAD_OUTPUT)
+    return message
 
 
 def parse_args(argv: list[str]) -> tuple[str, str, str]:
@@ -70,7 +89,7 @@ def parse_args(argv: list[str]) -> tuple[str, str, str]:
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, EXIT_OK)
     if argv[:1] == ["--task-file"]:
-        if len(argv) < 3:
+        if len(argv) < 2:
             raise CliError(USAGE, EXIT_USAGE)
         token_text, rest = token_from_task_file(argv[1]), argv[2:]
     elif argv and argv[0].startswith("--task-file="):
@@ -81,13 +100,13 @@ def parse_args(argv: list[str]) -> tuple[str, str, str]:
         token_text, rest = argv[0], argv[1:]
         if token_text == "-":
             token_text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
+    if not rest:
+        raise CliError(USAGE, EXIT_USAGE)
     status = rest[0]
     if status not in STATUSES:
-        raise CliError(f"status must be 'success' or 'failed', got {status[:40]!r}", EXIT_USAGE)
-    message = " ".join(rest[1:])
-    if len(message) > MAX_MESSAGE_CHARS:
-        raise CliError(f"message is longer than {MAX_MESSAGE_CHARS} characters", EXIT_USAGE)
-    return token_text, status, message
+        shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise CliError(f"status must be 'success' or 'failed', got {shown!r}", EXIT_USAGE)
+    return token_text, status, check_message(" ".join(rest[1:]))
 
 
 async def complete(token: bytes, status: str, message: str) -> None:

@@ -65,6 +65,7 @@ class WorkerConfig(StageTimings):
     max_cached_workflows: int = Field(default=500, ge=0, le=100000)
     metrics_interval: float = 10
     index_builds: bool = True
+    file_approvers: frozenset[str] = frozenset()  # empty: any file edit decides (upstream)
     # (event, details) to log once logging is set up: settings we accepted with a caveat.
     warnings: tuple[tuple[str, dict[str, object]], ...] = ()
 
@@ -85,7 +86,8 @@ class WorkerConfig(StageTimings):
 
     def describe(self) -> dict[str, object]:
         """Non-secret settings for the config_loaded log line."""
-        data = self.model_dump(exclude={"client", "warnings"}, mode="json")
+        data = self.model_dump(exclude={"client", "warnings", "file_approvers"}, mode="json")
+        data["file_approvers"] = sorted(self.file_approvers)
         data.update(self.client.describe())
         return data
 
@@ -153,6 +155,8 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
         values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
+    values["file_approvers"] = frozenset(
+        name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
     values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)
     values["max_cached_workflows"] = _int(env, "MAX_CACHED_WORKFLOWS", 500)
     values["triage_max_attempts"] = _int(env, "TRIAGE_MAX_ATTEMPTS", 5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -11,6 +13,22 @@ from typing import Any
 
 WORKER_ID = str(uuid.uuid4())
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# The SDK's own DEBUG lines print task tokens as bytes (`b'...'`) or as a protobuf field.
+_TOKEN_TEXT = re.compile(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\""
+                         r"|task_token: \"(?:[^\"\\]|\\.)*\"")
+
+
+class TokenRedactor(logging.Filter):
+    """Task tokens never reach a log line, whatever the level (they resume stages)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if record.name.startswith("temporal") or any(
+                isinstance(arg, (bytes, bytearray)) for arg in args):
+            message = record.getMessage()
+            if "token" in message or any(isinstance(arg, (bytes, bytearray)) for arg in args):
+                record.msg, record.args = _TOKEN_TEXT.sub("<redacted>", message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,12 +70,15 @@ def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     formatter = JsonFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_file:
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                         0o600))  # created private; the handler then appends to it
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(TokenRedactor())
         root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "hvac", "urllib3"):

@@ -153,9 +153,10 @@ class WorkflowSummary(_Model):
 
 
 class BlockCheck(_Model):
-    """What the originating task file says right now (None: no readable file)."""
+    """What the originating task file says right now (None: no readable, credible status)."""
 
     status: str | None
+    by: str | None = None
 
 
 class TaskCancellation(_Model):

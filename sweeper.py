@@ -24,9 +24,11 @@ RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled aga
 class Sweeper:
     """One pass per interval over running workflows on our task queue."""
 
-    def __init__(self, client: Client, task_queue: str, task_dir: Path, interval: float) -> None:
+    def __init__(self, client: Client, task_queue: str, task_dir: Path, interval: float,
+                 approvers: frozenset[str] = frozenset()) -> None:
         self.client = client
         self.task_dir = task_dir
+        self.approvers = approvers
         self.interval = interval
         self._redispatched: dict[tuple[str, str], float] = {}
         self.query = (f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running' AND "
@@ -54,12 +56,14 @@ class Sweeper:
         return signalled
 
     async def _check_block(self, execution: WorkflowExecution, task_id: str) -> int:
-        status = await asyncio.to_thread(taskfiles.read_status, self.task_dir, task_id)
+        decision = await asyncio.to_thread(taskfiles.read_decision, self.task_dir, task_id,
+                                           self.approvers)
+        status = decision.status
         signal = FILE_DECISIONS.get(status or "")
         if signal is None:
             return 0
         handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        await handle.signal(signal, BlockDecision(by="task-file",
+        await handle.signal(signal, BlockDecision(by=decision.by or "task-file",
                                                   reason=f"task {task_id} set to {status}"))
         log.info("block_decision_from_file", extra={"workflow_id": execution.id,
                                                     "decision": status})

@@ -20,6 +20,7 @@ from files import write_private
 
 log = logging.getLogger("taskfiles")
 SOURCE_AGENT = "temporal-worker"
+DECIDING = ("approved", "rejected", "cancelled", "failed")  # statuses that end a block wait
 MAX_TASK_FILE_BYTES = 1024 * 1024
 MAX_CACHED_HEADERS = 50_000
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
@@ -154,7 +155,7 @@ def find_task_file(task_dir: Path, task_id: str, *, include_archive: bool = True
     return None
 
 
-Header = tuple[str, str | None]  # (id, status)
+Header = tuple[str, str | None, str | None]  # (id, status, actor of the move to status)
 
 
 class _HeaderCache:
@@ -210,9 +211,20 @@ def _header(path: Path) -> Header | None:
         header = None
     else:
         status = document.get("status")
-        header = (str(document.get("id")), str(status) if status is not None else None)
+        status = str(status) if status is not None else None
+        header = (str(document.get("id")), status, _mover(document, status))
     _HEADERS.put(path, version, header)
     return header
+
+
+def _mover(document: dict[str, Any], status: str | None) -> str | None:
+    """The actor of the newest history entry that set STATUS (who made the move)."""
+    history = document.get("history")
+    for entry in reversed(history if isinstance(history, list) else []):
+        if isinstance(entry, dict) and entry.get("status") == status:
+            actor = "".join(ch for ch in str(entry.get("actor") or "") if ch.isprintable())
+            return actor.strip()[:200] or None  # one printable line: it becomes `decided_by`
+    return None
 
 
 def dispatch(task_dir: Path, spec: TaskSpec, token_b64: str, note: str | None = None) -> Path:
@@ -237,8 +249,10 @@ def dispatch(task_dir: Path, spec: TaskSpec, token_b64: str, note: str | None = 
     return path
 
 
-def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT) -> dict[str, Any]:
-    """Set STATUS on the task file at PATH with a history entry; atomic, 0600."""
+def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT,
+               root: Path | None = None) -> dict[str, Any]:
+    """Set STATUS on the task file at PATH with a history entry; atomic, 0600, written
+    without following a link below ROOT (the task directory)."""
     document = load(path)
     document["status"] = status
     history = document.get("history")
@@ -246,17 +260,43 @@ def set_status(path: Path, status: str, note: str, actor: str = SOURCE_AGENT) ->
         history = []
     history.append({"timestamp": iso(utc_now()), "status": status, "actor": actor, "note": note})
     document["history"] = history
-    write_private(path, dump(document))
+    write_private(path, dump(document), root)
     return document
 
 
-def read_status(task_dir: Path, task_id: str) -> str | None:
-    """The `status` of task TASK_ID, or None when no single readable file has that id
-    (duplicates are reported and never decide anything)."""
+@dataclass(frozen=True)
+class Decision:
+    """An originating task's status and who set it (the history entry of that move)."""
+
+    status: str | None
+    by: str | None = None
+
+    def counts(self, approvers: frozenset[str]) -> bool:
+        """Credible as an operator's decision: anyone when APPROVERS is empty (upstream),
+        else only one of them (an agent editing the file is not)."""
+        return not approvers or self.by in approvers
+
+
+def read_decision(task_dir: Path, task_id: str,
+                  approvers: frozenset[str] = frozenset()) -> Decision:
+    """Status of task TASK_ID and the actor who set it, when credible (see Decision.counts);
+    duplicates never decide. Both refusals are reported."""
     try:
         path = find_task_file(task_dir, task_id)
     except DuplicateTaskId as err:
         log.warning("duplicate_task_id", extra={"task_id": task_id, "error": str(err)[:500]})
-        return None
+        return Decision(None)
     header = _header(path) if path is not None else None
-    return header[1] if header is not None else None
+    decision = Decision(header[1], header[2]) if header is not None else Decision(None)
+    if decision.counts(approvers):
+        return decision
+    if decision.status in DECIDING:
+        log.warning("file_decision_ignored", extra={
+            "task_id": task_id, "status": decision.status, "actor": decision.by,
+            "reason": "not set by one of FILE_APPROVERS"})
+    return Decision(None)
+
+
+def read_status(task_dir: Path, task_id: str) -> str | None:
+    """The `status` of task TASK_ID, or None when no single readable file has that id."""
+    return read_decision(task_dir, task_id).status

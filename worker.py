@@ -47,7 +47,8 @@ async def build_worker(client: Client, config: WorkerConfig,
         max_cached_workflows=config.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-    sweeper = Sweeper(client, config.task_queue, config.task_dir, config.block_check_interval)
+    sweeper = Sweeper(client, config.task_queue, config.task_dir, config.block_check_interval,
+                      config.file_approvers)
     return worker, sweeper, index_builds
 
 

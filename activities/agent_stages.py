@@ -45,7 +45,8 @@ class AgentStages:
         output_dir = self.deps.config.audit_dir / build_name
         request_path = output_dir / "request.md"
         text = audit_request(build_name, plan_path, str(output_dir))
-        await asyncio.to_thread(write_private, request_path, text.encode("utf-8"))
+        await asyncio.to_thread(write_private, request_path, text.encode("utf-8"),
+                                self.deps.config.audit_dir)
         await dispatch_and_suspend(
             self.deps, stage_key="request_security_audit", target_agent="security-agent",
             task_type="security_audit", build=build_name,

@@ -53,7 +53,7 @@ class BlockActivities:
                 f"decision: set status to approved to continue, or use the approve/reject "
                 f"signal")
         try:
-            taskfiles.set_status(path, "input-required", note)
+            taskfiles.set_status(path, "input-required", note, root=task_dir)
         except (ValueError, yaml.YAMLError, UnsafePathError) as err:
             activity.logger.warning("originating_task_unreadable",
                                     extra={"task_id": task_id, "error": str(err)[:200]})
@@ -68,8 +68,7 @@ class BlockActivities:
         interval = self.deps.config.block_check_interval
         while True:
             activity.heartbeat()
-            status = await asyncio.to_thread(taskfiles.read_status, self.deps.config.task_dir,
-                                             task_id)
+            status = (await self._credible(task_id)).status
             if status == "approved":
                 activity.logger.info("block_wait_approved", extra={"task_id": task_id})
                 return
@@ -82,6 +81,10 @@ class BlockActivities:
     @activity.defn(name="check_block_status")
     async def check_block_status(self, build_name: str, task_id: str) -> BlockCheck:
         """Read the originating task's status once; the workflow does the waiting."""
-        status = await asyncio.to_thread(taskfiles.read_status, self.deps.config.task_dir,
-                                         task_id)
-        return BlockCheck(status=status)
+        decision = await self._credible(task_id)
+        return BlockCheck(status=decision.status, by=decision.by)
+
+    async def _credible(self, task_id: str) -> taskfiles.Decision:
+        return await asyncio.to_thread(taskfiles.read_decision, self.deps.config.task_dir,
+                                       task_id, self.deps.config.file_approvers)
+

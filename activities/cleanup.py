@@ -30,7 +30,8 @@ class CleanupActivities:
         if path is None:
             return False
         try:
-            taskfiles.set_status(path, "cancelled", request.note)
+            taskfiles.set_status(path, "cancelled", request.note,
+                                 root=self.deps.config.task_dir)
         except (ValueError, yaml.YAMLError, UnsafePathError) as err:
             activity.logger.warning("task_cancel_mark_failed",
                                     extra={"task_id": request.task_id, "error": str(err)[:200]})

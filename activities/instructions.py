@@ -8,11 +8,13 @@ COMPLETE = f"python3 {REPO_DIR}/complete_activity.py"
 
 
 def finish_line(output_hint: str) -> str:
+    """The --task-file form first: a token on a command line is visible to every local user."""
     return (
-        f"When done, run: {COMPLETE} $TASK_TOKEN success \"<{output_hint}>\" "
-        f"(TASK_TOKEN is payload.task_token of this file; safer: "
-        f"{COMPLETE} --task-file <this file> success \"<{output_hint}>\"). "
-        f"If you cannot finish, run the same command with 'failed \"<why>\"' instead."
+        f"When done, run: {COMPLETE} --task-file <path of this task file> success "
+        f"\"<{output_hint}>\". If you cannot finish, run the same command with "
+        f"'failed \"<why>\"' instead. (Also accepted, but it shows the token to other "
+        f"local users: {COMPLETE} $TASK_TOKEN success \"<{output_hint}>\", with TASK_TOKEN "
+        f"= payload.task_token.)"
     )
 
 

@@ -49,7 +49,7 @@ class SummaryActivities:
         record["started"] = iso(summary.started)
         record["completed"] = iso(summary.completed)
         data = yaml.safe_dump(record, sort_keys=False, allow_unicode=True).encode("utf-8")
-        await asyncio.to_thread(write_private, path, data)
+        await asyncio.to_thread(write_private, path, data, self.deps.config.summary_dir)
         activity.logger.info("summary_written", extra={"path": str(path),
                                                        "outcome": summary.outcome})
         return str(path)

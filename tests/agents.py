@@ -24,9 +24,6 @@ COMPLETE = str(ROOT / "complete_activity.py")
 Behaviour = Callable[[dict[str, Any], Path], "tuple[str, str] | None"]
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _transient(err: Exception) -> bool:
     """Errors an agent would simply retry: the server is briefly unreachable."""
     from temporalio.service import RPCError, RPCStatusCode
@@ -57,7 +54,7 @@ def default_behaviour(document: dict[str, Any], path: Path) -> tuple[str, str]:
     return "success", f"{document['task_type']} done"
 
 
-async def run_cli(*args: str, stdin: bytes | None = None,
+async def run_cli(*args: str | bytes, stdin: bytes | None = None,
                   env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run complete_activity.py as a subprocess, as an agent would."""
     process = await asyncio.create_subprocess_exec(
@@ -106,7 +103,7 @@ class AgentSim:
                 mtime = path.stat().st_mtime_ns
                 if self._mtimes.get(str(path)) == mtime:
                     continue  # unchanged since we last looked
-                document = yaml.load(path.read_text(), Loader=_Loader)
+                document = taskfiles.load(path)  # agents' dirs hold hostile files too
                 self._mtimes[str(path)] = mtime
             except (OSError, ValueError, yaml.YAMLError):
                 continue

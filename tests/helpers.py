@@ -63,7 +63,7 @@ def task_files(task_dir: Path) -> list[dict[str, Any]]:
     documents = []
     for path in sorted(task_dir.glob("*.yml")):
         try:
-            documents.append(yaml.safe_load(path.read_text()))
+            documents.append(taskfiles.load(path))
         except (OSError, ValueError, yaml.YAMLError):
             continue
     return [d for d in documents if isinstance(d, dict)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.helpers import eventually, make_origin
 BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
 
 
-async def buildctl(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+async def buildctl(env: dict[str, str], *args: str | bytes) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, BUILDCTL, *args, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env)
@@ -78,8 +79,8 @@ async def test_errors_have_distinct_codes(client, cfg, dirs, env, worker):
     assert code == 4 and json.loads(out)["exit_code"] == 4
     code, _, err = await buildctl({**env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}, "list")
     assert code == 5 and "cannot reach" in err
-    code, _, err = await buildctl({**env, "LOG_LEVEL": "NOISY"}, "list")
-    assert code == 6 and "log_level" in err
+    code, _, err = await buildctl({**env, "BLOCK_CHECK_INTERVAL": "never"}, "list")
+    assert code == 6 and "BLOCK_CHECK_INTERVAL" in err
     code, _, err = await buildctl(env, "reject", "x", "--by", "bob")
     assert code == 2 and "--reason" in err
 
@@ -109,3 +110,22 @@ async def test_plan_and_cancel(client, cfg, dirs, env, worker, tmp_path):
     assert code == 3 and "phases" in err
 
 
+
+
+async def test_hostile_arguments_and_plan_files_get_documented_codes(env, dirs, tmp_path):
+    code, _, err = await buildctl(env, "status", b"build-\xff\xfe")
+    assert code == 3 and "workflow-id is not valid UTF-8" in err
+    code, _, err = await buildctl(env, "approve", "x", "--by", b"\xffal")
+    assert code == 3 and "Traceback" not in err
+    plans = {
+        "binary.yml": b"plan_name: \xff\xfe\n",
+        "nested.yml": b"plan_name: p\nphases:\n" + b"- " * 100_000 + b"x\n",
+        "brackets.yml": b"phases: " + b"[" * 5000,
+    }
+    for name, text in plans.items():
+        (tmp_path / name).write_bytes(text)
+    os.mkfifo(tmp_path / "fifo.yml")  # must not block the CLI
+    for name in [*plans, "fifo.yml"]:
+        code, _, err = await buildctl(env, "plan", str(tmp_path / name))
+        assert code == 3, (name, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -11,7 +11,7 @@ import yaml
 from tests.agents import AgentSim, run_cli
 from tests.helpers import eventually, files_of_type, start_pipeline
 
-EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 2, 3, 4, 5
+EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 
 
 def assert_one_line(stderr: str) -> None:
@@ -138,3 +138,49 @@ async def test_token_presented_to_another_namespace(client, cfg, dirs, env, work
         assert code == 0, err
         await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
         await handle.terminate("done")
+
+
+async def test_hostile_arguments_get_documented_codes_and_send_nothing(client, cfg, dirs, env,
+                                                                       worker, tmp_path):
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "hostile-cli")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        cases = [
+            ((f"--task-file={path}",), EXIT_USAGE),
+            (("--task-file", str(path)), EXIT_USAGE),
+            (("--task-file", str(path), "success", b"built \xff ok"), EXIT_BAD_OUTPUT),
+            (("--task-file", str(path), "failed", b"\xed\xa0\x80"), EXIT_BAD_OUTPUT),
+            (("--task-file", str(path), "success", *["x" * 100_000] * 3), EXIT_BAD_OUTPUT),
+            (("--task-file", str(path), b"succ\xffess"), EXIT_USAGE),
+        ]
+        for args, expected in cases:
+            code, _, err = await run_cli(*args, env=env)
+            assert code == expected, (args[-1][:20], err)
+            if "usage:" not in err:
+                assert_one_line(err)
+            assert "Traceback" not in err
+        # nothing was sent: the stage is still waiting, and a good completion still works
+        assert (await handle.query("progress")).get("stage") == "prefab"
+        code, _, err = await run_cli("--task-file", str(path), "success", "done", env=env)
+        assert code == 0, err
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        await handle.terminate("done")
+
+
+@pytest.mark.parametrize("name", ["fifo", "nested", "link", "directory"])
+async def test_unreadable_task_files_exit_2_without_blocking(name, env, tmp_path):
+    target = tmp_path / "task.yml"
+    if name == "fifo":
+        os.mkfifo(target)
+    elif name == "nested":
+        target.write_bytes(b"payload:\n" + b"- " * 100_000 + b"x\n")
+    elif name == "link":
+        (tmp_path / "real.yml").write_text("payload: {task_token: dG9r}\n")
+        target.symlink_to(tmp_path / "real.yml")
+    else:
+        target.mkdir()
+    code, _, err = await run_cli("--task-file", str(target), "success", env=env)
+    assert code == EXIT_USAGE, err
+    assert_one_line(err)

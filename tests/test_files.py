@@ -36,12 +36,33 @@ def test_planted_symlink_is_not_followed(tmp_path, planted):
     assert (directory / "f.yml").read_bytes() == b"new"
 
 
-def test_world_writable_dir_of_ours_is_tightened(tmp_path):
+def test_world_writable_dir_is_refused_and_left_alone(tmp_path):
     directory = tmp_path / "tasks"
     directory.mkdir()
     directory.chmod(0o777)
-    write_private(directory / "f", b"x")
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    with pytest.raises(UnsafePathError, match="writable by every user"):
+        write_private(directory / "f", b"x")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777  # never chmod what we did not make
+    assert not (directory / "f").exists()
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_symlinked_directory_component_below_root_is_refused(tmp_path, depth):
+    root, elsewhere = tmp_path / "audit", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir(mode=0o755)
+    parent = root / "a" if depth == 2 else root
+    parent.mkdir(exist_ok=True)
+    (parent / "build").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match="symlink"):
+        write_private(parent / "build" / "request.md", b"x", root)
+    assert list(elsewhere.iterdir()) == []
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+
+
+def test_path_outside_root_is_refused(tmp_path):
+    with pytest.raises(UnsafePathError, match="outside"):
+        write_private(tmp_path / "x" / "f", b"x", tmp_path / "y")
 
 
 def test_dir_owned_by_someone_else_is_refused(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -54,3 +55,22 @@ async def test_bad_config_exits_2_with_one_line(server, dirs, tmp_path):
     events = worker.events()
     assert len(events) == 1 and events[0]["event"] == "config_invalid"
     assert "BLOCK_CHECK_INTERVAL" in events[0]["error"]
+
+
+async def test_no_task_token_at_debug_and_log_file_is_private(client, server, dirs, tmp_path):
+    log_file = tmp_path / "debug.log"
+    env = worker_env(server, dirs, LOG_LEVEL="DEBUG", LOG_FILE=str(log_file))
+    async with started_worker(env, tmp_path / "stdout.log") as worker:
+        async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
+            handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "debug")
+            await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        await worker.wait_event("task_dispatched", count=2)
+    assert oct(log_file.stat().st_mode & 0o777) == oct(0o600)
+    text = log_file.read_text() + (tmp_path / "stdout.log").read_text()
+    assert "Running activity" in text  # the SDK's DEBUG lines are there, without tokens
+    for kind in ("build_prefab", "build_plan"):
+        token = files_of_type(dirs["tasks"], kind)[0]["payload"]["task_token"]
+        raw = base64.b64decode(token)
+        assert token not in text and token[:40] not in text
+        assert repr(raw)[2:-1][:40] not in text  # the bytes form the SDK prints
+    await handle.terminate("done")

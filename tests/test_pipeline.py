@@ -59,7 +59,9 @@ async def test_task_file_contract(client, cfg, dirs, env, worker):
         assert document["summary"] == "Prefab scaffolding for build 'contract'"
         assert document["payload"]["build_name"] == "contract"
         assert document["payload"]["plan_path"] == "/plans/contract.md"
-        assert "complete_activity.py $TASK_TOKEN success" in document["payload"]["instruction"]
+        instruction = document["payload"]["instruction"]
+        assert instruction.index("complete_activity.py --task-file") < instruction.index(
+            "complete_activity.py $TASK_TOKEN success")  # the safe form leads
         assert path.name.endswith(f"-{document['id'][:8]}.yml")
         assert document["history"][0]["actor"] == "temporal-worker"
         progress = await handle.query("progress", result_type=Progress)

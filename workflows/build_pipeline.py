@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from models import (
+        BlockCheck,
         BlockDecision,
         BuildPipelineInput,
         BuildPipelineResult,
@@ -138,7 +139,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"wait · check originating task {task_id}")
-        self._take_file_status(check.status)
+        self._take_file_status(check)
         try:
             await workflow.wait_condition(lambda: self._decision is not None,
                                           timeout=timedelta(seconds=max(timeout, 0.001)))
@@ -150,9 +151,9 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self._progress.decision = verdict
         return verdict
 
-    def _take_file_status(self, status: str | None) -> None:
-        if self._decision is None and status in FILE_DECISIONS:
-            self._decision = (status, BlockDecision(by="task-file"))
+    def _take_file_status(self, check: BlockCheck) -> None:
+        if self._decision is None and check.status in FILE_DECISIONS:
+            self._decision = (check.status, BlockDecision(by=check.by or "task-file"))
 
     def _decide(self, verdict: str, decision: BlockDecision) -> bool:
         if not self._parked or self._decision is not None:

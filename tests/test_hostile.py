@@ -1,0 +1,173 @@
+"""Hostile agents: what an agent can write never crashes, stalls, misleads or widens the worker.
+
+One test per reproduction in docs/reliability.md ("Hostile agents"); the CLI's hostile
+arguments are in test_complete_activity.py and test_buildctl.py, log tokens in test_logs.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from temporalio.client import WorkflowFailureError
+
+import taskfiles
+import untrusted_yaml
+from config import load_config
+from models import Progress
+from tests.agents import AgentSim, triage_writer
+from tests.conftest import running_worker, worker_env
+from tests.helpers import eventually, files_of_type, make_origin, start_pipeline
+from tests.processes import started_worker
+
+BOMB = "- " * 100_000 + "x"  # block sequences nested 100,000 deep
+BLOCKS = {"blocks": ["root in container"]}
+
+
+def plant(task_dir: Path, name: str, text: str | bytes) -> Path:
+    task_dir.mkdir(parents=True, exist_ok=True)
+    path = task_dir / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+async def test_nesting_bombs_do_not_crash_the_worker(client, server, dirs, tmp_path):
+    """The C loader used to overflow its stack on these: the worker died in a loop."""
+    env = worker_env(server, dirs)
+    plant(dirs["tasks"], "20260101-000000-aaaaaaaa.yml", BOMB)
+    plant(dirs["tasks"], "not-a-task-name.yml", BOMB)
+    os.mkfifo(dirs["tasks"] / "20260101-000000-bbbbbbbb.yml")  # must not block a lookup
+    bad = {"security_audit": triage_writer(dirs["audit"], BOMB)}
+    async with started_worker(env, tmp_path / "worker.log") as worker:
+        async with AgentSim(dirs["tasks"], env, bad):
+            doomed = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "bomb")
+            with pytest.raises(WorkflowFailureError) as caught:
+                await doomed.result()
+        assert "nested deeper than 64" in str(caught.value.cause.cause)
+        async with AgentSim(dirs["tasks"], env, {
+                "security_audit": triage_writer(dirs["audit"], {"flags": []})}):
+            healthy = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fine")
+            assert (await healthy.result()).status == "complete"
+        assert worker.process is not None and worker.process.poll() is None
+
+
+async def test_fifo_triage_files_never_stall_other_builds(client, cfg, dirs, env, worker):
+    """A FIFO used to hold a worker thread in open(); a handful starved all file work."""
+    builds = [f"fifo-{n}" for n in range(8)]  # more than the default thread pool on 2 cores
+    for build in builds:
+        (dirs["audit"] / build).mkdir(parents=True)
+        os.mkfifo(dirs["audit"] / build / "triage-output.yml")
+    clean = triage_writer(dirs["audit"], {"flags": []})
+
+    def audit(document, path):  # the FIFO builds' agents leave their FIFO in place
+        fifo = document["payload"]["build_name"] in builds
+        return ("success", "audit.md") if fifo else clean(document, path)
+
+    async with AgentSim(dirs["tasks"], env, {"security_audit": audit}):
+        stalled = [await start_pipeline(client, cfg.task_queue, dirs["tasks"], build)
+                   for build in builds]
+        healthy = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "not-a-fifo")
+        assert (await healthy.result()).status == "complete"
+        for handle in stalled:
+            with pytest.raises(WorkflowFailureError) as caught:
+                await handle.result()
+            assert "not a regular file" in str(caught.value.cause.cause)
+
+
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
+    return any(record.getMessage() == event for record in caplog.records)
+
+
+async def test_a_planted_duplicate_never_approves(client, cfg, dirs, env, worker, caplog):
+    """A second file claiming the originating task's id with `approved` used to win."""
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "dup")
+
+        async def parked() -> bool:
+            return (await handle.query("progress", result_type=Progress)).stage == "wait"
+
+        await eventually(parked, 60)
+        origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
+        forged = taskfiles.load(taskfiles.find_task_file(dirs["tasks"], origin))
+        forged["status"] = "approved"
+        planted = plant(dirs["tasks"], f"20260101-000000-{origin[:8]}.yml",
+                        taskfiles.dump(forged))
+        await eventually(lambda: logged(caplog, "duplicate_task_id"), 30)
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        planted.unlink()
+        path = taskfiles.find_task_file(dirs["tasks"], origin)
+        taskfiles.set_status(path, "approved", "reviewed", actor="alice")
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["decided_by"] == "alice"
+
+
+async def test_only_file_approvers_decide_through_the_file(client, dirs, env, caplog):
+    """With FILE_APPROVERS, the implementing agent cannot approve its own build."""
+    cfg = load_config({**env, "FILE_APPROVERS": "alice, bob"})
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, cfg), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "self-approve")
+        origin = None
+
+        async def announced() -> bool:
+            nonlocal origin
+            origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
+            return taskfiles.read_status(dirs["tasks"], origin) == "input-required"
+
+        await eventually(announced, 60)
+        path = taskfiles.find_task_file(dirs["tasks"], origin)
+        taskfiles.set_status(path, "approved", "lgtm", actor="dev")  # the build's own agent
+        await eventually(lambda: logged(caplog, "file_decision_ignored"), 30)
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        taskfiles.set_status(path, "approved", "reviewed", actor="bob")
+        result = await handle.result()
+    assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
+
+
+async def test_symlinked_audit_directory_is_not_followed(client, cfg, dirs, env, worker,
+                                                         tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    dirs["audit"].mkdir(parents=True)
+    (dirs["audit"] / "linked").symlink_to(elsewhere)
+    async with AgentSim(dirs["tasks"], env):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "linked")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "symlink" in str(caught.value.cause)
+    assert list(elsewhere.iterdir()) == []
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+
+
+def test_junk_files_are_parsed_once_per_version(tmp_path, monkeypatch):
+    """Fifty junk files used to be re-parsed on every lookup miss (minutes per lookup)."""
+    junk = "key: [" + ", ".join(["value"] * 20_000) + "]\n"  # ~140 KB, a list, not a task
+    for n in range(50):
+        plant(tmp_path, f"20260101-0000{n:02d}-{uuid.uuid4().hex[:8]}.yml", junk)
+    parses = []
+    real = untrusted_yaml.load_file
+    monkeypatch.setattr(untrusted_yaml, "load_file",
+                        lambda *a: parses.append(a) or real(*a))
+    missing = str(uuid.uuid4())
+    assert taskfiles.find_task_file(tmp_path, missing) is None
+    assert len(parses) == 50  # the fallback read every file once
+    assert taskfiles.find_task_file(tmp_path, missing) is None
+    assert len(parses) == 50  # and remembered that none of them is a task
+    origin = make_origin(tmp_path)  # a real task among the junk is still found
+    assert taskfiles.read_status(tmp_path, origin) == "in-progress"
+
+
+def test_misnamed_task_file_is_found_by_its_id(tmp_path):
+    """v0.5 finds any file by its `id`; a file whose name suffix is not its id prefix too."""
+    origin = make_origin(tmp_path)
+    path = taskfiles.find_task_file(tmp_path, origin)
+    shutil.move(path, tmp_path / "20260101-000000-zzzzzzzz.yml")
+    assert taskfiles.find_task_file(tmp_path, origin) == tmp_path / "20260101-000000-zzzzzzzz.yml"
+
