@@ -51,11 +51,11 @@ def token_from_task_file(path: str) -> str:
 
     import yaml
 
-    import taskfiles
     import untrusted_yaml
+    from taskdir import load
 
     try:
-        document = taskfiles.load(Path(path))
+        document = load(Path(path))
     except OSError as err:
         reason = "is a symlink" if err.errno == 40 else err.strerror
         raise CliError(f"cannot read task file {path}: {reason}", EXIT_USAGE) from None

@@ -13,6 +13,7 @@ from client_settings import ClientSettings, load_client_settings, parse_bool
 from durations import parse_duration
 from exceptions import ConfigError
 from models import StageTimings
+from taskdir.vocabulary import PRIORITIES, WORKFLOW_MODES, TaskStyle, Vocabulary
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
@@ -66,6 +67,10 @@ class WorkerConfig(StageTimings):
     metrics_interval: float = 10
     index_builds: bool = True
     file_approvers: frozenset[str] = frozenset()  # empty: any file edit decides (upstream)
+    task_vocabulary: Vocabulary = "upstream"
+    agent_map: dict[str, str] = Field(default_factory=dict)
+    workflow_mode: str = "semi-auto"
+    task_priority: str = "normal"
     # (event, details) to log once logging is set up: settings we accepted with a caveat.
     warnings: tuple[tuple[str, dict[str, object]], ...] = ()
 
@@ -84,6 +89,24 @@ class WorkerConfig(StageTimings):
             raise ValueError(f"unknown notifier(s) {unknown}; choose from {NOTIFIER_NAMES}")
         return value
 
+    @field_validator("workflow_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in WORKFLOW_MODES:
+            raise ValueError(f"must be one of {', '.join(WORKFLOW_MODES)}")
+        return value
+
+    @field_validator("task_priority")
+    @classmethod
+    def _known_priority(cls, value: str) -> str:
+        if value not in PRIORITIES:
+            raise ValueError(f"must be one of {', '.join(PRIORITIES)}")
+        return value
+
+    def task_style(self) -> TaskStyle:
+        return TaskStyle(vocabulary=self.task_vocabulary, agent_map=self.agent_map,
+                         workflow_mode=self.workflow_mode, priority=self.task_priority)
+
     def describe(self) -> dict[str, object]:
         """Non-secret settings for the config_loaded log line."""
         data = self.model_dump(exclude={"client", "warnings", "file_approvers"}, mode="json")
@@ -100,6 +123,19 @@ def _notifiers(env: Mapping[str, str]) -> tuple[str, ...]:
             names.append("ntfy")
         return tuple(names)
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _agent_map(raw: str) -> dict[str, str]:
+    """`security-agent=security,claudebox=developer` -> {agent: roster name}."""
+    pairs = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        agent, sep, roster = (side.strip() for side in item.partition("="))
+        if not (sep and agent and roster):
+            raise ConfigError(f"AGENT_MAP entries look like agent=roster-name, got {item!r}")
+        pairs[agent] = roster
+    return pairs
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -134,6 +170,9 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         "OTEL_SERVICE_NAME": "otel_service_name",
         "PROMETHEUS_BIND_ADDRESS": "prometheus_bind_address",
         "TEMPORAL_UI_URL": "temporal_ui_url",
+        "TASK_VOCABULARY": "task_vocabulary",
+        "TASK_WORKFLOW_MODE": "workflow_mode",
+        "TASK_PRIORITY": "task_priority",
     }
     for name, field in plain.items():
         raw = env.get(name, "").strip()
@@ -155,6 +194,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
         values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
+    values["agent_map"] = _agent_map(env.get("AGENT_MAP", ""))
     values["file_approvers"] = frozenset(
         name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
     values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -59,7 +59,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BuildPipelineInput(_Model):
+class _Input(BaseModel):
+    """A workflow input: unknown keys are kept aside (logged once) and ignored, as upstream
+    did; the dispatcher's `workflow` task passes every payload key it has."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def ignored_keys(self) -> list[str]:
+        return sorted(self.model_extra or {})
+
+
+class BuildPipelineInput(_Input):
     """Start arguments of BuildPipelineWorkflow."""
 
     build_name: BuildName
@@ -84,8 +94,10 @@ class TriageOutput(_Model):
     info: list[str] = Field(default_factory=list)
 
 
-class PhaseSpec(_Model):
-    """One phase of a build plan."""
+class PhaseSpec(BaseModel):
+    """One phase of a build plan (unknown keys ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     number: int = Field(ge=0, le=100000)
     agent_type: AgentName
@@ -93,7 +105,7 @@ class PhaseSpec(_Model):
     context_refs: list[SafePath] = Field(default_factory=list)
 
 
-class BuildPlanInput(_Model):
+class BuildPlanInput(_Input):
     """Start arguments of BuildPlanWorkflow."""
 
     plan_name: OneLine
@@ -157,6 +169,33 @@ class BlockCheck(_Model):
 
     status: str | None
     by: str | None = None
+    reason: str | None = None
+
+
+StageKind = Literal["build_prefab", "build_plan", "security_audit", "security_fix",
+                    "build_closeout", "build_phase"]
+
+
+class StageTask(_Model):
+    """Input of dispatch_stage: one agent stage whose identity the workflow decided."""
+
+    task_id: str
+    kind: StageKind
+    target_agent: str
+    build: str  # build or plan name
+    fields: dict[str, Any]  # the stage's payload fields of the upstream contract
+    originating_task_id: str | None = None
+    context_refs: list[str] = Field(default_factory=list)
+
+
+class TaskSettlement(_Model):
+    """Input of settle_task: move a task file we own (or the originating task) along."""
+
+    task_id: str
+    status: Literal["in-progress", "completed", "failed", "cancelled"]
+    note: Annotated[str, Field(max_length=2000)]
+    output: str | None = None
+    by: str | None = None
 
 
 class TaskCancellation(_Model):
@@ -199,3 +238,4 @@ class Progress(BaseModel):
     flags: int = 0
     deadline: datetime | None = None
     decision: str | None = None
+    alert: str | None = None  # e.g. the stage's task file was dead-lettered

@@ -1,20 +1,40 @@
-"""Worker-side periodic sweep: file approvals for parked pipelines, orphaned dispatches."""
+"""The reconciler between the shared task directory and Temporal, one pass per interval.
+
+For every running pipeline or plan on our task queue it reads the memo (which task file the
+run waits on) and makes Temporal agree with what the task-queue tooling, agents and operators
+did to that file: a credible decision on a parked build's originating task is signalled; a
+stage file finished through the tooling (`completed`/`failed`/`cancelled`) completes or fails
+its activity with the token the file holds; a token-bearing file someone loosened is 0600
+again; a stage file the dispatcher dead-lettered is reported (never silently re-created); a
+stage whose file was never written (its worker died first) is re-dispatched. Every action is
+idempotent, so several workers may sweep at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecution
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
-import taskfiles
-from models import BlockDecision
-from workflows.common import AWAIT_MEMO, DISPATCH_MEMO, FILE_DECISIONS
+from activities.deps import Deps
+from models import BlockDecision, BuildPhaseResult
+from taskdir import DuplicateTaskId, load
+from taskdir.vocabulary import DECISIONS, TERMINAL
+from workflows.build_pipeline import BuildPipelineWorkflow
+from workflows.common import (
+    AWAIT_MEMO,
+    DISPATCH_MEMO,
+    PHASE_FAILED,
+    RUNNING_BUILDS_QUERY,
+    DispatchingWorkflow,
+)
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
@@ -24,15 +44,14 @@ RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled aga
 class Sweeper:
     """One pass per interval over running workflows on our task queue."""
 
-    def __init__(self, client: Client, task_queue: str, task_dir: Path, interval: float,
-                 approvers: frozenset[str] = frozenset()) -> None:
+    def __init__(self, client: Client, task_queue: str, deps: Deps) -> None:
         self.client = client
-        self.task_dir = task_dir
-        self.approvers = approvers
-        self.interval = interval
+        self.deps = deps
+        self.tasks = deps.tasks
+        self.interval = deps.config.block_check_interval
         self._redispatched: dict[tuple[str, str], float] = {}
-        self.query = (f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running' AND "
-                      f"WorkflowType IN ('BuildPipelineWorkflow', 'BuildPlanWorkflow')")
+        self._reported: set[tuple[str, str]] = set()
+        self.query = RUNNING_BUILDS_QUERY.format(task_queue=task_queue)
 
     async def run_forever(self) -> None:
         while True:
@@ -43,37 +62,104 @@ class Sweeper:
             await asyncio.sleep(self.interval)
 
     async def sweep(self) -> int:
-        """Return how many workflows were signalled."""
-        signalled = 0
+        """Return how many workflows were acted on."""
+        acted = 0
         cutoff = time.monotonic() - RESIGNAL_AFTER
         self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
             if memo.get(AWAIT_MEMO):
-                signalled += await self._check_block(execution, str(memo[AWAIT_MEMO]))
+                acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
             elif memo.get(DISPATCH_MEMO):
-                signalled += await self._check_dispatch(execution, str(memo[DISPATCH_MEMO]))
-        return signalled
+                acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
+        return acted
+
+    def _handle(self, execution: WorkflowExecution) -> WorkflowHandle:
+        return self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
 
     async def _check_block(self, execution: WorkflowExecution, task_id: str) -> int:
-        decision = await asyncio.to_thread(taskfiles.read_decision, self.task_dir, task_id,
-                                           self.approvers)
-        status = decision.status
-        signal = FILE_DECISIONS.get(status or "")
-        if signal is None:
+        decision = await asyncio.to_thread(self.tasks.read_decision, task_id)
+        verdict = DECISIONS.get(decision.status or "")
+        if verdict is None:
             return 0
-        handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        await handle.signal(signal, BlockDecision(by=decision.by or "task-file",
-                                                  reason=f"task {task_id} set to {status}"))
+        signal = (BuildPipelineWorkflow.approve if verdict == "approved"
+                  else BuildPipelineWorkflow.reject)
+        await self._handle(execution).signal(signal, BlockDecision(
+            by=decision.by or "task-file",
+            reason=decision.reason or f"task {task_id} set to {decision.status}"))
         log.info("block_decision_from_file", extra={"workflow_id": execution.id,
-                                                    "decision": status})
+                                                    "decision": decision.status,
+                                                    "decided_by": decision.by})
         return 1
 
-    async def _check_dispatch(self, execution: WorkflowExecution, task_id: str) -> int:
-        path = await asyncio.to_thread(taskfiles.find_task_file, self.task_dir, task_id)
-        if path is not None:
+    async def _check_stage(self, execution: WorkflowExecution, task_id: str) -> int:
+        try:
+            path = await asyncio.to_thread(self.tasks.find, task_id, include_archive=False)
+        except DuplicateTaskId as err:
+            log.warning("duplicate_task_id", extra={"task_id": task_id, "error": str(err)})
             return 0
-        handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        if path is None:
+            return await self._missing_stage(execution, task_id)
+        await asyncio.to_thread(self.tasks.tighten, path)
+        header = await asyncio.to_thread(self.tasks.header, path)
+        if header is None or header.status not in TERMINAL:
+            return 0  # waiting, claimed or parked: the agent (or the operator) has it
+        return await self._finish_through_tooling(execution, task_id, path)
+
+    async def _finish_through_tooling(self, execution: WorkflowExecution, task_id: str,
+                                      path) -> int:
+        """An agent (or operator) finished the stage through the task-queue server."""
+        key = (execution.run_id or execution.id, task_id)
+        if key in self._reported:
+            return 0
+        try:
+            document = await asyncio.to_thread(load, path)
+            token = base64.b64decode(document["payload"]["task_token"], validate=True)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("stage_file_unusable", extra={"task_id": task_id, "error": str(err)})
+            return 0
+        status = document.get("status")
+        result = document.get("result") if isinstance(document.get("result"), dict) else {}
+        output = str(result.get("output") or "")[:100_000]
+        who = str(result.get("completed_by") or "the task queue")[:200]
+        handle = self.client.get_async_activity_handle(task_token=token)
+        try:
+            if status == "completed":
+                await handle.complete(BuildPhaseResult(status="success", output=output))
+            else:
+                await handle.fail(ApplicationError(
+                    output or f"stage {status} through the task queue by {who}",
+                    type=PHASE_FAILED, non_retryable=True))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        self._reported.add(key)
+        log.info("stage_finished_through_tooling", extra={
+            "workflow_id": execution.id, "task_id": task_id, "status": status})
+        return 1
+
+    async def _missing_stage(self, execution: WorkflowExecution, task_id: str) -> int:
+        dead = await asyncio.to_thread(self.tasks.find_dead_letter, task_id)
+        if dead is not None:
+            return await self._report_dead_letter(execution, task_id)
+        return await self._redispatch_orphan(execution, task_id)
+
+    async def _report_dead_letter(self, execution: WorkflowExecution, task_id: str) -> int:
+        key = (execution.run_id or execution.id, f"dead:{task_id}")
+        if key in self._reported:
+            return 0
+        self._reported.add(key)
+        note = (f"task {task_id} is in dead-letters/ (the dispatcher gave up routing it); "
+                f"requeue it to go on")
+        log.warning("stage_dead_lettered", extra={"workflow_id": execution.id,
+                                                  "task_id": task_id})
+        await self._handle(execution).signal(DispatchingWorkflow.stage_dead_lettered, note)
+        await self.deps.notifiers.send(f"[ACTION] {execution.id}: stage task dead-lettered",
+                                       note)
+        return 1
+
+    async def _redispatch_orphan(self, execution: WorkflowExecution, task_id: str) -> int:
+        handle = self._handle(execution)
         try:
             description = await handle.describe()
         except RPCError:
@@ -87,7 +173,7 @@ class Sweeper:
                 if time.monotonic() - self._redispatched.get(key, -1e9) < RESIGNAL_AFTER:
                     return 0  # asked already; the workflow may be waiting for a worker
                 self._redispatched[key] = time.monotonic()
-                await handle.signal("redispatch")
+                await handle.signal(DispatchingWorkflow.redispatch)
                 log.warning("orphaned_dispatch_recovered",
                             extra={"workflow_id": execution.id, "task_id": task_id,
                                    "activity": pending.activity_type.name})

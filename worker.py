@@ -19,7 +19,6 @@ from activities.registry import all_activities
 from config import WorkerConfig, load_config
 from exceptions import ConfigError, CredentialError
 from logs import setup_logging
-from notify.factory import build_notifiers
 from observability import Telemetry, setup_telemetry
 from search_attributes import namespace_has_build_attributes
 from sweeper import Sweeper
@@ -38,8 +37,7 @@ async def build_worker(client: Client, config: WorkerConfig,
                        telemetry: Telemetry | None = None) -> tuple[Worker, Sweeper, bool]:
     """The Worker with both workflows and all activities, and its sweeper."""
     index_builds = config.index_builds and await namespace_has_build_attributes(client)
-    deps = Deps(config=config, notifiers=build_notifiers(config),
-                telemetry=telemetry or Telemetry())
+    deps = Deps.for_config(config, telemetry)
     worker = Worker(
         client, task_queue=config.task_queue, workflows=WORKFLOWS,
         activities=all_activities(deps, index_builds),
@@ -47,8 +45,7 @@ async def build_worker(client: Client, config: WorkerConfig,
         max_cached_workflows=config.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-    sweeper = Sweeper(client, config.task_queue, config.task_dir, config.block_check_interval,
-                      config.file_approvers)
+    sweeper = Sweeper(client, config.task_queue, deps)
     return worker, sweeper, index_builds
 
 

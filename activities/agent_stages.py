@@ -3,90 +3,106 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, NoReturn
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import instructions
 from activities.deps import Deps
-from activities.dispatch import dispatch_and_suspend
+from activities.dispatch import current_task_id, dispatch_and_suspend
+from exceptions import UnsafePathError
 from files import write_private
-from models import BuildPhaseInput, BuildPhaseResult
-from taskfiles import iso, utc_now
-from triage import neutralise, wrap_findings
+from models import BuildPhaseInput, BuildPhaseResult, StageKind, StageTask
+from taskdir import TaskSpec, iso, utc_now
+from triage import neutralise
+
+# The upstream activity of each stage kind: names its dispatch span and metric label.
+UPSTREAM_ACTIVITY = {"build_prefab": "prefab_scaffolding", "build_plan": "implement_build",
+                     "security_audit": "request_security_audit",
+                     "security_fix": "apply_flag_fixes", "build_closeout": "close_build",
+                     "build_phase": "execute_build_phase"}
 
 
 class AgentStages:
-    """prefab, implement, audit, fixes, close and build phases."""
+    """`dispatch_stage` for our runs; the v0.5 names keep v0.5's calls for runs it started."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
+    @activity.defn(name="dispatch_stage")
+    async def dispatch_stage(self, task: StageTask) -> BuildPhaseResult:
+        """Write the stage's task file (identity decided by the workflow), then suspend."""
+        await self._dispatch(task)
+
     @activity.defn(name="prefab_scaffolding")
     async def prefab_scaffolding(self, build_name: str, plan_path: str) -> BuildPhaseResult:
-        await dispatch_and_suspend(
-            self.deps, stage_key="prefab_scaffolding", target_agent="claudebox",
-            task_type="build_prefab", build=build_name,
-            summary=f"Prefab scaffolding for build '{build_name}'",
-            payload={"build_name": build_name, "plan_path": plan_path,
-                     "instruction": instructions.prefab(build_name, plan_path)})
+        await self._dispatch(_v05("prefab_scaffolding", "build_prefab", "claudebox",
+                                  build_name, plan_path=plan_path))
 
     @activity.defn(name="implement_build")
     async def implement_build(self, build_name: str, originating_task_id: str,
                               target_agent: str) -> BuildPhaseResult:
-        await dispatch_and_suspend(
-            self.deps, stage_key="implement_build", target_agent=target_agent,
-            task_type="build_plan", build=build_name, summary=f"Implement build: {build_name}",
-            payload={"build_name": build_name, "originating_task_id": originating_task_id,
-                     "instruction": instructions.implement(build_name, originating_task_id)})
+        await self._dispatch(_v05("implement_build", "build_plan", target_agent, build_name,
+                                  originating_task_id=originating_task_id))
 
     @activity.defn(name="request_security_audit")
     async def request_security_audit(self, build_name: str,
                                      plan_path: str) -> BuildPhaseResult:
-        output_dir = self.deps.config.audit_dir / build_name
-        request_path = output_dir / "request.md"
-        text = audit_request(build_name, plan_path, str(output_dir))
-        await asyncio.to_thread(write_private, request_path, text.encode("utf-8"),
-                                self.deps.config.audit_dir)
-        await dispatch_and_suspend(
-            self.deps, stage_key="request_security_audit", target_agent="security-agent",
-            task_type="security_audit", build=build_name,
-            summary=f"Security audit for build '{build_name}'",
-            payload={"build_name": build_name, "plan_path": plan_path,
-                     "audit_request_path": str(request_path), "output_dir": str(output_dir),
-                     "instruction": instructions.security_audit(
-                         build_name, str(request_path), str(output_dir))})
+        await self._dispatch(_v05("request_security_audit", "security_audit",
+                                  "security-agent", build_name, plan_path=plan_path))
 
     @activity.defn(name="apply_flag_fixes")
     async def apply_flag_fixes(self, build_name: str, flags: list[str],
                                target_agent: str) -> BuildPhaseResult:
-        wrapped = wrap_findings(flags)
-        await dispatch_and_suspend(
-            self.deps, stage_key="apply_flag_fixes", target_agent=target_agent,
-            task_type="security_fix", build=build_name,
-            summary=f"Apply security flag fixes for build '{build_name}' ({len(flags)} items)",
-            payload={"build_name": build_name, "flags": [neutralise(f) for f in flags],
-                     "instruction": instructions.flag_fixes(build_name, wrapped, len(flags))})
+        await self._dispatch(_v05("apply_flag_fixes", "security_fix", target_agent,
+                                  build_name, flags=flags))
 
     @activity.defn(name="close_build")
     async def close_build(self, build_name: str, target_agent: str) -> BuildPhaseResult:
-        await dispatch_and_suspend(
-            self.deps, stage_key="close_build", target_agent=target_agent,
-            task_type="build_closeout", build=build_name,
-            summary=f"Close out build '{build_name}'",
-            payload={"build_name": build_name, "instruction": instructions.closeout(build_name)})
+        await self._dispatch(_v05("close_build", "build_closeout", target_agent, build_name))
 
     @activity.defn(name="execute_build_phase")
     async def execute_build_phase(self, phase: BuildPhaseInput) -> BuildPhaseResult:
-        one_line = " ".join(phase.description.split())[:200]
-        await dispatch_and_suspend(
-            self.deps, stage_key=f"execute_build_phase/{phase.phase_number}",
-            target_agent=phase.agent_type, task_type="build_phase", build=phase.plan_name,
-            summary=f"Build phase {phase.phase_number}: {one_line}",
-            payload={"description": phase.description, "plan_name": phase.plan_name,
-                     "phase_number": phase.phase_number, "context_refs": phase.context_refs,
-                     "workflow_id": phase.workflow_id,
-                     "instruction": instructions.phase(phase.phase_number, phase.description,
-                                                       phase.plan_name, phase.context_refs)})
+        fields = phase.model_dump(exclude={"agent_type"})
+        await self._dispatch(StageTask(
+            task_id=current_task_id(f"execute_build_phase/{phase.phase_number}"),
+            kind="build_phase", target_agent=phase.agent_type, build=phase.plan_name,
+            fields=fields, context_refs=phase.context_refs))
+
+    async def _dispatch(self, task: StageTask) -> NoReturn:
+        try:
+            await self._write_and_suspend(task)
+        except UnsafePathError as err:  # a planted link or foreign directory: not retried
+            raise ApplicationError(str(err), type="UnsafePathError",
+                                   non_retryable=True) from None
+
+    async def _write_and_suspend(self, task: StageTask) -> NoReturn:
+        fields = dict(task.fields)
+        refs, request = list(task.context_refs), None
+        if task.kind == "security_audit":
+            output_dir = self.deps.config.audit_dir / task.build
+            request = str(output_dir / "request.md")
+            text = audit_request(task.build, fields["plan_path"], str(output_dir))
+            await asyncio.to_thread(write_private, output_dir / "request.md",
+                                    text.encode("utf-8"), self.deps.config.audit_dir)
+            fields.update(audit_request_path=request, output_dir=str(output_dir))
+            refs.append(request)
+        if task.kind == "security_fix":
+            fields["flags"] = [neutralise(flag) for flag in fields["flags"]]
+        spec = TaskSpec(
+            task_id=task.task_id, target_agent=task.target_agent, task_type=task.kind,
+            summary=instructions.summary(task.kind, fields),
+            payload={**fields, "instruction": instructions.for_stage(task.kind, fields)},
+            originating_task_id=task.originating_task_id, context_refs=tuple(refs),
+            request=request)
+        await dispatch_and_suspend(self.deps, spec, task.build, UPSTREAM_ACTIVITY[task.kind])
+
+
+def _v05(stage_key: str, kind: StageKind, agent: str, build: str, **fields: Any) -> StageTask:
+    """A v0.5 call's stage: its task id derived from the run, as v0.5 passes none."""
+    return StageTask(task_id=current_task_id(stage_key), kind=kind, target_agent=agent,
+                     build=build, fields={"build_name": build, **fields})
 
 
 def audit_request(build_name: str, plan_path: str, output_dir: str) -> str:
@@ -106,7 +122,7 @@ def audit_request(build_name: str, plan_path: str, output_dir: str) -> str:
 
 ## Expected output (in {output_dir})
 1. `audit.md`: the audit report.
-2. `triage-output.yml` with this schema (every list may be empty):
+2. `triage-output.yml` with this schema (every list may be empty, but say so):
 
 ```yaml
 blocks:            # need an operator decision before the build can close

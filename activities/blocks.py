@@ -8,13 +8,11 @@ import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-import taskfiles
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import BlockCheck
-
-# Originating-task statuses that end a v0.5 caller's wait without approval.
-REFUSALS = ("rejected", "cancelled", "failed")
+from taskdir import Decision
+from taskdir.vocabulary import DECISIONS
 
 
 async def _heartbeat_every(seconds: float) -> None:
@@ -44,19 +42,20 @@ class BlockActivities:
             keep_alive.cancel()
 
     def _mark_input_required(self, build_name: str, task_id: str, total: int) -> None:
-        task_dir = self.deps.config.task_dir
-        path = taskfiles.find_task_file(task_dir, task_id)
-        if path is None:
-            activity.logger.warning("originating_task_missing", extra={"task_id": task_id})
-            return
+        """The originating task waits for the operator (input-required, or the tooling's
+        pending-approval in the task-queue vocabulary)."""
+        tasks = self.deps.tasks
         note = (f"{total} security block(s) on build '{build_name}' need an operator "
-                f"decision: set status to approved to continue, or use the approve/reject "
-                f"signal")
+                f"decision: approve to continue (or cancel to reject), or use the "
+                f"approve/reject signal")
         try:
-            taskfiles.set_status(path, "input-required", note, root=task_dir)
+            found = tasks.set_status(task_id, tasks.style.awaiting_decision, note)
         except (ValueError, yaml.YAMLError, UnsafePathError) as err:
             activity.logger.warning("originating_task_unreadable",
                                     extra={"task_id": task_id, "error": str(err)[:200]})
+            return
+        if not found:
+            activity.logger.warning("originating_task_missing", extra={"task_id": task_id})
 
     @activity.defn(name="wait_for_block_resolution")
     async def wait_for_block_resolution(self, build_name: str, task_id: str) -> None:
@@ -72,19 +71,18 @@ class BlockActivities:
             if status == "approved":
                 activity.logger.info("block_wait_approved", extra={"task_id": task_id})
                 return
-            if status in REFUSALS:
+            if DECISIONS.get(status or "") == "rejected":
                 raise ApplicationError(
                     f"Build {build_name}: originating task {task_id} was set to {status}",
                     type="BuildRejected", non_retryable=True)
             await asyncio.sleep(interval)
 
     @activity.defn(name="check_block_status")
-    async def check_block_status(self, build_name: str, task_id: str) -> BlockCheck:
+    async def check_block_status(self, task_id: str) -> BlockCheck:
         """Read the originating task's status once; the workflow does the waiting."""
         decision = await self._credible(task_id)
-        return BlockCheck(status=decision.status, by=decision.by)
+        return BlockCheck(status=decision.status, by=decision.by, reason=decision.reason)
 
-    async def _credible(self, task_id: str) -> taskfiles.Decision:
-        return await asyncio.to_thread(taskfiles.read_decision, self.deps.config.task_dir,
-                                       task_id, self.deps.config.file_approvers)
+    async def _credible(self, task_id: str) -> Decision:
+        return await asyncio.to_thread(self.deps.tasks.read_decision, task_id)
 

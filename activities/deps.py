@@ -6,13 +6,22 @@ from dataclasses import dataclass
 
 from config import WorkerConfig
 from notify.base import NotifierGroup
+from notify.factory import build_notifiers
 from observability import Telemetry
+from taskdir import TaskDirectory
 
 
 @dataclass
 class Deps:
-    """Shared by every activity class; built once in worker.py."""
+    """Shared by every activity class (and the sweeper's task directory); built once."""
 
     config: WorkerConfig
     notifiers: NotifierGroup
     telemetry: Telemetry
+    tasks: TaskDirectory
+
+    @classmethod
+    def for_config(cls, config: WorkerConfig, telemetry: Telemetry | None = None) -> Deps:
+        tasks = TaskDirectory(config.task_dir, config.task_style(), config.file_approvers)
+        return cls(config=config, notifiers=build_notifiers(config),
+                   telemetry=telemetry or Telemetry(), tasks=tasks)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-import taskfiles
 from activities.deps import Deps
-from exceptions import UnsafePathError
 from ids import stage_task_id
-
-log = logging.getLogger("activities.dispatch")
+from taskdir import TaskSpec
 
 
 def current_task_id(stage_key: str) -> str:
@@ -23,22 +18,16 @@ def current_task_id(stage_key: str) -> str:
     return stage_task_id(activity.info().workflow_run_id, stage_key)
 
 
-async def dispatch_and_suspend(deps: Deps, *, stage_key: str, target_agent: str,
-                               task_type: str, summary: str, build: str,
-                               payload: dict[str, Any]) -> NoReturn:
-    """Write (or rewrite) the one live task file for this stage and suspend the activity."""
+async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str,
+                               stage_activity: str) -> NoReturn:
+    """Write (or rewrite) the one live task file for SPEC with this attempt's token, then
+    suspend the activity until its agent completes it. STAGE_ACTIVITY names the span."""
     info = activity.info()
     token = base64.b64encode(info.task_token).decode("ascii")
-    spec = taskfiles.TaskSpec(task_id=current_task_id(stage_key), target_agent=target_agent,
-                              task_type=task_type, summary=summary, payload=payload)
     note = None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token"
-    try:
-        with deps.telemetry.dispatch_span(info.activity_type, build):
-            path = await asyncio.to_thread(taskfiles.dispatch, deps.config.task_dir, spec,
-                                           token, note)
-    except UnsafePathError as err:
-        raise ApplicationError(str(err), type="UnsafePathError", non_retryable=True) from None
+    with deps.telemetry.dispatch_span(stage_activity, build):
+        path = await asyncio.to_thread(deps.tasks.dispatch, spec, token, note)
     activity.logger.info("task_dispatched", extra={
-        "task_id": spec.task_id, "target_agent": target_agent, "task_type": task_type,
-        "task_file": str(path), "attempt": info.attempt})
+        "task_id": spec.task_id, "target_agent": spec.target_agent,
+        "task_type": spec.task_type, "task_file": str(path), "attempt": info.attempt})
     activity.raise_complete_async()

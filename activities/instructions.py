@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from config import REPO_DIR
+from triage import wrap_findings
 
 COMPLETE = f"python3 {REPO_DIR}/complete_activity.py"
 
@@ -53,3 +56,37 @@ def phase(number: int, description: str, plan_name: str, context_refs: list[str]
     context = f"\nContext to read first:{refs}" if refs else ""
     return (f"Build phase {number} of plan '{plan_name}': {description}{context}\n"
             + finish_line("short summary of the phase's output"))
+
+
+def summary(kind: str, fields: dict[str, Any]) -> str:
+    """The task file's one-line summary (the upstream contract's wording)."""
+    build = fields.get("build_name", "")
+    if kind == "build_prefab":
+        return f"Prefab scaffolding for build '{build}'"
+    if kind == "build_plan":
+        return f"Implement build: {build}"
+    if kind == "security_audit":
+        return f"Security audit for build '{build}'"
+    if kind == "security_fix":
+        return f"Apply security flag fixes for build '{build}' ({len(fields['flags'])} items)"
+    if kind == "build_closeout":
+        return f"Close out build '{build}'"
+    one_line = " ".join(str(fields["description"]).split())[:200]
+    return f"Build phase {fields['phase_number']}: {one_line}"
+
+
+def for_stage(kind: str, fields: dict[str, Any]) -> str:
+    """The instruction for one stage kind, from its payload fields."""
+    build = fields.get("build_name", "")
+    if kind == "build_prefab":
+        return prefab(build, fields["plan_path"])
+    if kind == "build_plan":
+        return implement(build, fields["originating_task_id"])
+    if kind == "security_audit":
+        return security_audit(build, fields["audit_request_path"], fields["output_dir"])
+    if kind == "security_fix":
+        return flag_fixes(build, wrap_findings(fields["flags"]), len(fields["flags"]))
+    if kind == "build_closeout":
+        return closeout(build)
+    return phase(fields["phase_number"], fields["description"], fields["plan_name"],
+                 fields["context_refs"])

@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.deps import Deps
 from files import write_private
 from models import WorkflowSummary
-from taskfiles import iso
+from taskdir import iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

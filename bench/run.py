@@ -26,9 +26,9 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-import taskfiles
 from ids import stage_task_id
 from models import BlockDecision
+from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import connect_client, worker_env
 from tests.devserver import DevServer, free_port, temporal_cli
@@ -62,7 +62,7 @@ async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
     while time.monotonic() < deadline:
         for second in range(int(started) - 2, int(time.time()) + 1):
             moment = datetime.fromtimestamp(second, UTC)
-            path = directory / taskfiles.file_name(task_id, moment)
+            path = directory / file_name(task_id, moment)
             if path.exists():
                 return path
         await asyncio.sleep(0.001)
@@ -231,10 +231,10 @@ class Bench:
             file_lat = []
             for handle in more:
                 origin = (await (await handle.describe()).memo())["awaiting_task_id"]
-                path = taskfiles.find_task_file(dirs["tasks"], origin)
-                assert path is not None
+                tasks = TaskDirectory(dirs["tasks"])
+                assert tasks.find(origin) is not None
                 started = time.perf_counter()
-                taskfiles.set_status(path, "approved", "bench", actor="operator")
+                tasks.set_status(origin, "approved", "bench")
                 await wait_file(dirs["tasks"],
                                 stage_task_id(handle.result_run_id or "", "close_build"))
                 file_lat.append(time.perf_counter() - started)
@@ -309,24 +309,25 @@ class Bench:
             directory = self.base / f"lookup-{size}"
             (directory / "archive").mkdir(parents=True)
             origin = None
-            now = taskfiles.utc_now()
+            now = utc_now()
             for index in range(size):
                 task_id = str(uuid.uuid4())
-                spec = taskfiles.TaskSpec(task_id=task_id, target_agent="dev",
-                                          task_type="build", summary="x")
+                spec = TaskSpec(task_id=task_id, target_agent="dev", task_type="build",
+                                summary="x")
                 target = directory / "archive" if index % 2 else directory
-                raw = taskfiles.dump(taskfiles.build_document(spec, "", now))
-                (target / taskfiles.file_name(task_id, now)).write_bytes(raw)
+                raw = dump(TaskStyle().document(spec, "", now))
+                (target / file_name(task_id, now)).write_bytes(raw)
                 if index == size // 2:
                     origin = task_id
             assert origin is not None
+            tasks = TaskDirectory(directory)
             started = time.perf_counter()
-            assert taskfiles.find_task_file(directory, origin) is not None
+            assert tasks.find(origin) is not None
             cold = time.perf_counter() - started
             warm = []
             for _ in range(50):
                 started = time.perf_counter()
-                taskfiles.find_task_file(directory, origin)
+                tasks.find(origin)
                 warm.append(time.perf_counter() - started)
             self.row(f"Task lookup among {size} files (median warm; first)",
                      f"{median(warm) * 1000:.3f} ms; first {ms(cold)}", "< 5 ms, flat",

@@ -19,9 +19,9 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-import taskfiles
 from config import WorkerConfig, load_config
 from logs import JsonFormatter
+from taskdir import load
 from tests.devserver import DevServer, free_port, temporal_cli
 from worker import build_worker
 
@@ -137,7 +137,7 @@ def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCapture
     tokens = set()
     for path in task_dir.rglob("*.yml") if task_dir.exists() else []:
         with contextlib.suppress(Exception):
-            token = taskfiles.load(path)["payload"].get("task_token")
+            token = load(path)["payload"].get("task_token")
             if token:
                 tokens.add(token)
     formatter = JsonFormatter()

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import yaml
 from temporalio.client import Client, WorkflowHandle
 
-import taskfiles
+from files import write_private
 from models import BuildPipelineInput, BuildPipelineResult
+from taskdir import dump, file_name, load, utc_now
 
 T = TypeVar("T")
 
@@ -21,15 +22,17 @@ T = TypeVar("T")
 def make_origin(task_dir: Path, status: str = "in-progress") -> str:
     """Write an originating task-queue task (as the task-queue tooling would); return its id."""
     task_id = str(uuid.uuid4())
-    spec = taskfiles.TaskSpec(task_id=task_id, target_agent="dev", task_type="build",
-                              summary="Build request")
-    now = taskfiles.utc_now()
-    document = taskfiles.build_document(spec, "", now)
-    document["status"] = status
-    document["source_agent"] = "operator"
-    del document["payload"]["task_token"]
-    taskfiles.write_private(task_dir / taskfiles.file_name(task_id, now),
-                            taskfiles.dump(document))
+    now = utc_now()
+    document = {
+        "id": task_id, "created": now, "source_agent": "operator", "target_agent": "dev",
+        "task_type": "build", "risk_level": "low", "requires_approval": False,
+        "workflow_mode": "semi-auto", "status": status, "summary": "Build request",
+        "ttl_days": 30, "payload": {"description": "Build request", "context_refs": [],
+                                    "priority": "normal"},
+        "result": {"output": None, "completed_by": None, "completed_at": None},
+        "history": [{"timestamp": now, "status": status, "actor": "operator",
+                     "note": "submitted"}]}
+    write_private(task_dir / file_name(task_id, now), dump(document))
     return task_id
 
 
@@ -63,7 +66,7 @@ def task_files(task_dir: Path) -> list[dict[str, Any]]:
     documents = []
     for path in sorted(task_dir.glob("*.yml")):
         try:
-            documents.append(taskfiles.load(path))
+            documents.append(load(path))
         except (OSError, ValueError, yaml.YAMLError):
             continue
     return [d for d in documents if isinstance(d, dict)]

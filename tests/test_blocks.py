@@ -9,12 +9,15 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
-import taskfiles
+from activities.deps import Deps
 from config import load_config
 from models import BlockDecision, Progress
+from sweeper import Sweeper
+from taskdir import TaskDirectory
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import running_worker, worker_env
 from tests.helpers import eventually, make_origin, start_pipeline
+from tests.task_queue_tool import override
 
 BLOCKS = {"blocks": [{"description": "exposes docker socket"}, "root in container"]}
 
@@ -37,7 +40,7 @@ async def parked(handle) -> Progress:
 
 
 def origin_status(dirs, task_id: str) -> str | None:
-    return taskfiles.read_status(dirs["tasks"], task_id)
+    return TaskDirectory(dirs["tasks"]).read_status(task_id)
 
 
 async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env, worker,
@@ -54,11 +57,11 @@ async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env
         assert lines[-1].endswith("|none")
         origin_id = handle_origin(dirs)
         assert origin_status(dirs, origin_id) == "input-required"
-        path = taskfiles.find_task_file(dirs["tasks"], origin_id)
+        path = TaskDirectory(dirs["tasks"]).find(origin_id)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         history = yaml.safe_load(path.read_text())["history"]
         assert history[-1]["status"] == "input-required"
-        taskfiles.set_status(path, "approved", "looks fine", actor="operator")
+        override(dirs["tasks"], origin_id, "approved", "operator", "looks fine")
         result = await handle.result()
     summary = yaml.safe_load(Path(result.summary_path).read_text())
     assert summary["outcome"] == "partial" and summary["blocks_hit"] == 2
@@ -168,7 +171,7 @@ async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
 
     origin = make_origin(dirs["tasks"])
-    origin_path = taskfiles.find_task_file(dirs["tasks"], origin)
+    origin_path = TaskDirectory(dirs["tasks"]).find(origin)
     if damage == "garbage":
         origin_path.write_bytes(b"\xff\xfe: [unclosed\n\x00")
     async with AgentSim(dirs["tasks"], env, behaviours):
@@ -187,7 +190,5 @@ async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg
 
 async def _count_sweeps(client, cfg, dirs) -> int:
     """Run two sweeps like the worker's and return how many workflows they signalled."""
-    from sweeper import Sweeper
-
-    sweeper = Sweeper(client, cfg.task_queue, dirs["tasks"], cfg.block_check_interval)
+    sweeper = Sweeper(client, cfg.task_queue, Deps.for_config(cfg))
     return await sweeper.sweep() + await sweeper.sweep()

@@ -16,14 +16,15 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 
-import taskfiles
 import untrusted_yaml
 from config import load_config
 from models import Progress
+from taskdir import TaskDirectory, dump, load
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import running_worker, worker_env
 from tests.helpers import eventually, files_of_type, make_origin, start_pipeline
 from tests.processes import started_worker
+from tests.task_queue_tool import override
 
 BOMB = "- " * 100_000 + "x"  # block sequences nested 100,000 deep
 BLOCKS = {"blocks": ["root in container"]}
@@ -94,15 +95,14 @@ async def test_a_planted_duplicate_never_approves(client, cfg, dirs, env, worker
 
         await eventually(parked, 60)
         origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
-        forged = taskfiles.load(taskfiles.find_task_file(dirs["tasks"], origin))
+        forged = load(TaskDirectory(dirs["tasks"]).find(origin))
         forged["status"] = "approved"
         planted = plant(dirs["tasks"], f"20260101-000000-{origin[:8]}.yml",
-                        taskfiles.dump(forged))
+                        dump(forged))
         await eventually(lambda: logged(caplog, "duplicate_task_id"), 30)
         assert (await handle.query("progress", result_type=Progress)).stage == "wait"
         planted.unlink()
-        path = taskfiles.find_task_file(dirs["tasks"], origin)
-        taskfiles.set_status(path, "approved", "reviewed", actor="alice")
+        override(dirs["tasks"], origin, "approved", "alice", "reviewed")
         result = await handle.result()
     summary = yaml.safe_load(Path(result.summary_path).read_text())
     assert summary["decided_by"] == "alice"
@@ -119,14 +119,13 @@ async def test_only_file_approvers_decide_through_the_file(client, dirs, env, ca
         async def announced() -> bool:
             nonlocal origin
             origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
-            return taskfiles.read_status(dirs["tasks"], origin) == "input-required"
+            return TaskDirectory(dirs["tasks"]).read_status(origin) == "input-required"
 
         await eventually(announced, 60)
-        path = taskfiles.find_task_file(dirs["tasks"], origin)
-        taskfiles.set_status(path, "approved", "lgtm", actor="dev")  # the build's own agent
+        override(dirs["tasks"], origin, "approved", "dev", "lgtm")  # the build's own agent
         await eventually(lambda: logged(caplog, "file_decision_ignored"), 30)
         assert (await handle.query("progress", result_type=Progress)).stage == "wait"
-        taskfiles.set_status(path, "approved", "reviewed", actor="bob")
+        override(dirs["tasks"], origin, "approved", "bob", "reviewed")
         result = await handle.result()
     assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
 
@@ -156,18 +155,19 @@ def test_junk_files_are_parsed_once_per_version(tmp_path, monkeypatch):
     monkeypatch.setattr(untrusted_yaml, "load_file",
                         lambda *a: parses.append(a) or real(*a))
     missing = str(uuid.uuid4())
-    assert taskfiles.find_task_file(tmp_path, missing) is None
+    tasks = TaskDirectory(tmp_path)
+    assert tasks.find(missing) is None
     assert len(parses) == 50  # the fallback read every file once
-    assert taskfiles.find_task_file(tmp_path, missing) is None
+    assert tasks.find(missing) is None
     assert len(parses) == 50  # and remembered that none of them is a task
     origin = make_origin(tmp_path)  # a real task among the junk is still found
-    assert taskfiles.read_status(tmp_path, origin) == "in-progress"
+    assert tasks.read_status(origin) == "in-progress"
 
 
 def test_misnamed_task_file_is_found_by_its_id(tmp_path):
     """v0.5 finds any file by its `id`; a file whose name suffix is not its id prefix too."""
     origin = make_origin(tmp_path)
-    path = taskfiles.find_task_file(tmp_path, origin)
+    path = TaskDirectory(tmp_path).find(origin)
     shutil.move(path, tmp_path / "20260101-000000-zzzzzzzz.yml")
-    assert taskfiles.find_task_file(tmp_path, origin) == tmp_path / "20260101-000000-zzzzzzzz.yml"
+    assert TaskDirectory(tmp_path).find(origin) == tmp_path / "20260101-000000-zzzzzzzz.yml"
 

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import taskfiles
 from activities import instructions
 from models import BuildPipelineInput
+from taskdir import TaskSpec, TaskStyle, dump, utc_now
 from triage import wrap_findings
 
 EXAMPLES = settings(max_examples=300, derandomize=True, deadline=None)
@@ -23,11 +23,11 @@ nasty = st.text(alphabet=st.sampled_from(ALPHABET),
 @EXAMPLES
 @given(summary=nasty, value=nasty, agent=nasty)
 def test_task_file_round_trips_any_text(summary, value, agent):
-    spec = taskfiles.TaskSpec(task_id="11111111-2222", target_agent=agent, task_type="build_plan",
+    spec = TaskSpec(task_id="11111111-2222", target_agent=agent, task_type="build_plan",
                               summary=summary, payload={"description": value})
-    document = taskfiles.build_document(spec, "dG9rZW4=", taskfiles.utc_now())
+    document = TaskStyle().document(spec, "dG9rZW4=", utc_now())
     try:
-        raw = taskfiles.dump(document)
+        raw = dump(document)
     except UnicodeEncodeError:
         return  # lone surrogates cannot be written at all: nothing half-written
     loaded = yaml.safe_load(raw)

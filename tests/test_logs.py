@@ -39,7 +39,8 @@ async def test_worker_process_logs_and_stops_gracefully(client, server, dirs, tm
     assert all(e.get("worker_id") == events[0]["worker_id"] for e in events)
     dispatched = [e for e in events if e["event"] == "task_dispatched"]
     assert dispatched[0]["workflow_id"] == handle.id
-    assert {e["activity"] for e in dispatched} == {"prefab_scaffolding", "implement_build"}
+    assert {e["activity"] for e in dispatched} == {"dispatch_stage"}
+    assert {e["task_type"] for e in dispatched} == {"build_prefab", "build_plan"}
     assert "<non-json>" not in {e["event"] for e in events}
     assert "worker_stopped" in log_file.read_text()
     tokens = [d["payload"]["task_token"] for d in files_of_type(dirs["tasks"], "build_plan")]

@@ -31,9 +31,14 @@ def test_dangerous_values_rejected(field, value):
         BuildPipelineInput.model_validate({**GOOD, field: value})
 
 
-def test_unknown_fields_rejected():
-    with pytest.raises(ValidationError):
-        BuildPipelineInput.model_validate({**GOOD, "extra": 1})
+def test_unknown_input_keys_are_ignored_and_named():
+    # the dispatcher's `workflow` task passes plan_name and every other payload key
+    params = BuildPipelineInput.model_validate({**GOOD, "plan_name": "demo", "priority": "high"})
+    assert params.ignored_keys() == ["plan_name", "priority"]
+    assert params.build_name == GOOD["build_name"]
+    plan = BuildPlanInput.model_validate({"plan_name": "p", "description": "x", "phases": [
+        {"number": 1, "agent_type": "dev", "description": "d", "owner": "someone"}]})
+    assert plan.ignored_keys() == ["description"] and plan.phases[0].number == 1
 
 
 def test_plan_needs_phases_and_safe_agents():

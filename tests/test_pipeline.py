@@ -9,9 +9,9 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 
-import taskfiles
 from config import load_config
 from models import BuildPipelineResult, Progress
+from taskdir import TaskDirectory
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import running_worker
 from tests.helpers import eventually, files_of_type, make_origin, start_pipeline, task_files
@@ -155,4 +155,4 @@ def test_originating_status_helper(dirs):
 
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
-    assert taskfiles.read_status(dirs["tasks"], task_id) == "approved"
+    assert TaskDirectory(dirs["tasks"]).read_status(task_id) == "approved"

@@ -8,15 +8,15 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.worker import Worker
 
 from activities.settings import SettingsActivities
-from models import BuildPhaseResult, Progress
+from models import BuildPhaseResult, Progress, StageTask
 from tests.agents import AgentSim
 from tests.conftest import running_worker
 from tests.helpers import eventually, files_of_type, start_pipeline
 from worker import WORKFLOWS
 
 
-@activity.defn(name="prefab_scaffolding")
-async def prefab_that_dies(build_name: str, plan_path: str) -> BuildPhaseResult:
+@activity.defn(name="dispatch_stage")
+async def prefab_that_dies(task: StageTask) -> BuildPhaseResult:
     """Takes the stage and never writes the file, like a worker killed at that instant."""
     activity.raise_complete_async()
 

@@ -28,7 +28,7 @@ async def test_spans_and_metrics_arrive_over_otlp(client, server, dirs, tmp_path
             await eventually(lambda: "activity.dispatched" in receiver.metrics, 30)
         await handle.terminate("done")
     assert any(name.startswith("RunWorkflow:BuildPipelineWorkflow") for name in receiver.spans)
-    assert any(name.startswith("RunActivity:prefab_scaffolding") for name in receiver.spans)
+    assert any(name.startswith("RunActivity:dispatch_stage") for name in receiver.spans)
     assert any(name.startswith("temporal_") for name in receiver.metrics)
 
 

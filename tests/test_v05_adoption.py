@@ -11,16 +11,15 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
-import taskfiles
 from activities.deps import Deps
 from activities.registry import all_activities
 from config import WorkerConfig, load_config
 from models import BlockDecision
-from notify.factory import build_notifiers
-from observability import Telemetry
+from taskdir import TaskDirectory
 from tests.agents import AgentSim, default_behaviour, triage_writer
 from tests.conftest import connect_client, running_worker
 from tests.helpers import eventually, files_of_type, make_origin
+from tests.task_queue_tool import override
 from tests.v05_emulator import V05_WORKFLOWS
 
 TRIAGE = {"blocks": ["docker socket mounted"], "flags": ["world-readable key"]}
@@ -31,7 +30,7 @@ STAGE_TYPES = ["build_prefab", "build_plan", "security_audit", "security_fix", "
 
 def v05_worker(client: Client, cfg: WorkerConfig, with_activities: bool = True) -> Worker:
     """v0.5's workflows polling our task queue (with our activities, or none of its own)."""
-    deps = Deps(config=cfg, notifiers=build_notifiers(cfg), telemetry=Telemetry())
+    deps = Deps.for_config(cfg)
     return Worker(client, task_queue=cfg.task_queue, workflows=V05_WORKFLOWS,
                   activities=all_activities(deps, False) if with_activities else [],
                   identity="v05-stand-in", max_cached_workflows=0)
@@ -73,9 +72,9 @@ async def wait_activity_running(handle: WorkflowHandle, heartbeated: bool = Fals
 
 async def approve_when_asked(task_dir: Path, origin: str) -> None:
     """The operator approves the originating task once the blocks are announced."""
-    await eventually(lambda: taskfiles.read_status(task_dir, origin) == "input-required", 60)
-    path = taskfiles.find_task_file(task_dir, origin)
-    taskfiles.set_status(path, "approved", "reviewed", actor="operator")
+    await eventually(lambda: TaskDirectory(task_dir).read_status(origin) == "input-required",
+                     60)
+    override(task_dir, origin, "approved", "operator", "reviewed")
 
 
 async def task_failures(handle: WorkflowHandle) -> list[str]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import yaml
 
-import taskfiles
 from models import Progress
 from tests.agents import AgentSim, triage_writer
 from tests.conftest import worker_env
 from tests.helpers import eventually, files_of_type, start_pipeline, task_files
 from tests.processes import WorkerProcess
+from tests.task_queue_tool import override
 
 
 async def test_sigkill_during_agent_wait_and_block_wait(client, server, dirs, tmp_path):
@@ -47,8 +47,7 @@ async def test_sigkill_during_agent_wait_and_block_wait(client, server, dirs, tm
             worker.start()
             await worker.wait_event("worker_started", count=3)
             origin = (await (await handle.describe()).memo())["awaiting_task_id"]
-            path = taskfiles.find_task_file(dirs["tasks"], origin)
-            taskfiles.set_status(path, "approved", "ok", actor="operator")
+            override(dirs["tasks"], origin, "approved", "operator", "ok")
             result = await handle.result()
     finally:
         await worker.stop()

@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_stages import AgentStages
     from activities.blocks import BlockActivities
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from models import (
         BlockCheck,
         BlockDecision,
+        BuildPhaseResult,
         BuildPipelineInput,
         BuildPipelineResult,
+        StageKind,
         StageSettings,
         TriageOutput,
         WorkflowSummary,
     )
+    from taskdir.vocabulary import DECISIONS
     from workflows.common import (
         AWAIT_MEMO,
-        FILE_DECISIONS,
+        PIPELINE,
         DispatchingWorkflow,
         load_settings,
+        note_ignored_keys,
         started_by_v05,
     )
     from workflows.v05 import V05Pipeline
@@ -41,7 +46,7 @@ LIVENESS = timedelta(seconds=30)
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
-@workflow.defn(name="BuildPipelineWorkflow", failure_exception_types=[ValidationError])
+@workflow.defn(name=PIPELINE, failure_exception_types=[ValidationError])
 class BuildPipelineWorkflow(DispatchingWorkflow):
     """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
 
@@ -54,41 +59,67 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
     async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
         if started_by_v05():
             return await V05Pipeline(self).run(params)
+        note_ignored_keys(params)
         settings = await load_settings()
         if settings.index_builds:
             workflow.upsert_search_attributes([BUILD_NAME.value_set(params.build_name),
                                                TARGET_AGENT.value_set(params.target_agent)])
+        origin = params.task_id
+        try:
+            result = await self._stages(params, settings)
+        except asyncio.CancelledError:
+            self.settle(origin, "cancelled", "the build pipeline was cancelled")
+            await self.settled()
+            raise
+        except (ActivityError, ApplicationError) as err:
+            self.settle(origin, "failed", f"the build pipeline failed: {err.message}"[:2000])
+            await self.settled()
+            raise
+        self.settle(origin, "completed", "the build pipeline completed; summary attached",
+                    result.summary_path)
+        await self.settled()
+        self.enter("complete", None)
+        return result
+
+    async def _stages(self, params: BuildPipelineInput,
+                      settings: StageSettings) -> BuildPipelineResult:
         started = workflow.now()
-        build, agent = params.build_name, params.target_agent
-        await self.run_agent_stage("prefab", "prefab_scaffolding", "claudebox",
-                                   AgentStages.prefab_scaffolding, [build, params.plan_path],
-                                   settings.timeout_prefab)
-        await self.run_agent_stage("implement", "implement_build", agent,
-                                   AgentStages.implement_build, [build, params.task_id, agent],
-                                   settings.timeout_implement)
-        await self.run_agent_stage("audit", "request_security_audit", "security-agent",
-                                   AgentStages.request_security_audit,
-                                   [build, params.plan_path], settings.timeout_audit)
+        build, agent, origin = params.build_name, params.target_agent, params.task_id
+        refs = (params.plan_path,)
+
+        async def stage(name: str, key: str, who: str, kind: StageKind, timeout: float,
+                        **fields: Any) -> BuildPhaseResult:
+            return await self.run_agent_stage(name, key, who, kind, build,
+                                              {"build_name": build, **fields}, timeout,
+                                              origin=origin, refs=refs)
+
+        await stage("prefab", "prefab_scaffolding", "claudebox", "build_prefab",
+                    settings.timeout_prefab, plan_path=params.plan_path)
+        await stage("implement", "implement_build", agent, "build_plan",
+                    settings.timeout_implement, originating_task_id=origin)
+        await stage("audit", "request_security_audit", "security-agent", "security_audit",
+                    settings.timeout_audit, plan_path=params.plan_path)
         triage = await self._triage(build, settings)
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
-            await self.run_agent_stage("fixes", "apply_flag_fixes", agent,
-                                       AgentStages.apply_flag_fixes,
-                                       [build, triage.flags, agent], settings.timeout_fixes)
+            await stage("fixes", "apply_flag_fixes", agent, "security_fix",
+                        settings.timeout_fixes, flags=triage.flags)
             phases.append("fixes")
         if triage.blocks:
             outcome = await self._resolve_blocks(params, triage.blocks, settings)
             if outcome != "approved":
                 await self.summarize(params, started, phases, triage, outcome, None)
                 raise self.ending_error(build, outcome)
-        close = await self.run_agent_stage("close", "close_build", agent,
-                                           AgentStages.close_build, [build, agent],
-                                           settings.timeout_close)
+            decided = self._decision[1] if self._decision else BlockDecision(by="task-file")
+            why = f": {decided.reason}" if decided.reason else ""
+            self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
+                                               f"the build goes on")
+        close = await stage("close", "close_build", agent, "build_closeout",
+                            settings.timeout_close)
         phases.append("close")
         outcome = "partial" if triage.blocks else "success"
         path = await self.summarize(params, started, phases, triage, outcome,
-                                     close.output or None)
-        self.enter("complete", None)
+                                    close.output or None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
 
     async def _triage(self, build: str, settings: StageSettings) -> TriageOutput:
@@ -122,12 +153,12 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
                            f"(signal/update), or set task {task_id} to approved; "
                            f"deadline {deadline:%Y-%m-%d %H:%M} UTC")
-        verdict = await self.await_decision(build, task_id, settings.block_wait_timeout)
+        verdict = await self.await_decision(task_id, settings.block_wait_timeout)
         if verdict == "approved":
             self.done("wait")
         return verdict
 
-    async def await_decision(self, build: str, task_id: str, timeout: float) -> str:
+    async def await_decision(self, task_id: str, timeout: float) -> str:
         """Park (no activity held) until a signal, update or the task file decides, or TIMEOUT.
 
         The sweeper reads the memo to look at the originating task file for this run.
@@ -135,7 +166,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self._parked = True
         workflow.upsert_memo({AWAIT_MEMO: task_id})
         check = await workflow.execute_activity_method(
-            BlockActivities.check_block_status, args=[build, task_id],
+            BlockActivities.check_block_status, task_id,
             start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"wait · check originating task {task_id}")
@@ -152,8 +183,10 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         return verdict
 
     def _take_file_status(self, check: BlockCheck) -> None:
-        if self._decision is None and check.status in FILE_DECISIONS:
-            self._decision = (check.status, BlockDecision(by=check.by or "task-file"))
+        verdict = DECISIONS.get(check.status or "")
+        if self._decision is None and verdict:
+            self._decision = (verdict, BlockDecision(by=check.by or "task-file",
+                                                     reason=check.reason or ""))
 
     def _decide(self, verdict: str, decision: BlockDecision) -> bool:
         if not self._parked or self._decision is not None:

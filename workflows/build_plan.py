@@ -6,14 +6,19 @@ from pydantic import ValidationError
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_stages import AgentStages
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
-    from workflows.common import DispatchingWorkflow, load_settings, started_by_v05
+    from workflows.common import (
+        PLAN,
+        DispatchingWorkflow,
+        load_settings,
+        note_ignored_keys,
+        started_by_v05,
+    )
     from workflows.v05 import V05Plan
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
-@workflow.defn(name="BuildPlanWorkflow", failure_exception_types=[ValidationError])
+@workflow.defn(name=PLAN, failure_exception_types=[ValidationError])
 class BuildPlanWorkflow(DispatchingWorkflow):
     """Phases run sequentially; a failed phase fails the plan."""
 
@@ -21,16 +26,20 @@ class BuildPlanWorkflow(DispatchingWorkflow):
     async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
         if started_by_v05():
             return await V05Plan(self).run(plan)
+        note_ignored_keys(plan)
         settings = await load_settings()
         workflow_id = workflow.info().workflow_id
         for phase in plan.phases:
-            phase_input = BuildPhaseInput(
+            fields = BuildPhaseInput(
                 plan_name=plan.plan_name, phase_number=phase.number,
                 agent_type=phase.agent_type, description=phase.description,
-                context_refs=phase.context_refs, workflow_id=workflow_id)
+                context_refs=phase.context_refs, workflow_id=workflow_id,
+            ).model_dump(exclude={"agent_type"})
             await self.run_agent_stage(
                 f"phase {phase.number}", f"execute_build_phase/{phase.number}",
-                phase.agent_type, AgentStages.execute_build_phase, [phase_input],
-                settings.timeout_phase, attempts=2, label=f"Phase {phase.number}")
+                phase.agent_type, "build_phase", plan.plan_name, fields,
+                settings.timeout_phase, attempts=2, label=f"Phase {phase.number}",
+                refs=tuple(phase.context_refs))
+        await self.settled()
         self.enter("complete", None)
         return BuildPlanResult(phases_run=len(plan.phases))

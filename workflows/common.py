@@ -13,23 +13,40 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.cleanup import CleanupActivities
+    from activities.agent_stages import AgentStages
+    from activities.lifecycle import TaskLifecycle
     from activities.settings import SettingsActivities
     from ids import stage_task_id
-    from models import BuildPhaseResult, Progress, StageSettings, TaskCancellation
+    from models import (
+        BuildPhaseResult,
+        Progress,
+        StageKind,
+        StageSettings,
+        StageTask,
+        TaskCancellation,
+        TaskSettlement,
+    )
 
 PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
 # started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
 NATIVE_RUN = "native-run-0.7"
+PIPELINE, PLAN = "BuildPipelineWorkflow", "BuildPlanWorkflow"  # Temporal type names
+# Running pipelines and plans on one task queue (format with task_queue=...).
+RUNNING_BUILDS_QUERY = (f"TaskQueue = '{{task_queue}}' AND ExecutionStatus = 'Running' AND "
+                        f"WorkflowType IN ('{PIPELINE}', '{PLAN}')")
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
 AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
-# Originating-task statuses that decide a parked pipeline, and the signal that carries each.
-FILE_DECISIONS = {"approved": "approve", "rejected": "reject"}
 
 
 def agent_retry(attempts: int = 1) -> RetryPolicy:
     return RetryPolicy(maximum_attempts=attempts, non_retryable_error_types=[PHASE_FAILED])
+
+
+def note_ignored_keys(params: Any) -> None:
+    """Say once (not on replay) which input keys this run ignores."""
+    if params.ignored_keys():
+        workflow.logger.warning("input_keys_ignored", extra={"keys": params.ignored_keys()})
 
 
 def started_by_v05() -> bool:
@@ -58,6 +75,7 @@ class DispatchingWorkflow:
     def __init__(self) -> None:
         self._progress = Progress(stage="starting")
         self._redispatch = False
+        self._settling: list[workflow.ActivityHandle[bool]] = []
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
@@ -69,12 +87,19 @@ class DispatchingWorkflow:
         if self._progress.waiting_on and self._progress.waiting_on.startswith("agent"):
             self._redispatch = True
 
+    @workflow.signal(name="stage_dead_lettered")
+    def stage_dead_lettered(self, note: str) -> None:
+        """The sweeper found the current stage's task file in dead-letters/: say so."""
+        if self._progress.waiting_on and self._progress.waiting_on.startswith("agent"):
+            self._progress.alert = note[:500]
+            self._show()
+
     async def _withdraw(self, task_id: str, stage: str) -> None:
         """The run was cancelled while an agent held the stage: mark its task file cancelled."""
         workflow.logger.info("stage_cancelled", extra={"stage": stage})
         with contextlib.suppress(ActivityError):
             await workflow.execute_activity_method(
-                CleanupActivities.mark_task_cancelled,
+                TaskLifecycle.mark_task_cancelled,
                 TaskCancellation(task_id=task_id,
                                  note=f"pipeline cancelled during stage {stage}; do not start"),
                 start_to_close_timeout=timedelta(minutes=1),
@@ -84,8 +109,15 @@ class DispatchingWorkflow:
     def enter(self, stage: str, waiting_on: str | None) -> None:
         self._progress.stage = stage
         self._progress.waiting_on = waiting_on
+        self._progress.alert = None
+        self._show()
+
+    def _show(self) -> None:
+        progress = self._progress
+        alert = f"\n\n**Attention:** {progress.alert}" if progress.alert else ""
         workflow.set_current_details(
-            f"**Stage:** {stage}\n\n**Waiting on:** {waiting_on or 'nothing (running)'}")
+            f"**Stage:** {progress.stage}\n\n**Waiting on:** "
+            f"{progress.waiting_on or 'nothing (running)'}{alert}")
 
     def done(self, stage: str) -> None:
         self._progress.stages_done.append(stage)
@@ -109,12 +141,34 @@ class DispatchingWorkflow:
         self.done(stage)
         return result
 
-    async def run_agent_stage(self, stage: str, stage_key: str, agent: str,
-                              activity: Callable[..., Any], args: list[Any],
-                              timeout: float, attempts: int = 1,
-                              label: str | None = None) -> BuildPhaseResult:
-        """Run one async-completion activity; start it again when `redispatch` arrives."""
+    def settle(self, task_id: str, status: str, note: str, output: str | None = None,
+               by: str | None = None) -> None:
+        """Move a task file along in the background (awaited by `settled` before the end)."""
+        self._settling.append(workflow.start_activity_method(
+            TaskLifecycle.settle_task,
+            TaskSettlement(task_id=task_id, status=status, note=note[:2000],
+                           output=None if output is None else output[:100_000], by=by),
+            start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3), summary=f"task {task_id} → {status}"))
+
+    async def settled(self) -> None:
+        """Wait for every background task-file move (a failed one is only logged)."""
+        for handle in self._settling:
+            with contextlib.suppress(ActivityError):
+                await handle
+        self._settling.clear()
+
+    async def run_agent_stage(self, stage: str, stage_key: str, agent: str, kind: StageKind,
+                              build: str, fields: dict[str, Any], timeout: float,
+                              attempts: int = 1, label: str | None = None,
+                              origin: str | None = None,
+                              refs: tuple[str, ...] = ()) -> BuildPhaseResult:
+        """One agent stage: its identity decided here, once; dispatched, awaited, settled.
+
+        Started again when `redispatch` arrives (the sweeper found no task file)."""
         task_id = stage_task_id(workflow.info().run_id, stage_key)
+        task = StageTask(task_id=task_id, kind=kind, target_agent=agent, build=build,
+                         fields=fields, originating_task_id=origin, context_refs=list(refs))
         self._progress.task_ids[stage] = task_id
         self.enter(stage, f"agent {agent}: task {task_id}")
         summary = f"{stage} · agent {agent} · task {task_id}"
@@ -122,7 +176,7 @@ class DispatchingWorkflow:
         while True:
             self._redispatch = False
             handle = workflow.start_activity_method(
-                activity, args=args, start_to_close_timeout=timedelta(seconds=timeout),
+                AgentStages.dispatch_stage, task, start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=agent_retry(attempts), summary=summary,
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
             try:
@@ -136,13 +190,19 @@ class DispatchingWorkflow:
             handle.cancel()
             with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
                 await handle
+        workflow.upsert_memo({DISPATCH_MEMO: None})
         try:
             result: BuildPhaseResult = await handle
         except ActivityError as err:
-            raise stage_failure(label or f"Stage {stage}", err) from None
+            failure = stage_failure(label or f"Stage {stage}", err)
+            self.settle(task_id, "failed", failure.message, failure.message, agent)
+            await self.settled()
+            raise failure from None
         if result.status != "success":
-            raise ApplicationError(f"{label or f'Stage {stage}'} failed: {result.output}",
-                                   type=PHASE_FAILED, non_retryable=True)
-        workflow.upsert_memo({DISPATCH_MEMO: None})
+            message = f"{label or f'Stage {stage}'} failed: {result.output}"
+            self.settle(task_id, "failed", message, result.output, agent)
+            await self.settled()
+            raise ApplicationError(message, type=PHASE_FAILED, non_retryable=True)
+        self.settle(task_id, "completed", f"stage {stage} completed", result.output, agent)
         self.done(stage)
         return result

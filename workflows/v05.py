@@ -128,7 +128,7 @@ class V05Pipeline:
                 workflow.logger.warning("v05_block_wait_ended", extra={
                     "error": str(err.cause or err)[:200]})
                 left = (BLOCK_WAIT - (workflow.now() - since)).total_seconds()
-                return self._finish_wait(await wf.await_decision(build, task_id, left))
+                return self._finish_wait(await wf.await_decision(task_id, left))
         wf._parked = False
         return self._finish_wait(wf._decision[0])
 

@@ -1,0 +1,46 @@
+"""Task-file lifecycle: stage files and the originating task end terminal with their work."""
+
+from __future__ import annotations
+
+import asyncio
+
+import yaml
+from temporalio import activity
+
+from activities.deps import Deps
+from exceptions import UnsafePathError
+from models import TaskCancellation, TaskSettlement
+
+_TROUBLE = (ValueError, yaml.YAMLError, UnsafePathError, OSError)
+
+
+class TaskLifecycle:
+    """Moves on task files we own; a finished (terminal) task is never touched again."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="settle_task")
+    async def settle_task(self, settlement: TaskSettlement) -> bool:
+        """Move a task along (stage done, origin approved/finished); False if not there."""
+        return await asyncio.to_thread(self._move, settlement.task_id, settlement.status,
+                                       settlement.note, settlement.output, settlement.by)
+
+    @activity.defn(name="mark_task_cancelled")
+    async def mark_task_cancelled(self, request: TaskCancellation) -> bool:
+        """Set the live task file to `cancelled`; False when there is none (already gone)."""
+        return await asyncio.to_thread(self._move, request.task_id, "cancelled", request.note,
+                                       None, None)
+
+    def _move(self, task_id: str, status: str, note: str, output: str | None,
+              by: str | None) -> bool:
+        try:
+            moved = self.deps.tasks.set_status(task_id, status, note, output=output, by=by,
+                                               unless_terminal=True)
+        except _TROUBLE as err:
+            activity.logger.warning("task_move_failed", extra={
+                "task_id": task_id, "status": status, "error": str(err)[:200]})
+            return False
+        if moved:
+            activity.logger.info("task_moved", extra={"task_id": task_id, "status": status})
+        return moved

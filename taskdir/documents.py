@@ -1,0 +1,65 @@
+"""Task-file documents: what a stage asks for, and reading and writing the YAML safely."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import untrusted_yaml
+
+SOURCE_AGENT = "temporal-worker"
+MAX_TASK_FILE_BYTES = 1024 * 1024
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one agent stage asks for; the token is added at dispatch time.
+
+    `task_type` is the upstream stage kind (build_prefab, ...); the vocabulary decides what
+    the file says. The optional fields feed the task-queue vocabulary's payload.
+    """
+
+    task_id: str
+    target_agent: str
+    task_type: str
+    summary: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    originating_task_id: str | None = None
+    context_refs: tuple[str, ...] = ()
+    request: str | None = None  # the audit request.md the dispatcher hands the security agent
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def file_name(task_id: str, created: datetime) -> str:
+    return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{task_id[:8]}.yml"
+
+
+def history_entry(status: str, note: str, actor: str = SOURCE_AGENT,
+                  moment: datetime | None = None) -> dict[str, Any]:
+    """One `history` item; the timestamp is a YAML timestamp, as the tooling writes it."""
+    return {"timestamp": moment or utc_now(), "status": status, "actor": actor, "note": note}
+
+
+def dump(document: dict[str, Any]) -> bytes:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     width=1000).encode("utf-8")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Parse one task file safely; ValueError (InputRefused too) when it is not a mapping."""
+    data = untrusted_yaml.load_file(path, MAX_TASK_FILE_BYTES)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a YAML mapping")
+    return data

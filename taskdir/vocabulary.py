@@ -1,0 +1,69 @@
+"""What our task files say: the upstream contract, or native tasks of the task-queue tooling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from taskdir.documents import SOURCE_AGENT, TaskSpec, history_entry
+
+Vocabulary = Literal["upstream", "task-queue"]
+TERMINAL = ("completed", "failed", "cancelled")
+# Originating-task statuses that decide a parked pipeline, and the verdict each carries.
+DECISIONS = {"approved": "approved", "rejected": "rejected", "cancelled": "rejected",
+             "failed": "rejected"}
+# Upstream stage kind -> the tooling's task type (the kind stays in payload.stage).
+TOOLING_TYPES = {"build_prefab": "build", "build_plan": "build", "security_audit": "audit",
+                 "security_fix": "fix", "build_closeout": "review", "build_phase": "build"}
+WORKFLOW_MODES = ("semi-auto", "auto", "manual-then-auto")
+PRIORITIES = ("normal", "high", "urgent")
+
+
+@dataclass(frozen=True)
+class TaskStyle:
+    """How we write task files; one per worker (TASK_VOCABULARY and friends)."""
+
+    vocabulary: Vocabulary = "upstream"
+    agent_map: Mapping[str, str] = field(default_factory=dict)
+    workflow_mode: str = "semi-auto"
+    priority: str = "normal"
+
+    @property
+    def awaiting_decision(self) -> str:
+        """The originating task's status while the operator decides on blocks."""
+        return "pending-approval" if self.vocabulary == "task-queue" else "input-required"
+
+    def document(self, spec: TaskSpec, token_b64: str, created: datetime) -> dict[str, Any]:
+        """A fresh task file's mapping, keys in the order the reader expects."""
+        native = self.vocabulary == "task-queue"
+        head: dict[str, Any] = {
+            "id": spec.task_id,
+            "created": created,
+            "source_agent": SOURCE_AGENT,
+            "target_agent": self.agent_map.get(spec.target_agent, spec.target_agent),
+            "task_type": TOOLING_TYPES.get(spec.task_type, "build") if native else spec.task_type,
+            "risk_level": "low",
+            "requires_approval": False,
+        }
+        if native:
+            head["workflow_mode"] = self.workflow_mode
+        payload = dict(spec.payload)
+        if native:
+            payload = {"stage": spec.task_type, "description": spec.summary,
+                       "context_refs": [ref for ref in spec.context_refs if ref.startswith("/")],
+                       "priority": self.priority, **payload}
+            if spec.originating_task_id:
+                payload["originating_task_id"] = spec.originating_task_id
+            if spec.request:
+                payload["request"] = spec.request
+        return {
+            **head,
+            "status": "submitted",
+            "summary": spec.summary,
+            "ttl_days": 7,
+            "payload": {**payload, "task_token": token_b64},
+            "result": {"output": None, "completed_by": None, "completed_at": None},
+            "history": [history_entry("submitted", spec.summary, moment=created)],
+        }
