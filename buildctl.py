@@ -20,17 +20,16 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-import untrusted_yaml
 from config import WorkerConfig, load_config
-from exceptions import TemporalWorkerError
+from connection.client import connect
+from connection.search_attributes import BUILD_NAME, TARGET_AGENT, namespace_has_build_attributes
+from exceptions import Exit, TemporalUnreachable, TemporalWorkerError
 from models import BlockDecision, BuildPipelineInput, BuildPlanInput, Progress
-from search_attributes import namespace_has_build_attributes
-from temporal_client import connect
-from workflows.build_pipeline import BUILD_NAME, TARGET_AGENT
+from safeio import untrusted_yaml
+from workflows.build_pipeline import BuildPipelineWorkflow
+from workflows.build_plan import BuildPlanWorkflow
+from workflows.common import BUILDS_QUERY, DispatchingWorkflow
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_FOUND = 1, 2, 3, 4
-EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 5, 6, 7
-WORKFLOW_TYPES = "('BuildPipelineWorkflow', 'BuildPlanWorkflow')"
 MAX_PLAN_BYTES = 1024 * 1024
 
 
@@ -58,7 +57,7 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
         params = BuildPipelineInput(build_name=args.build_name, plan_path=args.plan_path,
                                     task_id=args.task_id, target_agent=args.agent)
     except ValidationError as err:
-        raise Failure(validation_message(err), EXIT_INVALID) from None
+        raise Failure(validation_message(err), Exit.INVALID) from None
     workflow_id = args.id or f"build-{params.build_name}-{uuid.uuid4().hex[:8]}"
     attributes = TypedSearchAttributes.empty
     if await namespace_has_build_attributes(client):
@@ -66,7 +65,7 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
             SearchAttributePair(BUILD_NAME, params.build_name),
             SearchAttributePair(TARGET_AGENT, params.target_agent)])
     await client.start_workflow(
-        "BuildPipelineWorkflow", params, id=workflow_id, task_queue=config.task_queue,
+        BuildPipelineWorkflow.run, params, id=workflow_id, task_queue=config.task_queue,
         search_attributes=attributes,
         static_summary=f"Build {params.build_name} for agent {params.target_agent}",
         static_details=f"Plan: {params.plan_path}\n\nOriginating task: {params.task_id}")
@@ -78,16 +77,16 @@ async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespac
         raw = untrusted_yaml.load_file(Path(args.file), MAX_PLAN_BYTES)
         plan = BuildPlanInput.model_validate(raw)
     except OSError as err:
-        raise Failure(f"cannot read {args.file}: {err.strerror}", EXIT_INVALID) from None
+        raise Failure(f"cannot read {args.file}: {err.strerror}", Exit.INVALID) from None
     except untrusted_yaml.InputRefused as err:
-        raise Failure(f"{args.file}: {err}", EXIT_INVALID) from None
+        raise Failure(f"{args.file}: {err}", Exit.INVALID) from None
     except yaml.YAMLError:
-        raise Failure(f"{args.file} is not valid UTF-8 YAML", EXIT_INVALID) from None
+        raise Failure(f"{args.file} is not valid UTF-8 YAML", Exit.INVALID) from None
     except ValidationError as err:
-        raise Failure(validation_message(err), EXIT_INVALID) from None
+        raise Failure(validation_message(err), Exit.INVALID) from None
     workflow_id = args.id or f"plan-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
-        "BuildPlanWorkflow", plan, id=workflow_id, task_queue=config.task_queue,
+        BuildPlanWorkflow.run, plan, id=workflow_id, task_queue=config.task_queue,
         static_summary=f"Plan {plan.plan_name}: {len(plan.phases)} phase(s)")
     return {"workflow_id": workflow_id, "ui": ui_link(config, workflow_id)}
 
@@ -95,13 +94,13 @@ async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespac
 async def _progress(client: Client, workflow_id: str) -> Progress | None:
     try:
         return await client.get_workflow_handle(workflow_id).query(
-            "progress", result_type=Progress, rpc_timeout=timedelta(seconds=5))
+            DispatchingWorkflow.progress, rpc_timeout=timedelta(seconds=5))
     except Exception:
         return None
 
 
 async def cmd_list(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
-    query = f"TaskQueue = '{config.task_queue}' AND WorkflowType IN {WORKFLOW_TYPES}"
+    query = BUILDS_QUERY.format(task_queue=config.task_queue)
     rows = []
     async for execution in client.list_workflows(query, limit=args.limit):
         status = execution.status.name.lower() if execution.status else "unknown"
@@ -133,14 +132,15 @@ async def cmd_decide(client: Client, config: WorkerConfig, args: argparse.Namesp
     try:
         decision = BlockDecision(by=args.by, reason=args.reason or "")
     except ValidationError as err:
-        raise Failure(validation_message(err), EXIT_INVALID) from None
-    update = "approve_blocks" if args.command == "approve" else "reject_blocks"
+        raise Failure(validation_message(err), Exit.INVALID) from None
+    update = (BuildPipelineWorkflow.approve_blocks if args.command == "approve"
+              else BuildPipelineWorkflow.reject_blocks)
     handle = client.get_workflow_handle(args.workflow_id)
     try:
-        verdict = await handle.execute_update(update, decision, result_type=str)
+        verdict = await handle.execute_update(update, decision)
     except WorkflowUpdateFailedError as err:
         cause = getattr(err.cause, "message", None) or str(err.cause)
-        raise Failure(f"refused: {cause}", EXIT_REFUSED) from None
+        raise Failure(f"refused: {cause}", Exit.REFUSED) from None
     return {"workflow_id": args.workflow_id, "decision": verdict, "by": decision.by}
 
 
@@ -216,7 +216,7 @@ def check_text_arguments(args: argparse.Namespace) -> None:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise Failure(f"{name.replace('_', '-')} is not valid UTF-8 text",
-                              EXIT_INVALID) from None
+                              Exit.INVALID) from None
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -224,24 +224,24 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         config = load_config()
         client = await connect(config.client)
+    except TemporalUnreachable:
+        raise Failure(f"cannot reach Temporal at {config.client.address}",
+                      Exit.UNREACHABLE) from None
     except TemporalWorkerError as err:
-        raise Failure(str(err), EXIT_CONFIG) from None
-    except RuntimeError:
-        raise Failure("cannot reach Temporal at "
-                      f"{config.client.address}", EXIT_UNREACHABLE) from None
+        raise Failure(str(err), Exit.CONFIG) from None
     try:
         return await COMMANDS[args.command](client, config, args)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise Failure(f"not found: {getattr(args, 'workflow_id', '')}".strip(),
-                          EXIT_NOT_FOUND) from None
+                          Exit.NOT_FOUND) from None
         if err.status == RPCStatusCode.ALREADY_EXISTS:
-            raise Failure("a workflow with that id is already running", EXIT_REFUSED) from None
+            raise Failure("a workflow with that id is already running", Exit.REFUSED) from None
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise Failure(f"cannot reach Temporal at {config.client.address}",
-                          EXIT_UNREACHABLE) from None
+                          Exit.UNREACHABLE) from None
         raise Failure(f"Temporal refused: {err.status.name}: {err.message[:200]}",
-                      EXIT_REFUSED) from None
+                      Exit.REFUSED) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         return err.code
     except Exception as err:
         print(f"buildctl: unexpected {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
-        return EXIT_ERROR
+        return Exit.ERROR
     if args.json:
         print(json.dumps(result))
     else:
         print_human(args.command, result)
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

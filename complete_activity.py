@@ -10,12 +10,12 @@ import os
 import sys
 from pathlib import Path
 
+from exceptions import Exit
+
 USAGE = (
     "usage: complete_activity.py TOKEN|- success|failed [message]\n"
     "       complete_activity.py --task-file PATH success|failed [message]"
 )
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_TOKEN = 0, 1, 2, 3
-EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_BAD_OUTPUT = 4, 5, 6, 7
 MAX_TOKEN_CHARS = 16384
 MAX_MESSAGE_BYTES = 256 * 1024
 STATUSES = ("success", "failed")
@@ -33,15 +33,15 @@ def decode_token(text: str) -> bytes:
     """Strict base64 → bytes; the token itself never appears in a message."""
     text = text.strip()
     if not text:
-        raise CliError("task token is empty", EXIT_BAD_TOKEN)
+        raise CliError("task token is empty", Exit.INVALID)
     if len(text) > MAX_TOKEN_CHARS:
-        raise CliError(f"task token is longer than {MAX_TOKEN_CHARS} characters", EXIT_BAD_TOKEN)
+        raise CliError(f"task token is longer than {MAX_TOKEN_CHARS} characters", Exit.INVALID)
     try:
         token = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise CliError("task token is not valid base64", EXIT_BAD_TOKEN) from None
+        raise CliError("task token is not valid base64", Exit.INVALID) from None
     if not token:
-        raise CliError("task token is empty", EXIT_BAD_TOKEN)
+        raise CliError("task token is empty", Exit.INVALID)
     return token
 
 
@@ -51,23 +51,23 @@ def token_from_task_file(path: str) -> str:
 
     import yaml
 
-    import untrusted_yaml
+    from safeio import untrusted_yaml
     from taskdir import load
 
     try:
         document = load(Path(path))
     except OSError as err:
         reason = "is a symlink" if err.errno == 40 else err.strerror
-        raise CliError(f"cannot read task file {path}: {reason}", EXIT_USAGE) from None
+        raise CliError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
     except untrusted_yaml.InputRefused as err:
-        raise CliError(f"cannot read task file {path}: {err}", EXIT_USAGE) from None
+        raise CliError(f"cannot read task file {path}: {err}", Exit.USAGE) from None
     except (ValueError, yaml.YAMLError) as err:
         detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
-        raise CliError(f"task file {path}: {detail}", EXIT_BAD_TOKEN) from None
+        raise CliError(f"task file {path}: {detail}", Exit.INVALID) from None
     payload = document.get("payload")
     token = payload.get("task_token") if isinstance(payload, dict) else None
     if not isinstance(token, str):
-        raise CliError(f"task file {path} has no payload.task_token", EXIT_BAD_TOKEN)
+        raise CliError(f"task file {path} has no payload.task_token", Exit.INVALID)
     return token
 
 
@@ -77,48 +77,47 @@ def check_message(message: str) -> str:
         size = len(message.encode("utf-8"))
     except UnicodeEncodeError:
         raise CliError("the output is not valid UTF-8 text (undecodable bytes in the "
-                       "argument); nothing was sent", EXIT_BAD_OUTPUT) from None
+                       "argument); nothing was sent", Exit.REFUSED) from None
     if size > MAX_MESSAGE_BYTES:
         raise CliError(f"the output is larger than {MAX_MESSAGE_BYTES} bytes; nothing was "
-                       f"sent (write it to a file and pass the path)", EXIT_BAD_OUTPUT)
+                       f"sent (write it to a file and pass the path)", Exit.REFUSED)
     return message
 
 
 def parse_args(argv: list[str]) -> tuple[str, str, str]:
     """Return (token text, status, message) or raise CliError(usage)."""
     if argv[:1] in (["-h"], ["--help"]):
-        raise CliError(USAGE, EXIT_OK)
+        raise CliError(USAGE, Exit.OK)
     if argv[:1] == ["--task-file"]:
         if len(argv) < 2:
-            raise CliError(USAGE, EXIT_USAGE)
+            raise CliError(USAGE, Exit.USAGE)
         token_text, rest = token_from_task_file(argv[1]), argv[2:]
     elif argv and argv[0].startswith("--task-file="):
         token_text, rest = token_from_task_file(argv[0].split("=", 1)[1]), argv[1:]
     else:
         if len(argv) < 2:
-            raise CliError(USAGE, EXIT_USAGE)
+            raise CliError(USAGE, Exit.USAGE)
         token_text, rest = argv[0], argv[1:]
         if token_text == "-":
             token_text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
     if not rest:
-        raise CliError(USAGE, EXIT_USAGE)
+        raise CliError(USAGE, Exit.USAGE)
     status = rest[0]
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
-        raise CliError(f"status must be 'success' or 'failed', got {shown!r}", EXIT_USAGE)
+        raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
     return token_text, status, check_message(" ".join(rest[1:]))
 
 
 async def complete(token: bytes, status: str, message: str) -> None:
     """Connect with the worker's settings and resume the activity."""
-    from temporalio.client import AsyncActivityHandle  # noqa: F401  (import cost paid here)
     from temporalio.converter import DataConverter
     from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError, RPCStatusCode
 
-    from client_settings import load_client_settings
-    from exceptions import TemporalWorkerError
-    from temporal_client import connect
+    from connection.client import connect
+    from connection.settings import load_client_settings
+    from exceptions import TemporalUnreachable, TemporalWorkerError
 
     try:
         settings = load_client_settings()
@@ -126,10 +125,10 @@ async def complete(token: bytes, status: str, message: str) -> None:
             print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
                   f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
         client = await connect(settings, data_converter=DataConverter.default)
+    except TemporalUnreachable:
+        raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
     except TemporalWorkerError as err:
-        raise CliError(str(err), EXIT_CONFIG) from None
-    except RuntimeError:
-        raise CliError(f"cannot reach Temporal at {settings.address}", EXIT_UNREACHABLE) from None
+        raise CliError(str(err), Exit.CONFIG) from None
     handle = client.get_async_activity_handle(task_token=token)
     try:
         if status == "success":
@@ -140,15 +139,15 @@ async def complete(token: bytes, status: str, message: str) -> None:
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CliError("no such activity: already completed, timed out, cancelled, or "
-                           "from another namespace", EXIT_NOT_FOUND) from None
+                           "from another namespace", Exit.NOT_FOUND) from None
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
             raise CliError("Temporal rejected the task token as malformed",
-                           EXIT_BAD_TOKEN) from None
+                           Exit.INVALID) from None
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise CliError(f"cannot reach Temporal at {settings.address}",
-                           EXIT_UNREACHABLE) from None
+                           Exit.UNREACHABLE) from None
         raise CliError(f"Temporal refused the completion ({err.status.name})",
-                       EXIT_ERROR) from None
+                       Exit.ERROR) from None
 
 
 def main(argv: list[str]) -> int:
@@ -157,17 +156,17 @@ def main(argv: list[str]) -> int:
         token = decode_token(token_text)
         asyncio.run(complete(token, status, message))
     except CliError as err:
-        stream = sys.stdout if err.code == EXIT_OK else sys.stderr
-        print(f"complete_activity: {err}" if err.code != EXIT_OK else str(err), file=stream)
+        stream = sys.stdout if err.code == Exit.OK else sys.stderr
+        print(f"complete_activity: {err}" if err.code != Exit.OK else str(err), file=stream)
         return err.code
     except KeyboardInterrupt:
         print("complete_activity: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+        return Exit.ERROR
     except Exception as err:  # never a traceback for agents
         print(f"complete_activity: unexpected {type(err).__name__}", file=sys.stderr)
-        return EXIT_ERROR
+        return Exit.ERROR
     print(f"activity completed: {status}")
-    return EXIT_OK
+    return Exit.OK
 
 
 if __name__ == "__main__":

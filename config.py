@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from client_settings import ClientSettings, load_client_settings, parse_bool
-from durations import parse_duration
+from connection.settings import ClientSettings, load_client_settings, parse_bool
 from exceptions import ConfigError
 from models import StageTimings
 from taskdir.vocabulary import PRIORITIES, WORKFLOW_MODES, TaskStyle, Vocabulary
@@ -21,28 +21,41 @@ PATH_FIELDS = ("send_matrix_script", "audit_dir", "legacy_audit_dir", "task_dir"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
-# Stage timings: env var -> (field, default). Values accept 30s / 15m / 2h / 7d.
-DURATIONS: dict[str, tuple[str, str]] = {
-    "TIMEOUT_PREFAB": ("timeout_prefab", "2h"),
-    "TIMEOUT_IMPLEMENT": ("timeout_implement", "4h"),
-    "TIMEOUT_AUDIT": ("timeout_audit", "4h"),
-    "TIMEOUT_FIXES": ("timeout_fixes", "2h"),
-    "TIMEOUT_CLOSE": ("timeout_close", "2h"),
-    "TIMEOUT_PHASE": ("timeout_phase", "24h"),
-    "TRIAGE_RETRY_INITIAL": ("triage_retry_initial", "2m"),
-    "TRIAGE_RETRY_MAX": ("triage_retry_max", "15m"),
-    "BLOCK_WAIT_TIMEOUT": ("block_wait_timeout", "7d"),
-    "BLOCK_CHECK_INTERVAL": ("block_check_interval", "30s"),
-    "METRICS_INTERVAL": ("metrics_interval", "10s"),
+# Durations: env var -> field (of StageTimings, else of WorkerConfig); 30s / 15m / 2h / 7d.
+# Defaults live on the models' fields only.
+DURATIONS = {
+    "TIMEOUT_PREFAB": "timeout_prefab", "TIMEOUT_IMPLEMENT": "timeout_implement",
+    "TIMEOUT_AUDIT": "timeout_audit", "TIMEOUT_FIXES": "timeout_fixes",
+    "TIMEOUT_CLOSE": "timeout_close", "TIMEOUT_PHASE": "timeout_phase",
+    "TRIAGE_RETRY_INITIAL": "triage_retry_initial", "TRIAGE_RETRY_MAX": "triage_retry_max",
+    "BLOCK_WAIT_TIMEOUT": "block_wait_timeout", "BLOCK_CHECK_INTERVAL": "block_check_interval",
+    "METRICS_INTERVAL": "metrics_interval",
 }
+INTEGERS = {"MAX_CONCURRENT_ACTIVITIES": "max_concurrent_activities",
+            "MAX_CACHED_WORKFLOWS": "max_cached_workflows",
+            "TRIAGE_MAX_ATTEMPTS": "triage_max_attempts"}
+_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
-class WorkerConfig(StageTimings):
+def parse_duration(text: str) -> float:
+    """Seconds for an operator-friendly duration ("90", "30s", "2h", "7d"), or ValueError."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 2h, 7d)")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or ""]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+class WorkerConfig(BaseModel):
     """Validated settings; secrets are never fields here (only paths to them)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     client: ClientSettings
+    timings: StageTimings = Field(default_factory=StageTimings)  # handed to each run
     task_queue: str = "helm-build"
     matrix_room: str = "sysadmin"
     send_matrix_script: Path = Path("~/scripts/send-matrix.sh")
@@ -138,14 +151,25 @@ def _agent_map(raw: str) -> dict[str, str]:
     return pairs
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _parsed(env: Mapping[str, str], table: dict[str, str],
+            parse: Callable[[str], float | int]) -> dict[str, float | int]:
+    """The fields of TABLE whose variables are set, parsed (unset: the field's default)."""
+    values = {}
+    for name, field in table.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            try:
+                values[field] = parse(raw)
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from None
+    return values
+
+
+def _integer(text: str) -> int:
     try:
-        return int(raw)
+        return int(text)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ValueError(f"must be an integer, got {text!r}") from None
 
 
 def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -197,16 +221,14 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     values["agent_map"] = _agent_map(env.get("AGENT_MAP", ""))
     values["file_approvers"] = frozenset(
         name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
-    values["max_concurrent_activities"] = _int(env, "MAX_CONCURRENT_ACTIVITIES", 200)
-    values["max_cached_workflows"] = _int(env, "MAX_CACHED_WORKFLOWS", 500)
-    values["triage_max_attempts"] = _int(env, "TRIAGE_MAX_ATTEMPTS", 5)
-    values["index_builds"] = parse_bool("INDEX_BUILDS", env.get("INDEX_BUILDS", "1"))
-    for name, (field, default) in DURATIONS.items():
-        try:
-            values[field] = parse_duration(env.get(name, "").strip() or default)
-        except ValueError as err:
-            raise ConfigError(f"{name}: {err}") from None
+    if env.get("INDEX_BUILDS", "").strip():
+        values["index_builds"] = parse_bool("INDEX_BUILDS", env["INDEX_BUILDS"])
+    numbers = {**_parsed(env, DURATIONS, parse_duration), **_parsed(env, INTEGERS, _integer)}
+    timing_fields = StageTimings.model_fields
+    values.update({k: v for k, v in numbers.items() if k not in timing_fields})
     try:
+        values["timings"] = StageTimings(**{k: v for k, v in numbers.items()
+                                           if k in timing_fields})
         config = WorkerConfig(**values)
     except ValidationError as err:
         first = err.errors()[0]

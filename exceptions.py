@@ -1,4 +1,19 @@
-"""Exception hierarchy: one base so callers can catch everything this worker raises."""
+"""Every error this project raises, and the one table of exit codes its programs use."""
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """Exit codes of worker.py, complete_activity.py and buildctl.py (one table)."""
+
+    OK = 0
+    ERROR = 1  # anything unexpected
+    USAGE = 2  # bad arguments, an unreadable task or plan file
+    INVALID = 3  # invalid input: a bad token, a build name, a plan
+    NOT_FOUND = 4  # no such workflow or activity (already completed, cancelled, ...)
+    UNREACHABLE = 5  # Temporal cannot be reached
+    CONFIG = 6  # configuration, credentials, TLS
+    REFUSED = 7  # refused: an output that cannot be sent, a decision that is not due
 
 
 class TemporalWorkerError(Exception):
@@ -13,9 +28,13 @@ class CredentialError(TemporalWorkerError):
     """TLS credentials could not be obtained (Vault, files, policy)."""
 
 
+class TemporalUnreachable(TemporalWorkerError):
+    """Connecting to the Temporal frontend failed."""
+
+
 class ActivityRuntimeError(TemporalWorkerError):
-    """An activity could not do its job for a reason worth a retry."""
+    """An activity could not do its job: input we refuse, or an unsafe path."""
 
 
-class UnsafePathError(TemporalWorkerError):
+class UnsafePathError(ActivityRuntimeError):
     """A path we were about to write is a symlink or in an unsafe directory."""

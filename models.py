@@ -174,6 +174,13 @@ class BlockCheck(_Model):
 
 StageKind = Literal["build_prefab", "build_plan", "security_audit", "security_fix",
                     "build_closeout", "build_phase"]
+# Each stage kind's upstream activity: v0.5's name for it, the key of its task id within a
+# run (phases add "/<n>"), and the label of its dispatch span and metric.
+STAGE_ACTIVITY: dict[str, str] = {
+    "build_prefab": "prefab_scaffolding", "build_plan": "implement_build",
+    "security_audit": "request_security_audit", "security_fix": "apply_flag_fixes",
+    "build_closeout": "close_build", "build_phase": "execute_build_phase"}
+PREFAB_AGENT, AUDIT_AGENT = "claudebox", "security-agent"  # fixed by the upstream contract
 
 
 class StageTask(_Model):

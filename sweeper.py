@@ -48,7 +48,7 @@ class Sweeper:
         self.client = client
         self.deps = deps
         self.tasks = deps.tasks
-        self.interval = deps.config.block_check_interval
+        self.interval = deps.config.timings.block_check_interval
         self._redispatched: dict[tuple[str, str], float] = {}
         self._reported: set[tuple[str, str]] = set()
         self.query = RUNNING_BUILDS_QUERY.format(task_queue=task_queue)

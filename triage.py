@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-import untrusted_yaml
 from exceptions import ActivityRuntimeError
 from models import TriageOutput
+from safeio import untrusted_yaml
 
 MAX_TRIAGE_BYTES = 1024 * 1024
 MAX_ITEMS = 1000

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from client_settings import VaultSettings
 from exceptions import CredentialError
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Where and how to fetch mTLS material by AppRole."""
+
+    addr: str
+    role_id: str
+    secret_id_file: Path
+
 
 KV_MOUNT = "secret"
 KV_PATH = "temporal/worker"

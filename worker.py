@@ -17,19 +17,16 @@ from temporalio.worker import Worker
 from activities.deps import Deps
 from activities.registry import all_activities
 from config import WorkerConfig, load_config
-from exceptions import ConfigError, CredentialError
+from connection.client import connect
+from connection.search_attributes import namespace_has_build_attributes
+from exceptions import ConfigError, CredentialError, Exit, TemporalUnreachable
 from logs import setup_logging
 from observability import Telemetry, setup_telemetry
-from search_attributes import namespace_has_build_attributes
 from sweeper import Sweeper
-from temporal_client import connect
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
 
 log = logging.getLogger("worker")
-EXIT_CONFIG = 2
-EXIT_CREDENTIALS = 3
-EXIT_UNREACHABLE = 4
 WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
 
 
@@ -76,7 +73,7 @@ def main() -> int:
     except ConfigError as err:
         setup_logging()
         log.error("config_invalid", extra={"error": str(err)})
-        return EXIT_CONFIG
+        return Exit.CONFIG
     setup_logging(config.log_level, config.log_file)
     log.info("config_loaded", extra={"config": config.describe()})
     for event, details in config.warnings:
@@ -92,12 +89,12 @@ def main() -> int:
             await run(config, stop)
         except CredentialError as err:
             log.error("credentials_unavailable", extra={"error": str(err)})
-            return EXIT_CREDENTIALS
-        except RuntimeError as err:
-            log.error("temporal_unreachable", extra={"error": str(err).splitlines()[0][:300]})
-            return EXIT_UNREACHABLE
+            return Exit.CONFIG
+        except TemporalUnreachable as err:
+            log.error("temporal_unreachable", extra={"error": str(err)})
+            return Exit.UNREACHABLE
         log.info("worker_stopped")
-        return 0
+        return Exit.OK
 
     return asyncio.run(_main())
 

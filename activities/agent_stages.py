@@ -12,16 +12,18 @@ from activities import instructions
 from activities.deps import Deps
 from activities.dispatch import current_task_id, dispatch_and_suspend
 from exceptions import UnsafePathError
-from files import write_private
-from models import BuildPhaseInput, BuildPhaseResult, StageKind, StageTask
+from models import (
+    AUDIT_AGENT,
+    PREFAB_AGENT,
+    STAGE_ACTIVITY,
+    BuildPhaseInput,
+    BuildPhaseResult,
+    StageKind,
+    StageTask,
+)
+from safeio.writing import write_private
 from taskdir import TaskSpec, iso, utc_now
 from triage import neutralise
-
-# The upstream activity of each stage kind: names its dispatch span and metric label.
-UPSTREAM_ACTIVITY = {"build_prefab": "prefab_scaffolding", "build_plan": "implement_build",
-                     "security_audit": "request_security_audit",
-                     "security_fix": "apply_flag_fixes", "build_closeout": "close_build",
-                     "build_phase": "execute_build_phase"}
 
 
 class AgentStages:
@@ -37,36 +39,35 @@ class AgentStages:
 
     @activity.defn(name="prefab_scaffolding")
     async def prefab_scaffolding(self, build_name: str, plan_path: str) -> BuildPhaseResult:
-        await self._dispatch(_v05("prefab_scaffolding", "build_prefab", "claudebox",
-                                  build_name, plan_path=plan_path))
+        await self._dispatch(_v05("build_prefab", PREFAB_AGENT, build_name,
+                                  plan_path=plan_path))
 
     @activity.defn(name="implement_build")
     async def implement_build(self, build_name: str, originating_task_id: str,
                               target_agent: str) -> BuildPhaseResult:
-        await self._dispatch(_v05("implement_build", "build_plan", target_agent, build_name,
+        await self._dispatch(_v05("build_plan", target_agent, build_name,
                                   originating_task_id=originating_task_id))
 
     @activity.defn(name="request_security_audit")
     async def request_security_audit(self, build_name: str,
                                      plan_path: str) -> BuildPhaseResult:
-        await self._dispatch(_v05("request_security_audit", "security_audit",
-                                  "security-agent", build_name, plan_path=plan_path))
+        await self._dispatch(_v05("security_audit", AUDIT_AGENT, build_name,
+                                  plan_path=plan_path))
 
     @activity.defn(name="apply_flag_fixes")
     async def apply_flag_fixes(self, build_name: str, flags: list[str],
                                target_agent: str) -> BuildPhaseResult:
-        await self._dispatch(_v05("apply_flag_fixes", "security_fix", target_agent,
-                                  build_name, flags=flags))
+        await self._dispatch(_v05("security_fix", target_agent, build_name, flags=flags))
 
     @activity.defn(name="close_build")
     async def close_build(self, build_name: str, target_agent: str) -> BuildPhaseResult:
-        await self._dispatch(_v05("close_build", "build_closeout", target_agent, build_name))
+        await self._dispatch(_v05("build_closeout", target_agent, build_name))
 
     @activity.defn(name="execute_build_phase")
     async def execute_build_phase(self, phase: BuildPhaseInput) -> BuildPhaseResult:
         fields = phase.model_dump(exclude={"agent_type"})
         await self._dispatch(StageTask(
-            task_id=current_task_id(f"execute_build_phase/{phase.phase_number}"),
+            task_id=current_task_id(f"{STAGE_ACTIVITY['build_phase']}/{phase.phase_number}"),
             kind="build_phase", target_agent=phase.agent_type, build=phase.plan_name,
             fields=fields, context_refs=phase.context_refs))
 
@@ -96,13 +97,13 @@ class AgentStages:
             payload={**fields, "instruction": instructions.for_stage(task.kind, fields)},
             originating_task_id=task.originating_task_id, context_refs=tuple(refs),
             request=request)
-        await dispatch_and_suspend(self.deps, spec, task.build, UPSTREAM_ACTIVITY[task.kind])
+        await dispatch_and_suspend(self.deps, spec, task.build, STAGE_ACTIVITY[task.kind])
 
 
-def _v05(stage_key: str, kind: StageKind, agent: str, build: str, **fields: Any) -> StageTask:
+def _v05(kind: StageKind, agent: str, build: str, **fields: Any) -> StageTask:
     """A v0.5 call's stage: its task id derived from the run, as v0.5 passes none."""
-    return StageTask(task_id=current_task_id(stage_key), kind=kind, target_agent=agent,
-                     build=build, fields={"build_name": build, **fields})
+    return StageTask(task_id=current_task_id(STAGE_ACTIVITY[kind]), kind=kind,
+                     target_agent=agent, build=build, fields={"build_name": build, **fields})
 
 
 def audit_request(build_name: str, plan_path: str, output_dir: str) -> str:

@@ -64,7 +64,7 @@ class BlockActivities:
         Polls the task file and heartbeats until then; a refusal ends the attempt with a
         non-retryable error instead of ever letting the build close without approval.
         """
-        interval = self.deps.config.block_check_interval
+        interval = self.deps.config.timings.block_check_interval
         while True:
             activity.heartbeat()
             status = (await self._credible(task_id)).status

@@ -9,8 +9,8 @@ from typing import NoReturn
 from temporalio import activity
 
 from activities.deps import Deps
-from ids import stage_task_id
 from taskdir import TaskSpec
+from taskdir.documents import stage_task_id
 
 
 def current_task_id(stage_key: str) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from temporalio import activity
 
 from config import WorkerConfig
-from models import StageSettings, StageTimings
+from models import StageSettings
 
 
 class SettingsActivities:
     """Recorded in history once per run, so replays see the same values."""
 
     def __init__(self, config: WorkerConfig, index_builds: bool) -> None:
-        timings = {name: getattr(config, name) for name in StageTimings.model_fields}
-        self.settings = StageSettings(index_builds=index_builds, **timings)
+        self.settings = StageSettings(index_builds=index_builds,
+                                      **config.timings.model_dump())
 
     @activity.defn(name="load_stage_settings")
     async def load_stage_settings(self) -> StageSettings:

@@ -10,8 +10,8 @@ import yaml
 from temporalio import activity
 
 from activities.deps import Deps
-from files import write_private
 from models import WorkflowSummary
+from safeio.writing import write_private
 from taskdir import iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

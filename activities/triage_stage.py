@@ -11,8 +11,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from models import TriageOutput
+from safeio.untrusted_yaml import InputRefused, read_regular
 from triage import MAX_TRIAGE_BYTES, TriageFormatError, parse_triage
-from untrusted_yaml import InputRefused, read_regular
 
 
 class TriageStage:

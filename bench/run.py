@@ -26,14 +26,13 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from ids import stage_task_id
-from models import BlockDecision
+from models import STAGE_ACTIVITY, BlockDecision
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import connect_client, worker_env
-from tests.devserver import DevServer, free_port, temporal_cli
-from tests.helpers import start_pipeline
-from tests.processes import ROOT, WorkerProcess
+from taskdir.documents import stage_task_id
+from testbed.agents import AgentSim, triage_writer
+from testbed.devserver import DevServer, free_port, temporal_cli
+from testbed.helpers import connect_client, start_pipeline, worker_env
+from testbed.processes import ROOT, WorkerProcess
 
 DOC = ROOT / "docs" / "benchmarks.md"
 # Pause between hand-off samples, for ours and the floor alike: back-to-back samples (one
@@ -53,6 +52,11 @@ def median(values: list[float]) -> float:
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def stage_id(run_id: str, kind: str) -> str:
+    """The task id our workflow gives stage KIND of RUN_ID."""
+    return stage_task_id(run_id, STAGE_ACTIVITY[kind])
 
 
 async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
@@ -126,7 +130,7 @@ class Bench:
                                                   "bench")
                     run_id = handle.result_run_id or ""
                     prefab = await wait_file(dirs["tasks"],
-                                             stage_task_id(run_id, "prefab_scaffolding"))
+                                             stage_id(run_id, "build_prefab"))
                     token = token_of(prefab)
                     started = time.perf_counter()
                     if mode == "inproc":
@@ -137,7 +141,7 @@ class Bench:
                         wall, rss = await run_cli_timed(token, cli_env)
                         cli_wall.append(wall)
                         cli_rss.append(rss)
-                    await wait_file(dirs["tasks"], stage_task_id(run_id, "implement_build"))
+                    await wait_file(dirs["tasks"], stage_id(run_id, "build_plan"))
                     (inproc if mode == "inproc" else cli).append(time.perf_counter() - started)
                     await handle.terminate("bench")
                     await asyncio.sleep(SAMPLE_GAP)
@@ -224,7 +228,7 @@ class Bench:
                 started = time.perf_counter()
                 await handle.signal("approve", BlockDecision(by="bench"))
                 await wait_file(dirs["tasks"],
-                                stage_task_id(handle.result_run_id or "", "close_build"))
+                                stage_id(handle.result_run_id or "", "build_closeout"))
                 signal_lat.append(time.perf_counter() - started)
             more = await self.park(client, env["TASK_QUEUE"], dirs, 2 if self.quick else 5,
                                    env)
@@ -236,7 +240,7 @@ class Bench:
                 started = time.perf_counter()
                 tasks.set_status(origin, "approved", "bench")
                 await wait_file(dirs["tasks"],
-                                stage_task_id(handle.result_run_id or "", "close_build"))
+                                stage_id(handle.result_run_id or "", "build_closeout"))
                 file_lat.append(time.perf_counter() - started)
             await terminate_all(handles + more)
         finally:
@@ -275,12 +279,12 @@ class Bench:
         for _ in range(samples):
             handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fresh")
             run_id = handle.result_run_id or ""
-            prefab = await wait_file(dirs["tasks"], stage_task_id(run_id, "prefab_scaffolding"))
+            prefab = await wait_file(dirs["tasks"], stage_id(run_id, "build_prefab"))
             token = token_of(prefab)
             started = time.perf_counter()
             await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
                 {"status": "success", "output": "bench"})
-            await wait_file(dirs["tasks"], stage_task_id(run_id, "implement_build"))
+            await wait_file(dirs["tasks"], stage_id(run_id, "build_plan"))
             results.append(time.perf_counter() - started)
             await handle.terminate("bench")
             await asyncio.sleep(SAMPLE_GAP)

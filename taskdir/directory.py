@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from exceptions import ActivityRuntimeError
-from files import FILE_MODE, ensure_private_dir, write_private
+from safeio.writing import FILE_MODE, ensure_private_dir, write_private
 from taskdir.documents import SOURCE_AGENT, TaskSpec, dump, file_name, history_entry, load, utc_now
 from taskdir.vocabulary import DECISIONS, TERMINAL, TaskStyle
 

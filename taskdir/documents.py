@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,11 +10,18 @@ from typing import Any
 
 import yaml
 
-import untrusted_yaml
+from safeio import untrusted_yaml
 
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_STAGE_IDS = uuid.UUID("6f1f3c1e-8d0b-4c55-9a53-0b1d2c3e4f50")
+
+
+def stage_task_id(run_id: str, stage: str) -> str:
+    """The task id of STAGE ('implement_build', 'execute_build_phase/3') in run RUN_ID: one
+    per stage of one run, so a retry rewrites the same task file."""
+    return str(uuid.uuid5(_STAGE_IDS, f"{run_id}/{stage}"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import websockets
 
-from tests.devserver import free_port
+from testbed.devserver import free_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",

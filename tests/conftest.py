@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,15 +12,13 @@ from typing import Any
 import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config import WorkerConfig, load_config
 from logs import JsonFormatter
 from taskdir import load
-from tests.devserver import DevServer, free_port, temporal_cli
-from worker import build_worker
+from testbed.devserver import DevServer, free_port, temporal_cli
+from testbed.helpers import connect_client, running_worker, worker_env
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +39,6 @@ def server(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     dev.stop()
 
 
-async def connect_client(address: str, attempts: int = 100,
-                         namespace: str = "default") -> Client:
-    """Connect once the namespace answers (the port opens a little earlier)."""
-    for _ in range(attempts):
-        try:
-            client = await Client.connect(address, namespace=namespace,
-                                          data_converter=pydantic_data_converter)
-            await client.workflow_service.get_system_info(GetSystemInfoRequest())
-            return client
-        except Exception:
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"dev server at {address} never became ready")
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(server: DevServer) -> Client:
     return await connect_client(server.address)
@@ -71,27 +52,6 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return paths
 
 
-def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict[str, str]:
-    """The environment a worker under test runs with (also used for subprocess workers)."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(dirs["home"]),
-        "TEMPORAL_ADDRESS": server.address,
-        "TEMPORAL_NAMESPACE": "default",
-        "TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
-        "TASK_QUEUE_DIR": str(dirs["tasks"]),
-        "TEMPORAL_AUDIT_DIR": str(dirs["audit"]),
-        "SUMMARY_DIR": str(dirs["summaries"]),
-        "SEND_MATRIX_SCRIPT": str(dirs["home"] / "send-matrix.sh"),
-        "TRIAGE_RETRY_INITIAL": "0.2s",
-        "TRIAGE_RETRY_MAX": "1s",
-        "BLOCK_CHECK_INTERVAL": "0.5s",
-        "TEMPORAL_CONFIG_FILE": str(dirs["home"] / "no-temporal-config.toml"),
-    }
-    env.update(overrides)
-    return env
-
-
 @pytest.fixture
 def env(server: DevServer, dirs: dict[str, Path]) -> dict[str, str]:
     return worker_env(server, dirs)
@@ -100,20 +60,6 @@ def env(server: DevServer, dirs: dict[str, Path]) -> dict[str, str]:
 @pytest.fixture
 def cfg(env: dict[str, str]) -> WorkerConfig:
     return load_config(env)
-
-
-@contextlib.asynccontextmanager
-async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
-    """An in-process worker (the same build_worker as worker.py) with its sweeper."""
-    worker, sweeper, _ = await build_worker(client, config)
-    async with worker:
-        task = asyncio.create_task(sweeper.run_forever())
-        try:
-            yield worker
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @pytest_asyncio.fixture(loop_scope="session")

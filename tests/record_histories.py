@@ -16,10 +16,9 @@ from temporalio.client import WorkflowFailureError
 
 from config import load_config
 from models import BlockDecision, BuildPlanInput, PhaseSpec
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import connect_client, running_worker, worker_env
-from tests.devserver import DevServer, free_port, temporal_cli
-from tests.helpers import eventually, start_pipeline
+from testbed.agents import AgentSim, triage_writer
+from testbed.devserver import DevServer, free_port, temporal_cli
+from testbed.helpers import connect_client, eventually, running_worker, start_pipeline, worker_env
 
 OUT = Path(os.environ.get("HISTORIES_OUT") or Path(__file__).parent / "histories")
 

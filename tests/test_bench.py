@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.processes import ROOT
+from testbed.processes import ROOT
 
 
 def test_quick_benchmark_writes_a_full_table(tmp_path):

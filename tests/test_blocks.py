@@ -14,9 +14,8 @@ from config import load_config
 from models import BlockDecision, Progress
 from sweeper import Sweeper
 from taskdir import TaskDirectory
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import running_worker, worker_env
-from tests.helpers import eventually, make_origin, start_pipeline
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import eventually, make_origin, running_worker, start_pipeline, worker_env
 from tests.task_queue_tool import override
 
 BLOCKS = {"blocks": [{"description": "exposes docker socket"}, "root in container"]}

@@ -10,8 +10,8 @@ import yaml
 from temporalio.client import WorkflowFailureError
 
 from models import BuildPlanInput, BuildPlanResult, PhaseSpec
-from tests.agents import AgentSim
-from tests.helpers import eventually, files_of_type, make_origin
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, make_origin
 
 
 def plan(*phases: PhaseSpec) -> BuildPlanInput:

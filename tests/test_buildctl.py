@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from models import Progress
-from tests.agents import AgentSim, triage_writer
-from tests.helpers import eventually, make_origin
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import eventually, make_origin
 
 BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
 

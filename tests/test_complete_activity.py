@@ -8,8 +8,8 @@ import os
 import pytest
 import yaml
 
-from tests.agents import AgentSim, run_cli
-from tests.helpers import eventually, files_of_type, start_pipeline
+from testbed.agents import AgentSim, run_cli
+from testbed.helpers import eventually, files_of_type, start_pipeline
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 

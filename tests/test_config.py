@@ -25,8 +25,11 @@ def test_defaults_match_the_contract(tmp_path, monkeypatch):
     assert config.audit_dir == tmp_path / ".claude/comms/artifacts/audit-requests"
     assert config.summary_dir == tmp_path / "repos/personal/agent-activity/workflows"
     assert config.send_matrix_script == tmp_path / "scripts/send-matrix.sh"
-    assert config.timeout_implement == 4 * 3600 and config.block_wait_timeout == 7 * 86400
-    assert config.block_check_interval == 30 and config.notifiers == ("script",)
+    timings = config.timings
+    assert timings.timeout_implement == 4 * 3600 and timings.block_wait_timeout == 7 * 86400
+    assert timings.block_check_interval == 30 and config.notifiers == ("script",)
+    assert config.max_concurrent_activities == 200 and config.max_cached_workflows == 500
+    assert timings.triage_max_attempts == 5 and config.index_builds
     assert config.otel_service_name == "temporal-build-worker"
 
 
@@ -37,7 +40,7 @@ def test_overrides(tmp_path):
     config = load_config(env)
     assert config.client.address == "temporal:7233" and config.client.namespace == "builds"
     assert config.task_dir == tmp_path / "q" and config.notifiers == ("script", "ntfy")
-    assert config.block_wait_timeout == 7200 and config.log_level == "DEBUG"
+    assert config.timings.block_wait_timeout == 7200 and config.log_level == "DEBUG"
 
 
 def test_profile_file_is_honoured(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.devserver import DevServer, free_port, port_answers
+from testbed.devserver import DevServer, free_port, port_answers
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_repeats():

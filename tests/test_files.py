@@ -8,8 +8,8 @@ import stat
 import pytest
 
 from exceptions import UnsafePathError
-from files import write_private
-from untrusted_yaml import FileTooLarge, read_regular
+from safeio.untrusted_yaml import FileTooLarge, read_regular
+from safeio.writing import write_private
 
 
 def test_mode_0600_even_with_umask_000(tmp_path):

@@ -16,14 +16,20 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 
-import untrusted_yaml
 from config import load_config
 from models import Progress
+from safeio import untrusted_yaml
 from taskdir import TaskDirectory, dump, load
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import running_worker, worker_env
-from tests.helpers import eventually, files_of_type, make_origin, start_pipeline
-from tests.processes import started_worker
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    make_origin,
+    running_worker,
+    start_pipeline,
+    worker_env,
+)
+from testbed.processes import started_worker
 from tests.task_queue_tool import override
 
 BOMB = "- " * 100_000 + "x"  # block sequences nested 100,000 deep

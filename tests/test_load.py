@@ -12,11 +12,10 @@ import yaml
 from temporalio.client import Client
 
 from models import Progress
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import connect_client, worker_env
-from tests.devserver import DevServer, free_port
-from tests.helpers import eventually, start_pipeline
-from tests.processes import WorkerProcess, started_worker
+from testbed.agents import AgentSim, triage_writer
+from testbed.devserver import DevServer, free_port
+from testbed.helpers import connect_client, eventually, start_pipeline, worker_env
+from testbed.processes import WorkerProcess, started_worker
 
 SEED = 20261121
 

@@ -7,10 +7,9 @@ import json
 import logging
 
 from logs import WORKER_ID, JsonFormatter
-from tests.agents import AgentSim
-from tests.conftest import worker_env
-from tests.helpers import eventually, files_of_type, start_pipeline
-from tests.processes import WorkerProcess, started_worker
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
+from testbed.processes import WorkerProcess, started_worker
 
 
 def test_formatter_adds_temporal_context():
@@ -52,7 +51,7 @@ async def test_bad_config_exits_2_with_one_line(server, dirs, tmp_path):
     worker = WorkerProcess(worker_env(server, dirs, BLOCK_CHECK_INTERVAL="never"),
                            tmp_path / "out.log")
     worker.start()
-    assert await worker.wait_exit() == 2
+    assert await worker.wait_exit() == 6  # Exit.CONFIG
     events = worker.events()
     assert len(events) == 1 and events[0]["event"] == "config_invalid"
     assert "BLOCK_CHECK_INTERVAL" in events[0]["error"]
@@ -75,3 +74,13 @@ async def test_no_task_token_at_debug_and_log_file_is_private(client, server, di
         assert token not in text and token[:40] not in text
         assert repr(raw)[2:-1][:40] not in text  # the bytes form the SDK prints
     await handle.terminate("done")
+
+
+async def test_unreachable_temporal_exits_5_with_one_line(server, dirs, tmp_path):
+    worker = WorkerProcess(worker_env(server, dirs, TEMPORAL_ADDRESS="127.0.0.1:1"),
+                           tmp_path / "out.log")
+    worker.start()
+    assert await worker.wait_exit() == 5  # Exit.UNREACHABLE
+    errors = [e for e in worker.events() if e.get("level") == "ERROR"]
+    assert [e["event"] for e in errors] == ["temporal_unreachable"]
+    assert "127.0.0.1:1" in errors[0]["error"]

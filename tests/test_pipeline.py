@@ -12,9 +12,15 @@ from temporalio.client import WorkflowFailureError
 from config import load_config
 from models import BuildPipelineResult, Progress
 from taskdir import TaskDirectory
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import running_worker
-from tests.helpers import eventually, files_of_type, make_origin, start_pipeline, task_files
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    make_origin,
+    running_worker,
+    start_pipeline,
+    task_files,
+)
 
 
 async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):

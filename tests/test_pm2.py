@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents import AgentSim
-from tests.conftest import worker_env
-from tests.helpers import eventually, files_of_type, start_pipeline
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "temporal-build-worker"

@@ -9,9 +9,8 @@ from temporalio.worker import Worker
 
 from activities.settings import SettingsActivities
 from models import BuildPhaseResult, Progress, StageTask
-from tests.agents import AgentSim
-from tests.conftest import running_worker
-from tests.helpers import eventually, files_of_type, start_pipeline
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, running_worker, start_pipeline
 from worker import WORKFLOWS
 
 

@@ -7,9 +7,15 @@ import subprocess
 import uuid
 
 from config import load_config
-from tests.agents import AgentSim
-from tests.conftest import connect_client, running_worker, worker_env
-from tests.helpers import eventually, files_of_type, start_pipeline
+from testbed.agents import AgentSim
+from testbed.helpers import (
+    connect_client,
+    eventually,
+    files_of_type,
+    running_worker,
+    start_pipeline,
+    worker_env,
+)
 
 
 async def test_pipeline_is_findable_by_build_name(client, cfg, dirs, env, worker):

@@ -17,8 +17,7 @@ from temporalio.client import WorkflowFailureError
 from config import load_config
 from models import Progress
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
-from tests.conftest import running_worker
-from tests.helpers import eventually, make_origin, start_pipeline
+from testbed.helpers import eventually, make_origin, running_worker, start_pipeline
 from tests.task_queue_tool import (
     STATUSES,
     TASK_TYPES,

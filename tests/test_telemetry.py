@@ -8,12 +8,11 @@ import sys
 
 import httpx
 
-from tests.agents import AgentSim
-from tests.conftest import worker_env
-from tests.devserver import free_port
-from tests.helpers import eventually, files_of_type, start_pipeline
+from testbed.agents import AgentSim
+from testbed.devserver import free_port
+from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
+from testbed.processes import ROOT, started_worker
 from tests.otlp_receiver import OtlpReceiver
-from tests.processes import ROOT, started_worker
 
 
 async def test_spans_and_metrics_arrive_over_otlp(client, server, dirs, tmp_path):

@@ -7,10 +7,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
-from tests.agents import AgentSim
-from tests.conftest import worker_env
-from tests.helpers import eventually, files_of_type, start_pipeline
-from tests.processes import WorkerProcess, started_worker
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
+from testbed.processes import WorkerProcess, started_worker
 from tests.tls_bed import NginxGrpcProxy, make_certs
 from tests.vault_fake import VaultFake
 
@@ -75,6 +74,6 @@ async def test_require_tls_without_credentials_refuses_to_start(server, dirs, tm
     env = worker_env(server, dirs, TEMPORAL_REQUIRE_TLS="1")
     worker = WorkerProcess(env, tmp_path / "worker.log")
     worker.start()
-    assert await worker.wait_exit() == 3
+    assert await worker.wait_exit() == 6  # Exit.CONFIG (credentials)
     events = [e["event"] for e in worker.events()]
     assert "credentials_unavailable" in events and "worker_started" not in events

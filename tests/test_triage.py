@@ -70,8 +70,8 @@ def test_property_wrapper_is_never_broken(findings):
 
 
 def test_ten_megabyte_triage_file_is_refused_after_a_bounded_read(tmp_path):
+    from safeio.untrusted_yaml import FileTooLarge, read_regular
     from triage import MAX_TRIAGE_BYTES
-    from untrusted_yaml import FileTooLarge, read_regular
 
     huge = tmp_path / "triage-output.yml"
     huge.write_bytes(b"flags:\n" + b"  - x\n" * (10 * 1024 * 1024 // 6))

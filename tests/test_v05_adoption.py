@@ -16,9 +16,8 @@ from activities.registry import all_activities
 from config import WorkerConfig, load_config
 from models import BlockDecision
 from taskdir import TaskDirectory
-from tests.agents import AgentSim, default_behaviour, triage_writer
-from tests.conftest import connect_client, running_worker
-from tests.helpers import eventually, files_of_type, make_origin
+from testbed.agents import AgentSim, default_behaviour, triage_writer
+from testbed.helpers import connect_client, eventually, files_of_type, make_origin, running_worker
 from tests.task_queue_tool import override
 from tests.v05_emulator import V05_WORKFLOWS
 

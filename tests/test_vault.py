@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from client_settings import VaultSettings
 from exceptions import CredentialError
 from tests.vault_fake import VaultFake
-from vault import fetch_tls_material
+from vault import VaultSettings, fetch_tls_material
 
 PEMS = {"ca_cert_pem": "-----BEGIN CERTIFICATE-----\nCA\n", "client_cert_pem": "CERT",
         "client_key_pem": "-----BEGIN PRIVATE KEY-----\nKEY\n"}

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from models import Progress
-from tests.agents import AgentSim, triage_writer
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import eventually, start_pipeline
 from tests.browser import Browser
-from tests.helpers import eventually, start_pipeline
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-ui-awaiting-decision.png"
 

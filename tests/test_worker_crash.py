@@ -10,10 +10,9 @@ from pathlib import Path
 import yaml
 
 from models import Progress
-from tests.agents import AgentSim, triage_writer
-from tests.conftest import worker_env
-from tests.helpers import eventually, files_of_type, start_pipeline, task_files
-from tests.processes import WorkerProcess
+from testbed.agents import AgentSim, triage_writer
+from testbed.helpers import eventually, files_of_type, start_pipeline, task_files, worker_env
+from testbed.processes import WorkerProcess
 from tests.task_queue_tool import override
 
 

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.devserver import free_port, wait_port
+from testbed.devserver import free_port, wait_port
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -8,14 +8,17 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.blocks import BlockActivities
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
+    from connection.search_attributes import BUILD_NAME, TARGET_AGENT
     from models import (
+        AUDIT_AGENT,
+        PREFAB_AGENT,
         BlockCheck,
         BlockDecision,
         BuildPhaseResult,
@@ -30,15 +33,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         AWAIT_MEMO,
         PIPELINE,
-        DispatchingWorkflow,
         load_settings,
         note_ignored_keys,
         started_by_v05,
     )
-    from workflows.v05 import V05Pipeline
+    from workflows.v05 import V05PipelinePath
 
-BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
-TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
 SHORT = RetryPolicy(maximum_attempts=3)
 # Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
 # worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
@@ -47,7 +47,7 @@ LIVENESS = timedelta(seconds=30)
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PIPELINE, failure_exception_types=[ValidationError])
-class BuildPipelineWorkflow(DispatchingWorkflow):
+class BuildPipelineWorkflow(V05PipelinePath):
     """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
     @workflow.run
     async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
         if started_by_v05():
-            return await V05Pipeline(self).run(params)
+            return await self.run_v05(params)
         note_ignored_keys(params)
         settings = await load_settings()
         if settings.index_builds:
@@ -87,23 +87,23 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         build, agent, origin = params.build_name, params.target_agent, params.task_id
         refs = (params.plan_path,)
 
-        async def stage(name: str, key: str, who: str, kind: StageKind, timeout: float,
+        async def stage(name: str, who: str, kind: StageKind, timeout: float,
                         **fields: Any) -> BuildPhaseResult:
-            return await self.run_agent_stage(name, key, who, kind, build,
+            return await self.run_agent_stage(name, who, kind, build,
                                               {"build_name": build, **fields}, timeout,
                                               origin=origin, refs=refs)
 
-        await stage("prefab", "prefab_scaffolding", "claudebox", "build_prefab",
-                    settings.timeout_prefab, plan_path=params.plan_path)
-        await stage("implement", "implement_build", agent, "build_plan",
-                    settings.timeout_implement, originating_task_id=origin)
-        await stage("audit", "request_security_audit", "security-agent", "security_audit",
-                    settings.timeout_audit, plan_path=params.plan_path)
+        await stage("prefab", PREFAB_AGENT, "build_prefab", settings.timeout_prefab,
+                    plan_path=params.plan_path)
+        await stage("implement", agent, "build_plan", settings.timeout_implement,
+                    originating_task_id=origin)
+        await stage("audit", AUDIT_AGENT, "security_audit", settings.timeout_audit,
+                    plan_path=params.plan_path)
         triage = await self._triage(build, settings)
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
-            await stage("fixes", "apply_flag_fixes", agent, "security_fix",
-                        settings.timeout_fixes, flags=triage.flags)
+            await stage("fixes", agent, "security_fix", settings.timeout_fixes,
+                        flags=triage.flags)
             phases.append("fixes")
         if triage.blocks:
             outcome = await self._resolve_blocks(params, triage.blocks, settings)
@@ -114,8 +114,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             why = f": {decided.reason}" if decided.reason else ""
             self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
                                                f"the build goes on")
-        close = await stage("close", "close_build", agent, "build_closeout",
-                            settings.timeout_close)
+        close = await stage("close", agent, "build_closeout", settings.timeout_close)
         phases.append("close")
         outcome = "partial" if triage.blocks else "success"
         path = await self.summarize(params, started, phases, triage, outcome,

@@ -9,23 +9,22 @@ with workflow.unsafe.imports_passed_through():
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
     from workflows.common import (
         PLAN,
-        DispatchingWorkflow,
         load_settings,
         note_ignored_keys,
         started_by_v05,
     )
-    from workflows.v05 import V05Plan
+    from workflows.v05 import V05PlanPath
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PLAN, failure_exception_types=[ValidationError])
-class BuildPlanWorkflow(DispatchingWorkflow):
+class BuildPlanWorkflow(V05PlanPath):
     """Phases run sequentially; a failed phase fails the plan."""
 
     @workflow.run
     async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
         if started_by_v05():
-            return await V05Plan(self).run(plan)
+            return await self.run_v05(plan)
         note_ignored_keys(plan)
         settings = await load_settings()
         workflow_id = workflow.info().workflow_id
@@ -36,10 +35,9 @@ class BuildPlanWorkflow(DispatchingWorkflow):
                 context_refs=phase.context_refs, workflow_id=workflow_id,
             ).model_dump(exclude={"agent_type"})
             await self.run_agent_stage(
-                f"phase {phase.number}", f"execute_build_phase/{phase.number}",
-                phase.agent_type, "build_phase", plan.plan_name, fields,
-                settings.timeout_phase, attempts=2, label=f"Phase {phase.number}",
-                refs=tuple(phase.context_refs))
+                f"phase {phase.number}", phase.agent_type, "build_phase", plan.plan_name,
+                fields, settings.timeout_phase, attempts=2, label=f"Phase {phase.number}",
+                refs=tuple(phase.context_refs), key_suffix=f"/{phase.number}")
         await self.settled()
         self.enter("complete", None)
         return BuildPlanResult(phases_run=len(plan.phases))

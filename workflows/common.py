@@ -16,8 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_stages import AgentStages
     from activities.lifecycle import TaskLifecycle
     from activities.settings import SettingsActivities
-    from ids import stage_task_id
     from models import (
+        STAGE_ACTIVITY,
         BuildPhaseResult,
         Progress,
         StageKind,
@@ -26,15 +26,16 @@ with workflow.unsafe.imports_passed_through():
         TaskCancellation,
         TaskSettlement,
     )
+    from taskdir.documents import stage_task_id
 
 PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
 # started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
 NATIVE_RUN = "native-run-0.7"
 PIPELINE, PLAN = "BuildPipelineWorkflow", "BuildPlanWorkflow"  # Temporal type names
-# Running pipelines and plans on one task queue (format with task_queue=...).
-RUNNING_BUILDS_QUERY = (f"TaskQueue = '{{task_queue}}' AND ExecutionStatus = 'Running' AND "
-                        f"WorkflowType IN ('{PIPELINE}', '{PLAN}')")
+# Visibility queries for our pipelines and plans on one task queue (format task_queue=...).
+BUILDS_QUERY = f"TaskQueue = '{{task_queue}}' AND WorkflowType IN ('{PIPELINE}', '{PLAN}')"
+RUNNING_BUILDS_QUERY = BUILDS_QUERY + " AND ExecutionStatus = 'Running'"
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
 AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
 
@@ -123,11 +124,11 @@ class DispatchingWorkflow:
         self._progress.stages_done.append(stage)
         self._progress.waiting_on = None
 
-    async def run_v05_stage(self, stage: str, stage_key: str, agent: str,
+    async def run_v05_stage(self, stage: str, kind: StageKind, agent: str,
                             activity: Callable[..., Any], args: list[Any], timeout: float,
-                            attempts: int = 1) -> BuildPhaseResult:
+                            attempts: int = 1, key_suffix: str = "") -> BuildPhaseResult:
         """One agent stage of a run v0.5 started: v0.5's exact command, our progress."""
-        task_id = stage_task_id(workflow.info().run_id, stage_key)
+        task_id = stage_task_id(workflow.info().run_id, STAGE_ACTIVITY[kind] + key_suffix)
         self._progress.task_ids[stage] = task_id
         self.enter(stage, f"agent {agent}: task {task_id}")
         try:
@@ -158,15 +159,15 @@ class DispatchingWorkflow:
                 await handle
         self._settling.clear()
 
-    async def run_agent_stage(self, stage: str, stage_key: str, agent: str, kind: StageKind,
-                              build: str, fields: dict[str, Any], timeout: float,
-                              attempts: int = 1, label: str | None = None,
-                              origin: str | None = None,
-                              refs: tuple[str, ...] = ()) -> BuildPhaseResult:
+    async def run_agent_stage(self, stage: str, agent: str, kind: StageKind, build: str,
+                              fields: dict[str, Any], timeout: float, attempts: int = 1,
+                              label: str | None = None, origin: str | None = None,
+                              refs: tuple[str, ...] = (),
+                              key_suffix: str = "") -> BuildPhaseResult:
         """One agent stage: its identity decided here, once; dispatched, awaited, settled.
 
         Started again when `redispatch` arrives (the sweeper found no task file)."""
-        task_id = stage_task_id(workflow.info().run_id, stage_key)
+        task_id = stage_task_id(workflow.info().run_id, STAGE_ACTIVITY[kind] + key_suffix)
         task = StageTask(task_id=task_id, kind=kind, target_agent=agent, build=build,
                          fields=fields, originating_task_id=origin, context_refs=list(refs))
         self._progress.task_ids[stage] = task_id

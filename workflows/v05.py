@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -22,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from models import (
+        AUDIT_AGENT,
+        PREFAB_AGENT,
         BlockDecision,
         BuildPhaseInput,
         BuildPipelineInput,
@@ -32,32 +33,33 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.common import PHASE_FAILED, DispatchingWorkflow
 
-if TYPE_CHECKING:
-    from workflows.build_pipeline import BuildPipelineWorkflow
-
 HOUR = 3600.0
 BLOCK_WAIT = timedelta(days=7)
 
 
-class V05Pipeline:
-    """BuildPipelineWorkflow as v0.5 ran it, for runs without our version marker."""
+class V05PipelinePath(DispatchingWorkflow):
+    """BuildPipelineWorkflow as v0.5 ran it, for runs without our version marker.
 
-    def __init__(self, wf: BuildPipelineWorkflow) -> None:
-        self.wf = wf
+    The pipeline workflow extends this; `summarize`, `ending_error` and `await_decision`
+    are its own (our guarantees where a v0.5 run can take them).
+    """
 
-    async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
-        wf, build, agent = self.wf, params.build_name, params.target_agent
+    _decision: tuple[str, BlockDecision] | None
+    _parked: bool
+
+    async def run_v05(self, params: BuildPipelineInput) -> BuildPipelineResult:
+        build, agent = params.build_name, params.target_agent
         started = workflow.now()
-        await wf.run_v05_stage("prefab", "prefab_scaffolding", "claudebox",
+        await self.run_v05_stage("prefab", "build_prefab", PREFAB_AGENT,
                                AgentStages.prefab_scaffolding, [build, params.plan_path],
                                2 * HOUR)
-        await wf.run_v05_stage("implement", "implement_build", agent,
+        await self.run_v05_stage("implement", "build_plan", agent,
                                AgentStages.implement_build, [build, params.task_id, agent],
                                4 * HOUR)
-        await wf.run_v05_stage("audit", "request_security_audit", "security-agent",
+        await self.run_v05_stage("audit", "security_audit", AUDIT_AGENT,
                                AgentStages.request_security_audit, [build, params.plan_path],
                                4 * HOUR)
-        wf.enter("triage", "triage-output.yml from the security agent")
+        self.enter("triage", "triage-output.yml from the security agent")
         triage: TriageOutput = await workflow.execute_activity_method(
             TriageStage.process_triage_output, build,
             start_to_close_timeout=timedelta(hours=1),
@@ -65,24 +67,24 @@ class V05Pipeline:
                                      maximum_interval=timedelta(minutes=15),
                                      maximum_attempts=5),
             summary=f"triage · read triage-output.yml for {build}")
-        wf._progress.blocks, wf._progress.flags = len(triage.blocks), len(triage.flags)
-        wf.done("triage")
+        self._progress.blocks, self._progress.flags = len(triage.blocks), len(triage.flags)
+        self.done("triage")
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
-            await wf.run_v05_stage("fixes", "apply_flag_fixes", agent,
+            await self.run_v05_stage("fixes", "security_fix", agent,
                                    AgentStages.apply_flag_fixes, [build, triage.flags, agent],
                                    2 * HOUR)
             phases.append("fixes")
         if triage.blocks:
-            verdict = await self._blocks(params, triage.blocks)
+            verdict = await self._v05_blocks(params, triage.blocks)
             if verdict != "approved":
-                await wf.summarize(params, started, phases, triage, verdict, None)
-                raise wf.ending_error(build, verdict)
-        close = await wf.run_v05_stage("close", "close_build", agent, AgentStages.close_build,
-                                       [build, agent], 2 * HOUR)
+                await self.summarize(params, started, phases, triage, verdict, None)
+                raise self.ending_error(build, verdict)
+        close = await self.run_v05_stage("close", "build_closeout", agent,
+                                         AgentStages.close_build, [build, agent], 2 * HOUR)
         phases.append("close")
         completed = workflow.now()
-        wf.enter("summary", None)
+        self.enter("summary", None)
         path: str = await workflow.execute_activity_method(
             SummaryActivities.summarize_workflow,
             args=[workflow.info().workflow_id, build, started.isoformat(),
@@ -91,73 +93,70 @@ class V05Pipeline:
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary="summary · run started by v0.5")
-        wf.done("summary")
-        wf.enter("complete", None)
+        self.done("summary")
+        self.enter("complete", None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
 
-    async def _blocks(self, params: BuildPipelineInput, blocks: list[str]) -> str:
+    async def _v05_blocks(self, params: BuildPipelineInput, blocks: list[str]) -> str:
         """v0.5's notify and file-polling wait; its failure means 'still waiting', not 'no'."""
-        wf, build, task_id = self.wf, params.build_name, params.task_id
-        wf.enter("notify", f"notifications for {len(blocks)} block(s)")
+        build, task_id = params.build_name, params.task_id
+        self.enter("notify", f"notifications for {len(blocks)} block(s)")
         await workflow.execute_activity_method(
             BlockActivities.notify_blocks, args=[build, task_id, blocks],
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
-        wf.done("notify")
+        self.done("notify")
         since = workflow.now()
-        wf._progress.deadline = since + BLOCK_WAIT
-        wf.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
+        self._progress.deadline = since + BLOCK_WAIT
+        self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
                          f"(signal/update), or set task {task_id} to approved")
-        wf._parked = True  # signals and updates count while v0.5's activity polls the file
+        self._parked = True  # signals and updates count while v0.5's activity polls the file
         handle = workflow.start_activity_method(
             BlockActivities.wait_for_block_resolution, args=[build, task_id],
             schedule_to_close_timeout=BLOCK_WAIT, heartbeat_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=1),
             summary=f"wait · originating task {task_id} (run started by v0.5)")
-        await workflow.wait_condition(lambda: handle.done() or wf._decision is not None)
-        if wf._decision is not None:
+        await workflow.wait_condition(lambda: handle.done() or self._decision is not None)
+        if self._decision is not None:
             handle.cancel()
             with contextlib.suppress(ActivityError, CancelledError):
                 await handle
         else:
             try:
                 await handle
-                wf._decision = ("approved", BlockDecision(by="task-file"))
+                self._decision = ("approved", BlockDecision(by="task-file"))
             except ActivityError as err:
                 workflow.logger.warning("v05_block_wait_ended", extra={
                     "error": str(err.cause or err)[:200]})
                 left = (BLOCK_WAIT - (workflow.now() - since)).total_seconds()
-                return self._finish_wait(await wf.await_decision(task_id, left))
-        wf._parked = False
-        return self._finish_wait(wf._decision[0])
+                return self._finish_wait(await self.await_decision(task_id, left))
+        self._parked = False
+        return self._finish_wait(self._decision[0])
 
     def _finish_wait(self, verdict: str) -> str:
-        self.wf._progress.decision = verdict
+        self._progress.decision = verdict
         if verdict == "approved":
-            self.wf.done("wait")
+            self.done("wait")
         return verdict
 
 
-class V05Plan:
-    """BuildPlanWorkflow as v0.5 ran it."""
+class V05PlanPath(DispatchingWorkflow):
+    """BuildPlanWorkflow as v0.5 ran it (the plan workflow extends this)."""
 
-    def __init__(self, wf: DispatchingWorkflow) -> None:
-        self.wf = wf
-
-    async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
+    async def run_v05(self, plan: BuildPlanInput) -> BuildPlanResult:
         workflow_id = workflow.info().workflow_id
         for phase in plan.phases:
             phase_input = BuildPhaseInput(
                 plan_name=plan.plan_name, phase_number=phase.number,
                 agent_type=phase.agent_type, description=phase.description,
                 context_refs=phase.context_refs, workflow_id=workflow_id)
-            result = await self.wf.run_v05_stage(
-                f"phase {phase.number}", f"execute_build_phase/{phase.number}",
-                phase.agent_type, AgentStages.execute_build_phase, [phase_input], 24 * HOUR,
-                attempts=2)
+            result = await self.run_v05_stage(
+                f"phase {phase.number}", "build_phase", phase.agent_type,
+                AgentStages.execute_build_phase, [phase_input], 24 * HOUR, attempts=2,
+                key_suffix=f"/{phase.number}")
             if result.status != "success":
                 raise ApplicationError(f"Phase {phase.number} failed: {result.output}",
                                        type=PHASE_FAILED, non_retryable=True)
-        self.wf.enter("complete", None)
+        self.enter("complete", None)
         return BuildPlanResult(phases_run=len(plan.phases))

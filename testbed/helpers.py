@@ -1,20 +1,28 @@
-"""Small helpers shared by integration tests."""
+"""Helpers shared by the tests and the benchmarks: connect, configure and run a worker, start
+pipelines, wait for conditions, read task files."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 
-from files import write_private
+from config import WorkerConfig
 from models import BuildPipelineInput, BuildPipelineResult
+from safeio.writing import write_private
 from taskdir import dump, file_name, load, utc_now
+from testbed.devserver import DevServer
+from worker import build_worker
 
 T = TypeVar("T")
 
@@ -74,3 +82,52 @@ def task_files(task_dir: Path) -> list[dict[str, Any]]:
 
 def files_of_type(task_dir: Path, task_type: str) -> list[dict[str, Any]]:
     return [d for d in task_files(task_dir) if d.get("task_type") == task_type]
+
+
+async def connect_client(address: str, attempts: int = 100,
+                         namespace: str = "default") -> Client:
+    """Connect once the namespace answers (the port opens a little earlier)."""
+    for _ in range(attempts):
+        try:
+            client = await Client.connect(address, namespace=namespace,
+                                          data_converter=pydantic_data_converter)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return client
+        except Exception:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"dev server at {address} never became ready")
+
+
+def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> dict[str, str]:
+    """The environment a worker under test runs with (also used for subprocess workers)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(dirs["home"]),
+        "TEMPORAL_ADDRESS": server.address,
+        "TEMPORAL_NAMESPACE": "default",
+        "TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        "TASK_QUEUE_DIR": str(dirs["tasks"]),
+        "TEMPORAL_AUDIT_DIR": str(dirs["audit"]),
+        "SUMMARY_DIR": str(dirs["summaries"]),
+        "SEND_MATRIX_SCRIPT": str(dirs["home"] / "send-matrix.sh"),
+        "TRIAGE_RETRY_INITIAL": "0.2s",
+        "TRIAGE_RETRY_MAX": "1s",
+        "BLOCK_CHECK_INTERVAL": "0.5s",
+        "TEMPORAL_CONFIG_FILE": str(dirs["home"] / "no-temporal-config.toml"),
+    }
+    env.update(overrides)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
+    """An in-process worker (the same build_worker as worker.py) with its sweeper."""
+    worker, sweeper, _ = await build_worker(client, config)
+    async with worker:
+        task = asyncio.create_task(sweeper.run_forever())
+        try:
+            yield worker
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -9,20 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from exceptions import ConfigError
+from vault import VaultSettings
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class VaultSettings:
-    """Where and how to fetch mTLS material by AppRole."""
-
-    addr: str
-    role_id: str
-    secret_id_file: Path
 
 
 @dataclass(frozen=True)

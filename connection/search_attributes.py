@@ -1,4 +1,5 @@
-"""Find out whether the namespace has our BuildName/TargetAgent search attributes."""
+"""Our search attributes (BuildName, TargetAgent): their keys, and whether the namespace has
+them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import logging
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 
 log = logging.getLogger("search_attributes")
-REQUIRED = ("BuildName", "TargetAgent")
+BUILD_NAME = SearchAttributeKey.for_keyword("BuildName")
+TARGET_AGENT = SearchAttributeKey.for_keyword("TargetAgent")
+REQUIRED = (BUILD_NAME.name, TARGET_AGENT.name)
 
 
 async def namespace_has_build_attributes(client: Client) -> bool:

@@ -11,8 +11,8 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from client_settings import ClientSettings
-from exceptions import CredentialError
+from connection.settings import ClientSettings
+from exceptions import CredentialError, TemporalUnreachable
 
 log = logging.getLogger("temporal_client")
 
@@ -49,7 +49,7 @@ async def connect(
     runtime: Runtime | None = None,
     data_converter: DataConverter | None = None,
 ) -> Client:
-    """Connect using the settings; raises CredentialError or RuntimeError on failure.
+    """Connect using the settings; raises CredentialError or TemporalUnreachable.
 
     The pydantic converter is the default; the agents' CLI passes the plain one to stay light.
     """
@@ -59,9 +59,14 @@ async def connect(
         data_converter = pydantic_data_converter
     options: dict[str, Any] = dict(settings.connect)
     options["tls"] = tls_config(settings) or False
-    return await Client.connect(
-        **options,
-        data_converter=data_converter,
-        interceptors=list(interceptors),
-        runtime=runtime,
-    )
+    try:
+        return await Client.connect(
+            **options,
+            data_converter=data_converter,
+            interceptors=list(interceptors),
+            runtime=runtime,
+        )
+    except RuntimeError as err:  # the SDK's bridge reports a failed connection this way
+        first = (str(err).splitlines() or [""])[0][:300]
+        raise TemporalUnreachable(f"cannot reach Temporal at {settings.address}: "
+                                  f"{first}") from None

@@ -1,0 +1,1 @@
+"""The Temporal connection: settings from the environment, TLS policy, search attributes."""
