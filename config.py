@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connection.settings import ClientSettings, load_client_settings, parse_bool
 from exceptions import ConfigError
 from models import StageTimings
-from taskdir.vocabulary import PRIORITIES, WORKFLOW_MODES, TaskStyle, Vocabulary
+from taskdir.vocabulary import Priority, TaskStyle, Vocabulary, WorkflowMode
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
@@ -82,8 +82,8 @@ class WorkerConfig(BaseModel):
     file_approvers: frozenset[str] = frozenset()  # empty: any file edit decides (upstream)
     task_vocabulary: Vocabulary = "upstream"
     agent_map: dict[str, str] = Field(default_factory=dict)
-    workflow_mode: str = "semi-auto"
-    task_priority: str = "normal"
+    workflow_mode: WorkflowMode = "semi-auto"
+    task_priority: Priority = "normal"
     # (event, details) to log once logging is set up: settings we accepted with a caveat.
     warnings: tuple[tuple[str, dict[str, object]], ...] = ()
 
@@ -100,20 +100,6 @@ class WorkerConfig(BaseModel):
         unknown = [name for name in value if name not in NOTIFIER_NAMES]
         if unknown:
             raise ValueError(f"unknown notifier(s) {unknown}; choose from {NOTIFIER_NAMES}")
-        return value
-
-    @field_validator("workflow_mode")
-    @classmethod
-    def _known_mode(cls, value: str) -> str:
-        if value not in WORKFLOW_MODES:
-            raise ValueError(f"must be one of {', '.join(WORKFLOW_MODES)}")
-        return value
-
-    @field_validator("task_priority")
-    @classmethod
-    def _known_priority(cls, value: str) -> str:
-        if value not in PRIORITIES:
-            raise ValueError(f"must be one of {', '.join(PRIORITIES)}")
         return value
 
     def task_style(self) -> TaskStyle:

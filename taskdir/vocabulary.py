@@ -17,8 +17,8 @@ DECISIONS = {"approved": "approved", "rejected": "rejected", "cancelled": "rejec
 # Upstream stage kind -> the tooling's task type (the kind stays in payload.stage).
 TOOLING_TYPES = {"build_prefab": "build", "build_plan": "build", "security_audit": "audit",
                  "security_fix": "fix", "build_closeout": "review", "build_phase": "build"}
-WORKFLOW_MODES = ("semi-auto", "auto", "manual-then-auto")
-PRIORITIES = ("normal", "high", "urgent")
+WorkflowMode = Literal["semi-auto", "auto", "manual-then-auto"]
+Priority = Literal["normal", "high", "urgent"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class TaskStyle:
 
     vocabulary: Vocabulary = "upstream"
     agent_map: Mapping[str, str] = field(default_factory=dict)
-    workflow_mode: str = "semi-auto"
-    priority: str = "normal"
+    workflow_mode: WorkflowMode = "semi-auto"
+    priority: Priority = "normal"
 
     @property
     def awaiting_decision(self) -> str:

@@ -59,6 +59,11 @@ def test_profile_file_is_honoured(tmp_path):
     ("TEMPORAL_REQUIRE_TLS", "maybe", "TEMPORAL_REQUIRE_TLS"),
     ("NOTIFIERS", "pager", "unknown notifier"),
     ("NOTIFIERS", "matrix", "MATRIX_HOMESERVER"),
+    ("TASK_VOCABULARY", "native", "task_vocabulary"),
+    ("TASK_WORKFLOW_MODE", "yolo", "workflow_mode"),
+    ("TASK_PRIORITY", "asap", "task_priority"),
+    ("AGENT_MAP", "security-agent", "AGENT_MAP"),
+    ("TRIAGE_MAX_ATTEMPTS", "lots", "TRIAGE_MAX_ATTEMPTS"),
 ])
 def test_bad_values_raise_one_line(tmp_path, name, value, fragment):
     with pytest.raises(ConfigError) as caught:
@@ -107,3 +112,16 @@ def test_partial_vault_settings_mean_no_vault_and_a_warning(tmp_path, present):
     missing = [name for name in values if name not in present]
     assert config.warnings == (("vault_partial", {
         "missing": missing, "effect": "Vault mTLS off (all three needed)"}),)
+
+
+def test_task_queue_vocabulary_settings(tmp_path):
+    config = load_config({**base_env(tmp_path), "TASK_VOCABULARY": "task-queue",
+                          "AGENT_MAP": "security-agent=security, claudebox=developer",
+                          "TASK_WORKFLOW_MODE": "auto", "TASK_PRIORITY": "high",
+                          "FILE_APPROVERS": "alice,bob"})
+    style = config.task_style()
+    assert style.vocabulary == "task-queue" and style.awaiting_decision == "pending-approval"
+    assert style.agent_map == {"security-agent": "security", "claudebox": "developer"}
+    assert (style.workflow_mode, style.priority) == ("auto", "high")
+    assert config.file_approvers == frozenset({"alice", "bob"})
+    assert load_config(base_env(tmp_path)).task_style().awaiting_decision == "input-required"

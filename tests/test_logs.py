@@ -6,6 +6,8 @@ import base64
 import json
 import logging
 
+import pytest
+
 from logs import WORKER_ID, JsonFormatter
 from testbed.agents import AgentSim
 from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
@@ -47,16 +49,6 @@ async def test_worker_process_logs_and_stops_gracefully(client, server, dirs, tm
     await handle.terminate("done")
 
 
-async def test_bad_config_exits_2_with_one_line(server, dirs, tmp_path):
-    worker = WorkerProcess(worker_env(server, dirs, BLOCK_CHECK_INTERVAL="never"),
-                           tmp_path / "out.log")
-    worker.start()
-    assert await worker.wait_exit() == 6  # Exit.CONFIG
-    events = worker.events()
-    assert len(events) == 1 and events[0]["event"] == "config_invalid"
-    assert "BLOCK_CHECK_INTERVAL" in events[0]["error"]
-
-
 async def test_no_task_token_at_debug_and_log_file_is_private(client, server, dirs, tmp_path):
     log_file = tmp_path / "debug.log"
     env = worker_env(server, dirs, LOG_LEVEL="DEBUG", LOG_FILE=str(log_file))
@@ -76,11 +68,15 @@ async def test_no_task_token_at_debug_and_log_file_is_private(client, server, di
     await handle.terminate("done")
 
 
-async def test_unreachable_temporal_exits_5_with_one_line(server, dirs, tmp_path):
-    worker = WorkerProcess(worker_env(server, dirs, TEMPORAL_ADDRESS="127.0.0.1:1"),
-                           tmp_path / "out.log")
+@pytest.mark.parametrize("override,code,event,detail", [
+    ({"BLOCK_CHECK_INTERVAL": "never"}, 6, "config_invalid", "BLOCK_CHECK_INTERVAL"),
+    ({"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 5, "temporal_unreachable", "127.0.0.1:1"),
+], ids=["config", "unreachable"])
+async def test_worker_failing_to_start_exits_with_its_code_and_one_line(
+        server, dirs, tmp_path, override, code, event, detail):
+    worker = WorkerProcess(worker_env(server, dirs, **override), tmp_path / "out.log")
     worker.start()
-    assert await worker.wait_exit() == 5  # Exit.UNREACHABLE
+    assert await worker.wait_exit() == code  # exceptions.Exit: 6 CONFIG, 5 UNREACHABLE
     errors = [e for e in worker.events() if e.get("level") == "ERROR"]
-    assert [e["event"] for e in errors] == ["temporal_unreachable"]
-    assert "127.0.0.1:1" in errors[0]["error"]
+    assert [e["event"] for e in errors] == [event]
+    assert detail in errors[0]["error"]

@@ -108,3 +108,19 @@ def test_aliased_long_strings_are_bounded_by_expanded_size():
     assert len(raw) < 200_000
     with pytest.raises(TriageFormatError, match="YAML aliases"):
         parse_triage(raw)
+
+
+YAML_BITS = st.sampled_from(["- ", "[", "]", "{", "}", ": ", "&a ", "*a", "\n", "  ", "x",
+                             "'", '"', "!!str ", "? ", "|", ">", "#", ",", "blocks:",
+                             "flags:", "\t", "\x00", "é", "---\n"])
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(st.lists(YAML_BITS, max_size=400).map("".join))
+def test_property_any_text_is_parsed_or_clearly_refused(text):
+    try:
+        result = parse_triage(text.encode("utf-8"))
+    except TriageFormatError as err:
+        assert "\n" not in str(err)  # one readable line
+    else:
+        assert all(isinstance(item, str) for item in result.blocks + result.flags + result.info)
