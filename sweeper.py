@@ -17,6 +17,7 @@ import base64
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
@@ -94,20 +95,27 @@ class Sweeper:
 
     async def _check_stage(self, execution: WorkflowExecution, task_id: str) -> int:
         try:
-            path = await asyncio.to_thread(self.tasks.find, task_id, include_archive=False)
+            path, status = await asyncio.to_thread(self._look_at_stage, task_id)
         except DuplicateTaskId as err:
             log.warning("duplicate_task_id", extra={"task_id": task_id, "error": str(err)})
             return 0
         if path is None:
             return await self._missing_stage(execution, task_id)
-        await asyncio.to_thread(self.tasks.tighten, path)
-        header = await asyncio.to_thread(self.tasks.header, path)
-        if header is None or header.status not in TERMINAL:
+        if status not in TERMINAL:
             return 0  # waiting, claimed or parked: the agent (or the operator) has it
         return await self._finish_through_tooling(execution, task_id, path)
 
+    def _look_at_stage(self, task_id: str) -> tuple[Path | None, str | None]:
+        """The stage's live file (made 0600 again if someone loosened it) and its status."""
+        path = self.tasks.find(task_id, include_archive=False)
+        if path is None:
+            return None, None
+        self.tasks.tighten(path)
+        header = self.tasks.header(path)
+        return path, header.status if header else None
+
     async def _finish_through_tooling(self, execution: WorkflowExecution, task_id: str,
-                                      path) -> int:
+                                      path: Path) -> int:
         """An agent (or operator) finished the stage through the task-queue server."""
         key = (execution.run_id or execution.id, task_id)
         if key in self._reported:

@@ -49,7 +49,8 @@ class BlockActivities:
                 f"decision: approve to continue (or cancel to reject), or use the "
                 f"approve/reject signal")
         try:
-            found = tasks.set_status(task_id, tasks.style.awaiting_decision, note)
+            found = tasks.set_status(task_id, tasks.style.awaiting_decision, note,
+                                     include_archive=True)  # as v0.5: live or archived
         except (ValueError, yaml.YAMLError, UnsafePathError) as err:
             activity.logger.warning("originating_task_unreadable",
                                     extra={"task_id": task_id, "error": str(err)[:200]})

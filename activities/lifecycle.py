@@ -24,19 +24,21 @@ class TaskLifecycle:
     async def settle_task(self, settlement: TaskSettlement) -> bool:
         """Move a task along (stage done, origin approved/finished); False if not there."""
         return await asyncio.to_thread(self._move, settlement.task_id, settlement.status,
-                                       settlement.note, settlement.output, settlement.by)
+                                       settlement.note, settlement.output, settlement.by,
+                                       True)
 
     @activity.defn(name="mark_task_cancelled")
     async def mark_task_cancelled(self, request: TaskCancellation) -> bool:
         """Set the live task file to `cancelled`; False when there is none (already gone)."""
         return await asyncio.to_thread(self._move, request.task_id, "cancelled", request.note,
-                                       None, None)
+                                       None, None, False)
 
     def _move(self, task_id: str, status: str, note: str, output: str | None,
-              by: str | None) -> bool:
+              by: str | None, include_archive: bool) -> bool:
         try:
             moved = self.deps.tasks.set_status(task_id, status, note, output=output, by=by,
-                                               unless_terminal=True)
+                                               unless_terminal=True,
+                                               include_archive=include_archive)
         except _TROUBLE as err:
             activity.logger.warning("task_move_failed", extra={
                 "task_id": task_id, "status": status, "error": str(err)[:200]})

@@ -283,11 +283,11 @@ class TaskDirectory:
         return path
 
     def update(self, task_id: str, change: Callable[[dict[str, Any]], bool],
-               path: Path | None = None) -> bool:
+               path: Path | None = None, include_archive: bool = False) -> bool:
         """Locked load-change-write of TASK_ID's file; CHANGE returns False to write nothing.
         False when there is no such file."""
         with self.lock(task_id):
-            path = path or self.find(task_id, include_archive=False)
+            path = path or self.find(task_id, include_archive=include_archive)
             if path is None:
                 return False
             document = load(path)
@@ -298,7 +298,8 @@ class TaskDirectory:
 
     def set_status(self, task_id: str, status: str, note: str, *,
                    output: str | None = None, by: str | None = None,
-                   unless_terminal: bool = False, path: Path | None = None) -> bool:
+                   unless_terminal: bool = False, path: Path | None = None,
+                   include_archive: bool = False) -> bool:
         """Move TASK_ID to STATUS with a history entry (and a result when OUTPUT or a
         terminal status is given). With UNLESS_TERMINAL a finished task is left alone."""
 
@@ -315,7 +316,7 @@ class TaskDirectory:
                                    history_entry(status, note, moment=now)]
             return True
 
-        return self.update(task_id, change, path)
+        return self.update(task_id, change, path, include_archive)
 
     def tighten(self, path: Path) -> bool:
         """A token-bearing file someone else rewrote with a looser mode is 0600 again."""

@@ -115,3 +115,14 @@ def test_lookup_of_a_short_id_parses_only_its_own_file(tmp_path, monkeypatch):
         assert tasks.find(wanted) == path
         assert [p in tasks._headers for p in paths.values()] == [
             p == path for p in paths.values()]
+
+
+def test_status_of_an_archived_originating_task_is_set_in_place(tmp_path):
+    (tmp_path / "archive").mkdir()
+    writer = TaskDirectory(tmp_path / "archive")
+    path = writer.dispatch(spec(), "dA==")
+    task_id = yaml.safe_load(path.read_text())["id"]
+    tasks = TaskDirectory(tmp_path)
+    assert not tasks.set_status(task_id, "input-required", "blocks")  # live only by default
+    assert tasks.set_status(task_id, "input-required", "blocks", include_archive=True)
+    assert yaml.safe_load(path.read_text())["status"] == "input-required"
