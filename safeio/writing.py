@@ -14,11 +14,6 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
 
 
-def ensure_private_dir(directory: Path) -> None:
-    """Create DIRECTORY (0700) or check an existing one is ours and not writable by others."""
-    os.close(_open_root(directory))
-
-
 def _make_dirs(directory: Path) -> None:
     """mkdir -p where every directory we create is 0700 whatever the umask."""
     missing = []
@@ -81,11 +76,9 @@ def _step(parent_fd: int, name: str, shown: str) -> int:
     return fd
 
 
-def write_private(path: Path, data: bytes, root: Path | None = None) -> None:
-    """Write DATA to PATH as 0600 via tmp + fsync + rename. Every directory between ROOT
-    (default: PATH's own directory) and PATH is entered without following a symlink, and a
-    symlink planted at PATH itself is replaced, never written through."""
-    root = root or path.parent
+def _parent_fd(path: Path, root: Path) -> int:
+    """PATH's directory, reached from ROOT one component at a time (missing ones created
+    0700), never through a link; the caller closes it."""
     try:
         parts = path.relative_to(root).parts
     except ValueError:
@@ -98,6 +91,30 @@ def write_private(path: Path, data: bytes, root: Path | None = None) -> None:
             next_fd = _step(fd, part, str(shown))
             os.close(fd)
             fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_beneath(path: Path, root: Path, flags: int) -> int:
+    """Open (creating 0600 with O_CREAT) the file PATH below ROOT without following a link
+    anywhere below ROOT; the caller closes the descriptor."""
+    dir_fd = _parent_fd(path, root)
+    try:
+        return os.open(path.name, flags | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE, dir_fd=dir_fd)
+    except OSError as err:
+        raise UnsafePathError(f"cannot open {path}: {err.strerror}") from None
+    finally:
+        os.close(dir_fd)
+
+
+def write_private(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write DATA to PATH as 0600 via tmp + fsync + rename. Every directory between ROOT
+    (default: PATH's own directory) and PATH is entered without following a symlink, and a
+    symlink planted at PATH itself is replaced, never written through."""
+    fd = _parent_fd(path, root or path.parent)
+    try:
         _write_in(fd, path.name, data, str(path))
     finally:
         os.close(fd)

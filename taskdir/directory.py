@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from exceptions import ActivityRuntimeError
-from safeio.writing import FILE_MODE, ensure_private_dir, write_private
+from safeio.writing import FILE_MODE, open_beneath, write_private
 from taskdir.documents import SOURCE_AGENT, TaskSpec, dump, file_name, history_entry, load, utc_now
 from taskdir.vocabulary import DECISIONS, TERMINAL, TaskStyle
 
@@ -243,17 +243,9 @@ class TaskDirectory:
     @contextlib.contextmanager
     def lock(self, task_id: str) -> Iterator[None]:
         """The exclusive flock the task-queue server takes on `.locks/<id>.lock`."""
-        locks = self.root / ".locks"
-        ensure_private_dir(self.root)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(locks, 0o700)
         name = re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:128]
-        dir_fd = os.open(locks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fd = os.open(f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         FILE_MODE, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
+        fd = open_beneath(self.root / ".locks" / f"{name}.lock", self.root,
+                          os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
@@ -126,3 +127,16 @@ def test_status_of_an_archived_originating_task_is_set_in_place(tmp_path):
     assert not tasks.set_status(task_id, "input-required", "blocks")  # live only by default
     assert tasks.set_status(task_id, "input-required", "blocks", include_archive=True)
     assert yaml.safe_load(path.read_text())["status"] == "input-required"
+
+
+def test_a_symlinked_locks_directory_is_not_followed(tmp_path):
+    from exceptions import UnsafePathError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "tasks"
+    root.mkdir()
+    (root / ".locks").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match="symlink"):
+        TaskDirectory(root).dispatch(spec(), "dA==")
+    assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == []
