@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import os
 import sys
 from pathlib import Path
@@ -57,7 +58,7 @@ def token_from_task_file(path: str) -> str:
     try:
         document = load(Path(path))
     except OSError as err:
-        reason = "is a symlink" if err.errno == 40 else err.strerror
+        reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
         raise CliError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
     except untrusted_yaml.InputRefused as err:
         raise CliError(f"cannot read task file {path}: {err}", Exit.USAGE) from None

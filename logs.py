@@ -23,10 +23,10 @@ class TokenRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else (record.args,)
-        if record.name.startswith("temporal") or any(
-                isinstance(arg, (bytes, bytearray)) for arg in args):
+        has_bytes = any(isinstance(arg, (bytes, bytearray)) for arg in args)
+        if has_bytes or record.name.startswith("temporal"):
             message = record.getMessage()
-            if "token" in message or any(isinstance(arg, (bytes, bytearray)) for arg in args):
+            if has_bytes or "token" in message:
                 record.msg, record.args = _TOKEN_TEXT.sub("<redacted>", message), None
         return True
 
