@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.queues import live_pollers
 from config import WorkerConfig, load_config
 from connection.client import connect
 from connection.search_attributes import BUILD_NAME, TARGET_AGENT, namespace_has_build_attributes
@@ -100,7 +101,7 @@ async def _progress(client: Client, workflow_id: str) -> Progress | None:
 
 
 async def cmd_list(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
-    query = BUILDS_QUERY.format(task_queue=config.task_queue)
+    query = BUILDS_QUERY.format(task_queue=config.build_queue)
     rows = []
     async for execution in client.list_workflows(query, limit=args.limit):
         status = execution.status.name.lower() if execution.status else "unknown"
@@ -125,6 +126,9 @@ async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namesp
     progress = await _progress(client, args.workflow_id)
     if progress is not None:
         result["progress"] = progress.model_dump(mode="json")
+        if progress.queue:  # the stage is on an agent host's queue: is anyone polling it?
+            result["host_queue"] = {"name": progress.queue,
+                                    "live_pollers": await live_pollers(client, progress.queue)}
     return result
 
 
@@ -165,6 +169,11 @@ def print_human(command: str, result: dict) -> None:
             print(f"stage: {progress['stage']}")
             print(f"done: {', '.join(progress['stages_done']) or '-'}")
             print(f"waiting on: {progress['waiting_on'] or '-'}")
+            host = result.get("host_queue")
+            if host:
+                polling = (f"{host['live_pollers']} worker(s) polling" if host["live_pollers"]
+                           else "no worker polling: the stage waits for its host")
+                print(f"host queue: {host['name']} ({polling})")
             if progress.get("deadline"):
                 print(f"deadline: {progress['deadline']}")
         print(result["ui"])

@@ -20,6 +20,9 @@ NOTIFIER_NAMES = ("script", "ntfy", "matrix")
 PATH_FIELDS = ("send_matrix_script", "audit_dir", "legacy_audit_dir", "task_dir", "summary_dir")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+# main: runs the workflows (and every activity); host: only the activities that touch this
+# host's task directory, polled on the host's own task queue (see README "Several hosts").
+WorkerRole = Literal["main", "host"]
 
 # Durations: env var -> field (of StageTimings, else of WorkerConfig); 30s / 15m / 2h / 7d.
 # Defaults live on the models' fields only.
@@ -57,6 +60,10 @@ class WorkerConfig(BaseModel):
     client: ClientSettings
     timings: StageTimings = Field(default_factory=StageTimings)  # handed to each run
     task_queue: str = "helm-build"
+    role: WorkerRole = "main"
+    # The queue the workflows run on; a host worker lists the builds there. Main: task_queue.
+    workflow_task_queue: str = "helm-build"
+    agent_queues: dict[str, str] = Field(default_factory=dict)  # agent -> its host's queue
     matrix_room: str = "sysadmin"
     send_matrix_script: Path = Path("~/scripts/send-matrix.sh")
     ntfy_url: str = ""
@@ -87,7 +94,7 @@ class WorkerConfig(BaseModel):
     # (event, details) to log once logging is set up: settings we accepted with a caveat.
     warnings: tuple[tuple[str, dict[str, object]], ...] = ()
 
-    @field_validator("task_queue", "matrix_room")
+    @field_validator("task_queue", "matrix_room", "workflow_task_queue")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
@@ -101,6 +108,11 @@ class WorkerConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown notifier(s) {unknown}; choose from {NOTIFIER_NAMES}")
         return value
+
+    @property
+    def build_queue(self) -> str:
+        """The task queue our workflows run on (a host worker's builds live there)."""
+        return self.task_queue if self.role == "main" else self.workflow_task_queue
 
     def task_style(self) -> TaskStyle:
         return TaskStyle(vocabulary=self.task_vocabulary, agent_map=self.agent_map,
@@ -124,16 +136,16 @@ def _notifiers(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
-def _agent_map(raw: str) -> dict[str, str]:
-    """`security-agent=security,claudebox=developer` -> {agent: roster name}."""
+def _pairs(name: str, raw: str, value: str) -> dict[str, str]:
+    """`security-agent=security,claudebox=developer` -> {agent: VALUE}, for variable NAME."""
     pairs = {}
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
-        agent, sep, roster = (side.strip() for side in item.partition("="))
-        if not (sep and agent and roster):
-            raise ConfigError(f"AGENT_MAP entries look like agent=roster-name, got {item!r}")
-        pairs[agent] = roster
+        agent, sep, other = (side.strip() for side in item.partition("="))
+        if not (sep and agent and other):
+            raise ConfigError(f"{name} entries look like agent={value}, got {item!r}")
+        pairs[agent] = other
     return pairs
 
 
@@ -165,6 +177,8 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     values: dict[str, object] = {"client": client}
     plain = {
         "TASK_QUEUE": "task_queue",
+        "WORKER_ROLE": "role",
+        "WORKFLOW_TASK_QUEUE": "workflow_task_queue",
         "MATRIX_ROOM": "matrix_room",
         "SEND_MATRIX_SCRIPT": "send_matrix_script",
         "NTFY_URL": "ntfy_url",
@@ -204,7 +218,8 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
         values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
-    values["agent_map"] = _agent_map(env.get("AGENT_MAP", ""))
+    values["agent_map"] = _pairs("AGENT_MAP", env.get("AGENT_MAP", ""), "roster-name")
+    values["agent_queues"] = _pairs("AGENT_QUEUES", env.get("AGENT_QUEUES", ""), "task-queue")
     values["file_approvers"] = frozenset(
         name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
     if env.get("INDEX_BUILDS", "").strip():
@@ -220,6 +235,10 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "config"
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    if config.role == "host" and config.task_queue == config.workflow_task_queue:
+        raise ConfigError(
+            "WORKER_ROLE=host needs the host's own TASK_QUEUE (e.g. helm-build-claudebox), "
+            f"not the workflow queue {config.workflow_task_queue!r} (WORKFLOW_TASK_QUEUE)")
     if "matrix" in config.notifiers and not (
         config.matrix_homeserver and config.matrix_room_id and config.matrix_access_token_file
     ):

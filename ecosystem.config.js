@@ -1,5 +1,9 @@
 // PM2 process file: `pm2 start ecosystem.config.js`. No secrets or personal paths here;
 // put site settings in the environment PM2 is started from (or an env file you source).
+//
+// On an agent host (see README "Several hosts") start it with WORKER_ROLE=host and the
+// host's own TASK_QUEUE: `WORKER_ROLE=host TASK_QUEUE=helm-build-claudebox pm2 start
+// ecosystem.config.js` runs the host worker `temporal-build-worker@helm-build-claudebox`.
 const fs = require("fs");
 const path = require("path");
 
@@ -8,22 +12,34 @@ const venvPython = [".venv", "venv"]
   .map((dir) => path.join(__dirname, dir, "bin", "python"))
   .find((candidate) => fs.existsSync(candidate)) || path.join(__dirname, ".venv", "bin", "python");
 
+const worker = {
+  name: "temporal-build-worker",
+  script: "worker.py",
+  interpreter: venvPython,
+  cwd: __dirname,
+  autorestart: true,
+  watch: false,
+  max_restarts: 10,
+  exp_backoff_restart_delay: 100,
+  kill_timeout: 15000,
+  env: {
+    PYTHONUNBUFFERED: "1",
+    MATRIX_ROOM: process.env.MATRIX_ROOM || "sysadmin",
+  },
+};
+
+function hostWorker() {
+  const queue = (process.env.TASK_QUEUE || "").trim();
+  if (!queue || queue === (process.env.WORKFLOW_TASK_QUEUE || "helm-build")) {
+    throw new Error("WORKER_ROLE=host needs the host's own TASK_QUEUE, e.g. helm-build-claudebox");
+  }
+  return {
+    ...worker,
+    name: `temporal-build-worker@${queue}`,
+    env: { ...worker.env, WORKER_ROLE: "host", TASK_QUEUE: queue },
+  };
+}
+
 module.exports = {
-  apps: [
-    {
-      name: "temporal-build-worker",
-      script: "worker.py",
-      interpreter: venvPython,
-      cwd: __dirname,
-      autorestart: true,
-      watch: false,
-      max_restarts: 10,
-      exp_backoff_restart_delay: 100,
-      kill_timeout: 15000,
-      env: {
-        PYTHONUNBUFFERED: "1",
-        MATRIX_ROOM: process.env.MATRIX_ROOM || "sysadmin",
-      },
-    },
-  ],
+  apps: [(process.env.WORKER_ROLE || "main").trim() === "host" ? hostWorker() : worker],
 };

@@ -205,6 +205,12 @@ class TaskSettlement(_Model):
     by: str | None = None
 
 
+class QueueProbe(_Model):
+    """Input of queue_polled: the host task queue a stage is handed to."""
+
+    task_queue: str
+
+
 class TaskCancellation(_Model):
     """Input of mark_task_cancelled: which task file to withdraw and why."""
 
@@ -232,6 +238,8 @@ class StageSettings(StageTimings, _Model):
     """Per-run stage timings and switches, recorded once by a local activity (replay-safe)."""
 
     index_builds: bool = False
+    # Agent -> the task queue of the host its task directory is on (unmapped: our own queue).
+    agent_queues: dict[str, str] = Field(default_factory=dict)
 
 
 class Progress(BaseModel):
@@ -246,3 +254,5 @@ class Progress(BaseModel):
     deadline: datetime | None = None
     decision: str | None = None
     alert: str | None = None  # e.g. the stage's task file was dead-lettered
+    queue: str | None = None  # the host task queue the current stage is handed to
+    queue_unpolled: bool = False  # no worker polled that queue lately (the host is down)

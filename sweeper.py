@@ -6,8 +6,11 @@ did to that file: a credible decision on a parked build's originating task is si
 stage file finished through the tooling (`completed`/`failed`/`cancelled`) completes or fails
 its activity with the token the file holds; a token-bearing file someone loosened is 0600
 again; a stage file the dispatcher dead-lettered is reported (never silently re-created); a
-stage whose file was never written (its worker died first) is re-dispatched. Every action is
-idempotent, so several workers may sweep at once.
+stage whose file was never written (its worker died first) is re-dispatched.
+
+Each worker sweeps the stages routed to its own task queue (a host worker: its host's; the
+main worker: unrouted stages and parked builds). Workers sharing a directory take turns by
+a flock, and every action is idempotent, so any number of them may run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from workflows.common import (
     AWAIT_MEMO,
     DISPATCH_MEMO,
     PHASE_FAILED,
+    QUEUE_MEMO,
     RUNNING_BUILDS_QUERY,
     DispatchingWorkflow,
 )
@@ -43,16 +47,19 @@ RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled aga
 
 
 class Sweeper:
-    """One pass per interval over running workflows on our task queue."""
+    """One pass per interval over the running builds, for the stages on our queue."""
 
-    def __init__(self, client: Client, task_queue: str, deps: Deps) -> None:
+    def __init__(self, client: Client, deps: Deps) -> None:
+        config = deps.config
         self.client = client
         self.deps = deps
         self.tasks = deps.tasks
-        self.interval = deps.config.timings.block_check_interval
+        self.interval = config.timings.block_check_interval
+        self.queue, self.main = config.task_queue, config.role == "main"
         self._redispatched: dict[tuple[str, str], float] = {}
         self._reported: set[tuple[str, str]] = set()
-        self.query = RUNNING_BUILDS_QUERY.format(task_queue=task_queue)
+        self.builds_queue = config.build_queue
+        self.query = RUNNING_BUILDS_QUERY.format(task_queue=config.build_queue)
 
     async def run_forever(self) -> None:
         while True:
@@ -63,17 +70,25 @@ class Sweeper:
             await asyncio.sleep(self.interval)
 
     async def sweep(self) -> int:
-        """Return how many workflows were acted on."""
+        """Return how many workflows were acted on (0 when another worker has the turn)."""
+        with self.tasks.sweep_turn() as mine:
+            return await self._pass() if mine else 0
+
+    async def _pass(self) -> int:
         acted = 0
         cutoff = time.monotonic() - RESIGNAL_AFTER
         self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
-            if memo.get(AWAIT_MEMO):
+            if memo.get(AWAIT_MEMO) and self.main:  # originating tasks live on the main host
                 acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
-            elif memo.get(DISPATCH_MEMO):
+            elif memo.get(DISPATCH_MEMO) and self._ours(memo.get(QUEUE_MEMO)):
                 acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
         return acted
+
+    def _ours(self, stage_queue: object) -> bool:
+        """Whether the stage's file is in our directory: it was routed to our queue."""
+        return (stage_queue or self.builds_queue) == self.queue
 
     def _handle(self, execution: WorkflowExecution) -> WorkflowHandle:
         return self.client.get_workflow_handle(execution.id, run_id=execution.run_id)

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deps import Deps
-from activities.registry import all_activities
+from activities.registry import host_activities, main_activities
 from config import WorkerConfig, load_config
 from connection.client import connect
 from connection.search_attributes import namespace_has_build_attributes
@@ -32,17 +32,23 @@ WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
 
 async def build_worker(client: Client, config: WorkerConfig,
                        telemetry: Telemetry | None = None) -> tuple[Worker, Sweeper, bool]:
-    """The Worker with both workflows and all activities, and its sweeper."""
-    index_builds = config.index_builds and await namespace_has_build_attributes(client)
+    """The Worker for the configured role, and its sweeper.
+
+    main: both workflows and every activity; host: only the activities of the stages
+    routed to this host's queue (no workflows)."""
     deps = Deps.for_config(config, telemetry)
+    if config.role == "host":
+        index_builds, workflows, activities = False, [], host_activities(deps)
+    else:
+        index_builds = config.index_builds and await namespace_has_build_attributes(client)
+        workflows, activities = WORKFLOWS, main_activities(deps, client, index_builds)
     worker = Worker(
-        client, task_queue=config.task_queue, workflows=WORKFLOWS,
-        activities=all_activities(deps, index_builds),
+        client, task_queue=config.task_queue, workflows=workflows, activities=activities,
         max_concurrent_activities=config.max_concurrent_activities,
         max_cached_workflows=config.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-    sweeper = Sweeper(client, config.task_queue, deps)
+    sweeper = Sweeper(client, deps)
     return worker, sweeper, index_builds
 
 
@@ -53,7 +59,7 @@ async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
     client = await connect(config.client, interceptors=telemetry.interceptors,
                            runtime=telemetry.runtime)
     worker, sweeper, index_builds = await build_worker(client, config, telemetry)
-    log.info("worker_started", extra={"task_queue": config.task_queue,
+    log.info("worker_started", extra={"task_queue": config.task_queue, "role": config.role,
                                       "namespace": client.namespace,
                                       "index_builds": index_builds})
     async with worker:

@@ -1,1 +1,1 @@
-"""Activities of both workflows; `all_activities` hands them to the worker."""
+"""Activities of both workflows; `activities.registry` hands them to a worker by role."""

@@ -13,6 +13,7 @@ class SettingsActivities:
 
     def __init__(self, config: WorkerConfig, index_builds: bool) -> None:
         self.settings = StageSettings(index_builds=index_builds,
+                                      agent_queues=config.agent_queues,
                                       **config.timings.model_dump())
 
     @activity.defn(name="load_stage_settings")

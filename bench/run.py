@@ -1,7 +1,9 @@
 """Benchmarks on the real dev server: `python -m bench.run [--quick] [--output FILE]`.
 
 Measures hand-off latency (CLI, in-process, floor), the agents' CLI cost, operator decision
-latency, parked capacity, throughput and task lookup; writes a Markdown table.
+latency, parked capacity, throughput and task lookup; then hand-off and parked capacity
+again on the real server on PostgreSQL with two history/matching nodes (testbed/cluster.py);
+writes a Markdown table.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from models import STAGE_ACTIVITY, BlockDecision
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
 from taskdir.documents import stage_task_id
 from testbed.agents import AgentSim, triage_writer
+from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, start_pipeline, worker_env
 from testbed.processes import ROOT, WorkerProcess
@@ -96,6 +99,7 @@ class Bench:
         self.base = base
         self.rows: list[tuple[str, str, str, str]] = []
         self.notes: list[str] = []
+        self.on_dev: dict[str, float] = {}  # capacity figures, compared on the cluster
 
     def row(self, what: str, figure: str, target: str, verdict: str) -> None:
         self.rows.append((what, figure, target, verdict))
@@ -109,7 +113,7 @@ class Bench:
         script.chmod(0o755)
         return dirs
 
-    async def start_worker(self, server: DevServer, dirs: dict[str, Path],
+    async def start_worker(self, server: DevServer | TemporalCluster, dirs: dict[str, Path],
                            **env_overrides: str) -> tuple[WorkerProcess, dict[str, str]]:
         env = worker_env(server, dirs, **env_overrides)
         worker = WorkerProcess(env, dirs["home"] / "worker.log")
@@ -251,9 +255,10 @@ class Bench:
                  f"≤ interval {interval:g} s + 1 s",
                  "met" if max(file_lat) <= interval + 1 else "missed")
 
-    async def capacity(self, server: DevServer, client: Client) -> None:
-        count = 100 if self.quick else 1000
-        dirs = self.dirs("capacity")
+    async def parked_capacity(self, server: DevServer | TemporalCluster, client: Client,
+                              name: str, count: int) -> tuple[float, list[float], list[float]]:
+        """(worker RSS MB with COUNT parked, fresh hand-offs before, fresh hand-offs during)."""
+        dirs = self.dirs(name)
         worker, env = await self.start_worker(
             server, dirs, BLOCK_CHECK_INTERVAL="30s",
             MAX_CACHED_WORKFLOWS=os.environ.get("MAX_CACHED_WORKFLOWS", "500"))
@@ -267,11 +272,40 @@ class Bench:
             await terminate_all(handles)
         finally:
             await worker.stop()
+        return rss, before, during
+
+    async def capacity(self, server: DevServer, client: Client) -> None:
+        count = self.parked_count()
+        rss, before, during = await self.parked_capacity(server, client, "capacity", count)
+        self.on_dev = {"rss": rss, "idle": median(before), "during": median(during)}
         self.row(f"Worker RSS with {count} pipelines parked", f"{rss:.0f} MB", "< 300 MB",
                  "met" if rss < 300 else "missed")
         self.row(f"Fresh hand-off while {count} parked (median)", ms(median(during)),
                  f"≤ 1.5 × idle {ms(median(before))}",
                  "met" if median(during) <= 1.5 * median(before) else "missed")
+
+    def parked_count(self) -> int:
+        return 100 if self.quick else 1000
+
+    async def cluster(self, cli: str) -> None:
+        """Hand-off and parked capacity on the production-shaped server, vs the dev server."""
+        bed = TemporalCluster(cli, self.base / "cluster")
+        bed.start()
+        try:
+            client = await connect_client(bed.address)
+            count = self.parked_count()
+            rss, before, during = await self.parked_capacity(bed, client, "on-cluster", count)
+        finally:
+            bed.stop()
+        dev = self.on_dev
+        self.row("Cluster: hand-off, in-process completion → next task file (median)",
+                 ms(median(before)), f"report; dev server {ms(dev['idle'])} "
+                 f"({median(before) / dev['idle']:.2f}×)", "-")
+        self.row(f"Cluster: fresh hand-off while {count} parked (median)", ms(median(during)),
+                 f"report; dev server {ms(dev['during'])} "
+                 f"({median(during) / dev['during']:.2f}×)", "-")
+        self.row(f"Cluster: worker RSS with {count} pipelines parked", f"{rss:.0f} MB",
+                 f"report; dev server {dev['rss']:.0f} MB", "-")
 
     async def fresh_handoffs(self, client: Client, env: dict[str, str],
                              dirs: dict[str, Path], samples: int) -> list[float]:
@@ -371,7 +405,9 @@ def render(bench: Bench, quick: bool) -> str:
         "# Benchmarks", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python -m bench.run"
         f"{' --quick' if quick else ''}` on {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}, Temporal CLI dev server v1.5.1 (SQLite).",
+        f"Python {platform.python_version()}, Temporal CLI dev server v1.5.1 (SQLite); the "
+        "`Cluster:` rows on the Temporal server v1.29.1 on PostgreSQL 15, two "
+        "history/matching nodes, 16 shards (testbed/cluster.py).",
         "Figures are medians unless marked; ratios come from the same run.", "",
         "| measure | figure | target | result |", "|---|---|---|---|",
     ]
@@ -386,11 +422,12 @@ async def main() -> None:
     parser.add_argument("--output", type=Path, default=DOC)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-"))
-    server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
+    cli = temporal_cli()
+    server = DevServer(cli, base / "db", free_port(), free_port(), base / "log")
     server.start()
+    bench = Bench(args.quick, base)
     try:
         client = await connect_client(server.address)
-        bench = Bench(args.quick, base)
         await bench.handoffs(server, client)
         await bench.decisions(server, client)
         await bench.capacity(server, client)
@@ -398,6 +435,7 @@ async def main() -> None:
         bench.lookup()
     finally:
         server.stop()
+    await bench.cluster(cli)
     args.output.write_text(render(bench, args.quick))
     print(f"wrote {args.output}")
 

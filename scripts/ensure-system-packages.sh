@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests drive for real (nginx for TLS, chromium for the Web UI).
+# Install the Debian packages the tests drive for real (nginx for TLS, chromium for the Web UI,
+# PostgreSQL under the Temporal server cluster).
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
   echo "error: the tests need ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2

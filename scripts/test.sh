@@ -7,5 +7,6 @@ cd "$ROOT"
 ./scripts/ensure-system-packages.sh
 TEMPORAL_CLI="$(./scripts/ensure-temporal.sh)"
 PM2_BIN="$(./scripts/ensure-pm2.sh)"
-export TEMPORAL_CLI PM2_BIN
+TEMPORAL_SERVER_DIR="$(./scripts/ensure-temporal-server.sh)"
+export TEMPORAL_CLI PM2_BIN TEMPORAL_SERVER_DIR
 exec .venv/bin/python -m pytest "$@"

@@ -31,6 +31,7 @@ from taskdir.vocabulary import DECISIONS, TERMINAL, TaskStyle
 
 log = logging.getLogger("taskdir")
 MAX_CACHED_HEADERS = 50_000
+SWEEP_LOCK = ".temporal-build-worker-sweep.lock"  # a dot name: never a task id's lock
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _UNREADABLE = (OSError, ValueError, yaml.YAMLError)
 
@@ -251,6 +252,21 @@ class TaskDirectory:
             yield
         finally:
             os.close(fd)  # closing drops the flock
+
+    @contextlib.contextmanager
+    def sweep_turn(self) -> Iterator[bool]:
+        """True while this process holds the directory's sweep flock (False: another
+        worker on this host is sweeping it now). A dead holder's flock goes with it."""
+        fd = open_beneath(self.root / ".locks" / SWEEP_LOCK, self.root, os.O_RDWR | os.O_CREAT)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
 
     def dispatch(self, spec: TaskSpec, token_b64: str, note: str | None = None) -> Path:
         """Write (or rewrite, for a new attempt) the one live task file of SPEC; its path.

@@ -119,6 +119,20 @@ def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> di
     return env
 
 
+def host_dirs(base: Path, host: str) -> dict[str, Path]:
+    """A simulated machine's own HOME, task, audit and summary directories under BASE."""
+    paths = {name: base / host / name for name in ("home", "tasks", "audit", "summaries")}
+    paths["home"].mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def host_worker_env(server: DevServer, dirs: dict[str, Path], queue: str,
+                    workflow_queue: str, **overrides: str) -> dict[str, str]:
+    """The environment of a host worker (WORKER_ROLE=host) serving QUEUE from DIRS."""
+    return worker_env(server, dirs, TASK_QUEUE=queue, WORKER_ROLE="host",
+                      WORKFLOW_TASK_QUEUE=workflow_queue, **overrides)
+
+
 @contextlib.asynccontextmanager
 async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
     """An in-process worker (the same build_worker as worker.py) with its sweeper."""

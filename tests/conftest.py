@@ -17,6 +17,7 @@ from temporalio.client import Client
 from config import WorkerConfig, load_config
 from logs import JsonFormatter
 from taskdir import load
+from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, running_worker, worker_env
 
@@ -42,6 +43,23 @@ def server(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(server: DevServer) -> Client:
     return await connect_client(server.address)
+
+
+@pytest.fixture(scope="session")
+def cluster(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalCluster]:
+    """The real server on PostgreSQL, two history/matching nodes (started on first use)."""
+    try:
+        bed = TemporalCluster(cli_path, tmp_path_factory.mktemp("cluster"))
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+    bed.start()
+    yield bed
+    bed.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def cluster_client(cluster: TemporalCluster) -> Client:
+    return await connect_client(cluster.address)
 
 
 @pytest.fixture
@@ -71,17 +89,17 @@ async def worker(client: Client, cfg: WorkerConfig) -> AsyncIterator[Any]:
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
                        ) -> Iterator[None]:
-    """After every test: no task token written to its task dir appears in any log record of
-    this process, nor in any *.log file the test's processes wrote (worker, pm2, nginx)."""
+    """After every test: no task token written to its task dirs (every simulated host's)
+    appears in any log record of this process, nor in any *.log file the test's processes
+    wrote (worker, pm2, nginx)."""
     caplog.set_level("DEBUG")
     if "dirs" not in request.fixturenames:
         yield
         return
-    task_dir = request.getfixturevalue("dirs")["tasks"]
     test_dir = request.getfixturevalue("tmp_path")
     yield
     tokens = set()
-    for path in task_dir.rglob("*.yml") if task_dir.exists() else []:
+    for path in test_dir.rglob("*.yml"):
         with contextlib.suppress(Exception):
             token = load(path)["payload"].get("task_token")
             if token:

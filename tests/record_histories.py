@@ -1,7 +1,8 @@
-"""Record workflow histories for the replay test: `python -m tests.record_histories`.
+"""Record workflow histories for the replay test: `python -m tests.record_histories [routed]`.
 
 Re-record only on purpose (a deliberate, versioned workflow change); CI replays these files
-so that a change which would break running workflows fails.
+so that a change which would break running workflows fails. `routed` records only the
+pipeline whose stages go to host queues (one host down for a while), leaving the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from config import load_config
 from models import BlockDecision, BuildPlanInput, PhaseSpec
 from testbed.agents import AgentSim, triage_writer
 from testbed.devserver import DevServer, free_port, temporal_cli
-from testbed.helpers import connect_client, eventually, running_worker, start_pipeline, worker_env
+from testbed.helpers import (
+    connect_client,
+    eventually,
+    host_dirs,
+    host_worker_env,
+    running_worker,
+    start_pipeline,
+    worker_env,
+)
 
 OUT = Path(os.environ.get("HISTORIES_OUT") or Path(__file__).parent / "histories")
 
@@ -77,6 +86,41 @@ async def record() -> None:
         server.stop()
 
 
+async def record_routed() -> None:
+    """A pipeline with the security agent and dev on host queues; dev's host starts late."""
+    base = Path(tempfile.mkdtemp())
+    server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
+    server.start()
+    try:
+        client = await connect_client(server.address)
+        dirs = host_dirs(base, "main")
+        (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
+        (dirs["home"] / "send-matrix.sh").chmod(0o755)
+        queues = {"sec": "replay-sec", "dev": "replay-dev"}
+        env = worker_env(server, dirs, TASK_QUEUE="replay-main",
+                         AGENT_QUEUES=f"security-agent={queues['sec']},dev={queues['dev']}")
+        places = {host: host_dirs(base, host) for host in queues}
+        hosts = {host: load_config(host_worker_env(server, places[host], queue, "replay-main"))
+                 for host, queue in queues.items()}
+        triage = {"security_audit": triage_writer(places["sec"]["audit"], {"flags": ["f"]})}
+        async with running_worker(client, load_config(env)), \
+                running_worker(client, hosts["sec"]), \
+                AgentSim(dirs["tasks"], env, client=client), \
+                AgentSim(places["sec"]["tasks"], env, triage, client=client), \
+                AgentSim(places["dev"]["tasks"], env, client=client):
+            handle = await start_pipeline(client, "replay-main", dirs["tasks"], "replay-routed")
+            await eventually(lambda: _unpolled(handle), 60)
+            async with running_worker(client, hosts["dev"]):
+                await handle.result()
+        (OUT / "pipeline-routed.json").write_text((await handle.fetch_history()).to_json())
+    finally:
+        server.stop()
+
+
+async def _unpolled(handle) -> bool:
+    return bool((await handle.query("progress")).get("queue_unpolled"))
+
+
 async def _parked(handle) -> bool:
     return await _stage_is(handle, "wait")
 
@@ -86,4 +130,6 @@ async def _stage_is(handle, stage: str) -> bool:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    import sys
+
+    asyncio.run(record_routed() if sys.argv[1:] == ["routed"] else record())

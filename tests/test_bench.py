@@ -11,11 +11,12 @@ from testbed.processes import ROOT
 def test_quick_benchmark_writes_a_full_table(tmp_path):
     output = tmp_path / "bench.md"
     subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=280)
+                   cwd=ROOT, check=True, capture_output=True, timeout=290)
     rows = [line for line in output.read_text().splitlines() if line.startswith("| ")]
     measures = [row.split("|")[1].strip() for row in rows[1:]]
     for expected in ("Hand-off, agent CLI", "Hand-off, in-process", "Floor", "wall time",
                      "peak RSS", "signal `approve`", "task file `approved`", "Worker RSS",
-                     "Fresh hand-off", "Throughput", "Task lookup"):
+                     "Fresh hand-off", "Throughput", "Task lookup", "Cluster: hand-off",
+                     "Cluster: fresh hand-off", "Cluster: worker RSS"):
         assert any(expected in measure for measure in measures), expected
     assert "## What dominates each figure" in output.read_text()

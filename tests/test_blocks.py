@@ -189,5 +189,5 @@ async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg
 
 async def _count_sweeps(client, cfg, dirs) -> int:
     """Run two sweeps like the worker's and return how many workflows they signalled."""
-    sweeper = Sweeper(client, cfg.task_queue, Deps.for_config(cfg))
+    sweeper = Sweeper(client, Deps.for_config(cfg))
     return await sweeper.sweep() + await sweeper.sweep()

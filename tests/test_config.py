@@ -64,6 +64,9 @@ def test_profile_file_is_honoured(tmp_path):
     ("TASK_PRIORITY", "asap", "task_priority"),
     ("AGENT_MAP", "security-agent", "AGENT_MAP"),
     ("TRIAGE_MAX_ATTEMPTS", "lots", "TRIAGE_MAX_ATTEMPTS"),
+    ("AGENT_QUEUES", "claudebox=", "AGENT_QUEUES"),
+    ("WORKER_ROLE", "sidecar", "role"),
+    ("WORKER_ROLE", "host", "own TASK_QUEUE"),  # a host on the workflow queue
 ])
 def test_bad_values_raise_one_line(tmp_path, name, value, fragment):
     with pytest.raises(ConfigError) as caught:
@@ -125,3 +128,16 @@ def test_task_queue_vocabulary_settings(tmp_path):
     assert (style.workflow_mode, style.priority) == ("auto", "high")
     assert config.file_approvers == frozenset({"alice", "bob"})
     assert load_config(base_env(tmp_path)).task_style().awaiting_decision == "input-required"
+
+
+def test_routing_and_roles(tmp_path):
+    main = load_config({**base_env(tmp_path),
+                        "AGENT_QUEUES": "claudebox=helm-build-box, security-agent=helm-build-sec"})
+    assert main.role == "main" and main.build_queue == "helm-build"
+    assert main.agent_queues == {"claudebox": "helm-build-box",
+                                 "security-agent": "helm-build-sec"}
+    host = load_config({**base_env(tmp_path), "WORKER_ROLE": "host",
+                        "TASK_QUEUE": "helm-build-box", "WORKFLOW_TASK_QUEUE": "builds"})
+    assert (host.role, host.task_queue, host.build_queue) == ("host", "helm-build-box",
+                                                              "builds")
+    assert load_config(base_env(tmp_path)).agent_queues == {}  # one host: nothing routed

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from config import load_config
 from testbed.agents import AgentSim
-from testbed.helpers import eventually, files_of_type, start_pipeline, worker_env
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    host_dirs,
+    host_worker_env,
+    running_worker,
+    start_pipeline,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "temporal-build-worker"
@@ -42,9 +51,9 @@ def pm2(tmp_path, server, dirs):
     subprocess.run([binary, "kill"], env=env, capture_output=True, timeout=60, check=False)
 
 
-def app_state(run) -> dict:
+def app_state(run, name: str = APP) -> dict:
     apps = json.loads(run("jlist"))
-    app = next(a for a in apps if a["name"] == APP)
+    app = next(a for a in apps if a["name"] == name)
     return {"status": app["pm2_env"]["status"], "pid": app["pid"],
             "restarts": app["pm2_env"]["restart_time"],
             "out": app["pm2_env"]["pm_out_log_path"]}
@@ -70,6 +79,41 @@ async def test_pm2_runs_restarts_and_stops_the_worker(client, dirs, pm2):
     await eventually(lambda: "worker_stopped" in out_log.read_text(), 60)
     assert app_state(run)["status"] == "stopped"
     await handle.terminate("done")
+
+
+async def test_pm2_runs_a_host_worker(client, server, dirs, tmp_path):
+    """`WORKER_ROLE=host TASK_QUEUE=... pm2 start ecosystem.config.js` on an agent host: the
+    host worker writes the routed stage's file into that host's directory."""
+    main_queue = f"main-{os.getpid()}-{tmp_path.name[-12:]}"
+    host_queue = f"{main_queue}-dev"
+    place = host_dirs(tmp_path, "dev")
+    env = {**host_worker_env(server, place, host_queue, main_queue),
+           "PM2_HOME": str(tmp_path / "pm2home")}
+    binary = pm2_binary()
+
+    def run(*args: str) -> str:
+        return subprocess.run([binary, *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True, timeout=120).stdout
+
+    main_env = worker_env(server, dirs, TASK_QUEUE=main_queue, AGENT_QUEUES=f"dev={host_queue}")
+    try:
+        run("start", "ecosystem.config.js")
+        name = f"temporal-build-worker@{host_queue}"
+        state = await eventually(lambda: (s := app_state(run, name))["status"] == "online"
+                                 and s, 60)
+        out_log = Path(state["out"])
+        await eventually(lambda: out_log.exists() and "worker_started" in out_log.read_text(),
+                         60)
+        async with running_worker(client, load_config(main_env)), \
+                AgentSim(dirs["tasks"], main_env), \
+                AgentSim(place["tasks"], env, {"build_plan": lambda d, p: None}):
+            handle = await start_pipeline(client, main_queue, dirs["tasks"], "pm2-host")
+            await eventually(lambda: files_of_type(place["tasks"], "build_plan"), 60)
+            assert files_of_type(dirs["tasks"], "build_plan") == []
+            await handle.terminate("done")
+        assert '"role": "host"' in out_log.read_text()
+    finally:
+        subprocess.run([binary, "kill"], env=env, capture_output=True, timeout=60, check=False)
 
 
 def test_ecosystem_file_has_the_contract():

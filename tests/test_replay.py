@@ -23,7 +23,7 @@ V05 = sorted((ROOT / "v0.5").glob("*.json"))
 def test_histories_are_present():
     names = {path.stem for path in OURS}
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
-            "pipeline-blocks-rejected", "pipeline-cancelled", "plan"} <= names
+            "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed"} <= names
     assert len(V05) == 11
 
 

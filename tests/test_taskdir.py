@@ -140,3 +140,13 @@ def test_a_symlinked_locks_directory_is_not_followed(tmp_path):
     with pytest.raises(UnsafePathError, match="symlink"):
         TaskDirectory(root).dispatch(spec(), "dA==")
     assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == []
+
+
+def test_one_sweeper_per_directory_at_a_time(tmp_path):
+    first, second = TaskDirectory(tmp_path), TaskDirectory(tmp_path)  # two workers, one dir
+    with first.sweep_turn() as mine:
+        assert mine
+        with second.sweep_turn() as theirs:
+            assert not theirs
+    with second.sweep_turn() as theirs:  # released with the first pass
+        assert theirs

@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.deps import Deps
-from activities.registry import all_activities
+from activities.registry import main_activities
 from config import WorkerConfig, load_config
 from models import BlockDecision
 from taskdir import TaskDirectory
@@ -31,7 +31,7 @@ def v05_worker(client: Client, cfg: WorkerConfig, with_activities: bool = True) 
     """v0.5's workflows polling our task queue (with our activities, or none of its own)."""
     deps = Deps.for_config(cfg)
     return Worker(client, task_queue=cfg.task_queue, workflows=V05_WORKFLOWS,
-                  activities=all_activities(deps, False) if with_activities else [],
+                  activities=main_activities(deps, client, False) if with_activities else [],
                   identity="v05-stand-in", max_cached_workflows=0)
 
 

@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         AWAIT_MEMO,
         PIPELINE,
-        load_settings,
         note_ignored_keys,
         started_by_v05,
     )
@@ -60,7 +59,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
         if started_by_v05():
             return await self.run_v05(params)
         note_ignored_keys(params)
-        settings = await load_settings()
+        settings = await self.load_settings()
         if settings.index_builds:
             workflow.upsert_search_attributes([BUILD_NAME.value_set(params.build_name),
                                                TARGET_AGENT.value_set(params.target_agent)])
@@ -122,9 +121,10 @@ class BuildPipelineWorkflow(V05PipelinePath):
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
 
     async def _triage(self, build: str, settings: StageSettings) -> TriageOutput:
-        self.enter("triage", "triage-output.yml from the security agent")
+        queue = self.host_queue(AUDIT_AGENT)  # read where the security agent wrote it
+        self.enter("triage", "triage-output.yml from the security agent", queue)
         triage = await workflow.execute_activity_method(
-            TriageStage.process_triage_output, build,
+            TriageStage.process_triage_output, build, task_queue=queue,
             start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=LIVENESS,
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=settings.triage_retry_initial),

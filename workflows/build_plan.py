@@ -9,7 +9,6 @@ with workflow.unsafe.imports_passed_through():
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
     from workflows.common import (
         PLAN,
-        load_settings,
         note_ignored_keys,
         started_by_v05,
     )
@@ -26,7 +25,7 @@ class BuildPlanWorkflow(V05PlanPath):
         if started_by_v05():
             return await self.run_v05(plan)
         note_ignored_keys(plan)
-        settings = await load_settings()
+        settings = await self.load_settings()
         workflow_id = workflow.info().workflow_id
         for phase in plan.phases:
             fields = BuildPhaseInput(

@@ -15,11 +15,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.agent_stages import AgentStages
     from activities.lifecycle import TaskLifecycle
+    from activities.queues import QueueActivities
     from activities.settings import SettingsActivities
     from models import (
         STAGE_ACTIVITY,
         BuildPhaseResult,
         Progress,
+        QueueProbe,
         StageKind,
         StageSettings,
         StageTask,
@@ -38,6 +40,7 @@ BUILDS_QUERY = f"TaskQueue = '{{task_queue}}' AND WorkflowType IN ('{PIPELINE}',
 RUNNING_BUILDS_QUERY = BUILDS_QUERY + " AND ExecutionStatus = 'Running'"
 DISPATCH_MEMO = "dispatch_task_id"  # the agent task this run waits on (read by the sweeper)
 AWAIT_MEMO = "awaiting_task_id"  # the originating task a parked pipeline waits on
+QUEUE_MEMO = "dispatch_queue"  # the host queue of that agent task (absent: the run's own)
 
 
 def agent_retry(attempts: int = 1) -> RetryPolicy:
@@ -55,13 +58,6 @@ def started_by_v05() -> bool:
     return not workflow.patched(NATIVE_RUN)
 
 
-async def load_settings() -> StageSettings:
-    """The worker's stage settings, recorded once in this run's history."""
-    return await workflow.execute_local_activity_method(
-        SettingsActivities.load_stage_settings, start_to_close_timeout=timedelta(seconds=30),
-        summary="load stage settings")
-
-
 def stage_failure(label: str, error: BaseException) -> ApplicationError:
     """A non-retryable workflow failure naming the stage and the agent's message."""
     cause = error.cause if isinstance(error, ActivityError) and error.cause else error
@@ -77,6 +73,21 @@ class DispatchingWorkflow:
         self._progress = Progress(stage="starting")
         self._redispatch = False
         self._settling: list[workflow.ActivityHandle[bool]] = []
+        self._routes: dict[str, str] = {}
+        self._recheck = 30.0
+
+    async def load_settings(self) -> StageSettings:
+        """The worker's stage settings and agent routes, recorded once in this history."""
+        settings = await workflow.execute_local_activity_method(
+            SettingsActivities.load_stage_settings,
+            start_to_close_timeout=timedelta(seconds=30), summary="load stage settings")
+        self._routes, self._recheck = settings.agent_queues, settings.block_check_interval
+        return settings
+
+    def host_queue(self, agent: str) -> str | None:
+        """The task queue of AGENT's host when it is not ours (None: this run's queue)."""
+        queue = self._routes.get(agent)
+        return queue if queue and queue != workflow.info().task_queue else None
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
@@ -95,7 +106,7 @@ class DispatchingWorkflow:
             self._progress.alert = note[:500]
             self._show()
 
-    async def _withdraw(self, task_id: str, stage: str) -> None:
+    async def _withdraw(self, task_id: str, stage: str, queue: str | None = None) -> None:
         """The run was cancelled while an agent held the stage: mark its task file cancelled."""
         workflow.logger.info("stage_cancelled", extra={"stage": stage})
         with contextlib.suppress(ActivityError):
@@ -103,22 +114,61 @@ class DispatchingWorkflow:
                 TaskLifecycle.mark_task_cancelled,
                 TaskCancellation(task_id=task_id,
                                  note=f"pipeline cancelled during stage {stage}; do not start"),
-                start_to_close_timeout=timedelta(minutes=1),
+                task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
                 heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(
                     maximum_attempts=3), summary=f"withdraw task {task_id}")
 
-    def enter(self, stage: str, waiting_on: str | None) -> None:
+    def enter(self, stage: str, waiting_on: str | None, queue: str | None = None) -> None:
         self._progress.stage = stage
         self._progress.waiting_on = waiting_on
         self._progress.alert = None
+        self._progress.queue, self._progress.queue_unpolled = queue, False
         self._show()
 
     def _show(self) -> None:
         progress = self._progress
+        host = f"\n\n**Host queue:** {progress.queue}" if progress.queue else ""
+        if progress.queue_unpolled:
+            host += (" — no worker polls it (is the host down?); the stage is handed over "
+                     "as soon as one does")
         alert = f"\n\n**Attention:** {progress.alert}" if progress.alert else ""
         workflow.set_current_details(
             f"**Stage:** {progress.stage}\n\n**Waiting on:** "
-            f"{progress.waiting_on or 'nothing (running)'}{alert}")
+            f"{progress.waiting_on or 'nothing (running)'}{host}{alert}")
+
+    async def _queue_polled(self, queue: str) -> bool:
+        """Ask (and record) whether a host worker polls QUEUE; unknown counts as yes."""
+        try:
+            return await workflow.execute_local_activity_method(
+                QueueActivities.queue_polled, QueueProbe(task_queue=queue),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=2), summary=f"pollers of {queue}")
+        except ActivityError:
+            return True
+
+    async def _await_dispatch(self, handle: workflow.ActivityHandle[Any],
+                              queue: str | None) -> None:
+        """Wait for the stage's activity (or a redispatch); while its host queue has no
+        poller, say so and look again every check interval (no timeout meanwhile)."""
+        def ready() -> bool:
+            return handle.done() or self._redispatch
+
+        unpolled = queue is not None and not await self._queue_polled(queue)
+        while unpolled and not ready():
+            self._mark_unpolled(True)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
+            unpolled = not ready() and not await self._queue_polled(queue)
+        self._mark_unpolled(False)
+        await workflow.wait_condition(ready)
+
+    def _mark_unpolled(self, unpolled: bool) -> None:
+        if self._progress.queue_unpolled != unpolled:
+            self._progress.queue_unpolled = unpolled
+            if unpolled:
+                workflow.logger.warning("host_queue_unpolled",
+                                        extra={"task_queue": self._progress.queue})
+            self._show()
 
     def done(self, stage: str) -> None:
         self._progress.stages_done.append(stage)
@@ -143,14 +193,15 @@ class DispatchingWorkflow:
         return result
 
     def settle(self, task_id: str, status: str, note: str, output: str | None = None,
-               by: str | None = None) -> None:
+               by: str | None = None, queue: str | None = None) -> None:
         """Move a task file along in the background (awaited by `settled` before the end)."""
         self._settling.append(workflow.start_activity_method(
             TaskLifecycle.settle_task,
             TaskSettlement(task_id=task_id, status=status, note=note[:2000],
                            output=None if output is None else output[:100_000], by=by),
-            start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3), summary=f"task {task_id} → {status}"))
+            task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
+            heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"task {task_id} → {status}"))
 
     async def settled(self) -> None:
         """Wait for every background task-file move (a failed one is only logged)."""
@@ -170,20 +221,24 @@ class DispatchingWorkflow:
         task_id = stage_task_id(workflow.info().run_id, STAGE_ACTIVITY[kind] + key_suffix)
         task = StageTask(task_id=task_id, kind=kind, target_agent=agent, build=build,
                          fields=fields, originating_task_id=origin, context_refs=list(refs))
+        queue = self.host_queue(agent)
         self._progress.task_ids[stage] = task_id
-        self.enter(stage, f"agent {agent}: task {task_id}")
+        self.enter(stage, f"agent {agent}: task {task_id}", queue)
         summary = f"{stage} · agent {agent} · task {task_id}"
-        workflow.upsert_memo({DISPATCH_MEMO: task_id})
+        routed = {QUEUE_MEMO: queue} if queue else {}  # the default run's memo is unchanged
+        workflow.upsert_memo({DISPATCH_MEMO: task_id, **routed})
         while True:
             self._redispatch = False
+            # Only start-to-close: time queued for a host that is down is not the agent's.
             handle = workflow.start_activity_method(
-                AgentStages.dispatch_stage, task, start_to_close_timeout=timedelta(seconds=timeout),
+                AgentStages.dispatch_stage, task, task_queue=queue,
+                start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=agent_retry(attempts), summary=summary,
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
             try:
-                await workflow.wait_condition(lambda h=handle: h.done() or self._redispatch)
+                await self._await_dispatch(handle, queue)
             except asyncio.CancelledError:
-                await self._withdraw(task_id, stage)
+                await self._withdraw(task_id, stage, queue)
                 raise
             if handle.done():
                 break
@@ -191,19 +246,20 @@ class DispatchingWorkflow:
             handle.cancel()
             with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
                 await handle
-        workflow.upsert_memo({DISPATCH_MEMO: None})
+        workflow.upsert_memo({DISPATCH_MEMO: None, **dict.fromkeys(routed)})
         try:
             result: BuildPhaseResult = await handle
         except ActivityError as err:
             failure = stage_failure(label or f"Stage {stage}", err)
-            self.settle(task_id, "failed", failure.message, failure.message, agent)
+            self.settle(task_id, "failed", failure.message, failure.message, agent, queue)
             await self.settled()
             raise failure from None
         if result.status != "success":
             message = f"{label or f'Stage {stage}'} failed: {result.output}"
-            self.settle(task_id, "failed", message, result.output, agent)
+            self.settle(task_id, "failed", message, result.output, agent, queue)
             await self.settled()
             raise ApplicationError(message, type=PHASE_FAILED, non_retryable=True)
-        self.settle(task_id, "completed", f"stage {stage} completed", result.output, agent)
+        self.settle(task_id, "completed", f"stage {stage} completed", result.output, agent,
+                    queue)
         self.done(stage)
         return result
