@@ -7,9 +7,12 @@ import asyncio
 import base64
 import binascii
 import errno
+import json
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from exceptions import Exit
 
@@ -111,32 +114,32 @@ def parse_args(argv: list[str]) -> tuple[str, str, str]:
 
 
 async def complete(token: bytes, status: str, message: str) -> None:
-    """Connect with the worker's settings and resume the activity."""
-    from temporalio.converter import DataConverter
-    from temporalio.exceptions import ApplicationError
-    from temporalio.service import RPCError, RPCStatusCode
+    """Resume the activity with one workflow-service RPC on the SDK's service layer: the
+    bridge and one connection, no `temporalio.client` and no data converter."""
+    from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient
 
-    from connection.client import connect
     from connection.settings import load_client_settings
-    from exceptions import TemporalUnreachable, TemporalWorkerError
+    from connection.tls import tls_config
+    from exceptions import TemporalWorkerError
 
     try:
         settings = load_client_settings()
         if settings.vault_missing:
             print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
                   f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
-        client = await connect(settings, data_converter=DataConverter.default)
-    except TemporalUnreachable:
-        raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
+        options = settings.connect
+        config = ConnectConfig(target_host=settings.address, api_key=options.get("api_key"),
+                               tls=tls_config(settings) or False,
+                               rpc_metadata=dict(options.get("rpc_metadata") or {}),
+                               identity=f"{os.getpid()}@{socket.gethostname()}")
     except TemporalWorkerError as err:
         raise CliError(str(err), Exit.CONFIG) from None
-    handle = client.get_async_activity_handle(task_token=token)
     try:
-        if status == "success":
-            await handle.complete({"status": "success", "output": message})
-        else:
-            await handle.fail(ApplicationError(message or "Phase failed",
-                                               type="PhaseFailedError", non_retryable=True))
+        service = await ServiceClient.connect(config)
+    except RuntimeError:  # the bridge reports a failed connection this way
+        raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
+    try:
+        await respond(service, settings.namespace, config.identity, token, status, message)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CliError("no such activity: already completed, timed out, cancelled, or "
@@ -149,6 +152,37 @@ async def complete(token: bytes, status: str, message: str) -> None:
                            Exit.UNREACHABLE) from None
         raise CliError(f"Temporal refused the completion ({err.status.name})",
                        Exit.ERROR) from None
+
+
+async def respond(service: Any, namespace: str, identity: str, token: bytes, status: str,
+                  message: str) -> None:
+    """RespondActivityTaskCompleted with the stage result as a JSON payload (what the SDK's
+    JSON converter writes), or RespondActivityTaskFailed with a non-retryable failure."""
+    from temporalio.api.common.v1 import Payload, Payloads
+    from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
+    from temporalio.api.workflowservice.v1 import (
+        RespondActivityTaskCompletedRequest,
+        RespondActivityTaskFailedRequest,
+    )
+
+    workflow_service = service.workflow_service
+    if status == "success":
+        result = json.dumps({"status": "success", "output": message}, separators=(",", ":"),
+                            ensure_ascii=False).encode("utf-8")
+        payload = Payload(metadata={"encoding": b"json/plain"}, data=result)
+        await workflow_service.respond_activity_task_completed(
+            RespondActivityTaskCompletedRequest(task_token=token, namespace=namespace,
+                                                identity=identity,
+                                                result=Payloads(payloads=[payload])),
+            retry=True)
+    else:
+        failure = Failure(message=message or "Phase failed", source="PythonSDK",
+                          application_failure_info=ApplicationFailureInfo(
+                              type="PhaseFailedError", non_retryable=True))
+        await workflow_service.respond_activity_task_failed(
+            RespondActivityTaskFailedRequest(task_token=token, namespace=namespace,
+                                             identity=identity, failure=failure),
+            retry=True)
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The long-running worker daemon: connects, registers both workflows and all activities."""
+"""The worker daemon: connects, then serves its role (main: workflows; host: stage activities)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.deps import Deps
 from activities.registry import host_activities, main_activities
@@ -28,6 +29,10 @@ from workflows.build_plan import BuildPlanWorkflow
 
 log = logging.getLogger("worker")
 WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
+# Our workflow modules are imported once, not re-run in the sandbox for every run (a third
+# of a start's CPU); tests/test_workflow_code.py checks their calls instead.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
 async def build_worker(client: Client, config: WorkerConfig,
@@ -47,6 +52,7 @@ async def build_worker(client: Client, config: WorkerConfig,
         max_concurrent_activities=config.max_concurrent_activities,
         max_cached_workflows=config.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=WORKFLOW_RUNNER,
     )
     sweeper = Sweeper(client, deps)
     return worker, sweeper, index_builds

@@ -1,7 +1,8 @@
 """The floor: a minimal async-completion workflow in its own worker process.
 
 `python -m bench.floor ADDRESS QUEUE DIR` runs a worker whose workflow has one activity
-that saves its token and completes async, then one activity that writes one file.
+that saves its token and completes async, then one activity that writes one file; its
+`FloorLocalWorkflow` runs one no-op local activity first (the price of one local activity).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class FloorActivities:
     async def write(self, name: str) -> None:
         (self.directory / f"{name}.next").write_text("x")
 
+    @activity.defn(name="floor_noop")
+    async def noop(self) -> None:
+        return None
+
 
 @workflow.defn(name="FloorWorkflow")
 class FloorWorkflow:
@@ -40,11 +45,20 @@ class FloorWorkflow:
                                         start_to_close_timeout=timedelta(minutes=1))
 
 
+@workflow.defn(name="FloorLocalWorkflow")
+class FloorLocalWorkflow(FloorWorkflow):
+    @workflow.run
+    async def run(self, name: str) -> None:
+        await workflow.execute_local_activity("floor_noop",
+                                              start_to_close_timeout=timedelta(seconds=30))
+        await super().run(name)
+
+
 async def main(address: str, queue: str, directory: str) -> None:
     client = await Client.connect(address)
     acts = FloorActivities(Path(directory))
-    worker = Worker(client, task_queue=queue, workflows=[FloorWorkflow],
-                    activities=[acts.wait, acts.write])
+    worker = Worker(client, task_queue=queue, workflows=[FloorWorkflow, FloorLocalWorkflow],
+                    activities=[acts.wait, acts.write, acts.noop])
     print("floor_ready", flush=True)
     await worker.run()
 

@@ -119,6 +119,13 @@ def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> di
     return env
 
 
+def quiet_notifier(home: Path) -> None:
+    """A SEND_MATRIX_SCRIPT in HOME that accepts every notification and says nothing."""
+    script = home / "send-matrix.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+
+
 def host_dirs(base: Path, host: str) -> dict[str, Path]:
     """A simulated machine's own HOME, task, audit and summary directories under BASE."""
     paths = {name: base / host / name for name in ("home", "tasks", "audit", "summaries")}

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 
 from config import load_config
 from models import BlockDecision, BuildPlanInput, PhaseSpec
@@ -24,6 +25,7 @@ from testbed.helpers import (
     eventually,
     host_dirs,
     host_worker_env,
+    quiet_notifier,
     running_worker,
     start_pipeline,
     worker_env,
@@ -32,16 +34,22 @@ from testbed.helpers import (
 OUT = Path(os.environ.get("HISTORIES_OUT") or Path(__file__).parent / "histories")
 
 
-async def record() -> None:
+@contextlib.asynccontextmanager
+async def recording_server() -> AsyncIterator[tuple[Path, DevServer, Client]]:
+    """A fresh dev server in a temporary directory, and a client."""
     base = Path(tempfile.mkdtemp())
     server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
     server.start()
     try:
-        client = await connect_client(server.address)
-        dirs = {name: base / name for name in ("home", "tasks", "audit", "summaries")}
-        dirs["home"].mkdir()
-        (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
-        (dirs["home"] / "send-matrix.sh").chmod(0o755)
+        yield base, server, await connect_client(server.address)
+    finally:
+        server.stop()
+
+
+async def record() -> None:
+    async with recording_server() as (base, server, client):
+        dirs = host_dirs(base, "main")
+        quiet_notifier(dirs["home"])
         env = worker_env(server, dirs)
         config = load_config(env)
         cases = {
@@ -82,20 +90,13 @@ async def record() -> None:
                                                      task_queue=config.task_queue)
                 await handle.result()
             (OUT / "plan.json").write_text((await handle.fetch_history()).to_json())
-    finally:
-        server.stop()
 
 
 async def record_routed() -> None:
     """A pipeline with the security agent and dev on host queues; dev's host starts late."""
-    base = Path(tempfile.mkdtemp())
-    server = DevServer(temporal_cli(), base / "db", free_port(), free_port(), base / "log")
-    server.start()
-    try:
-        client = await connect_client(server.address)
+    async with recording_server() as (base, server, client):
         dirs = host_dirs(base, "main")
-        (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
-        (dirs["home"] / "send-matrix.sh").chmod(0o755)
+        quiet_notifier(dirs["home"])
         queues = {"sec": "replay-sec", "dev": "replay-dev"}
         env = worker_env(server, dirs, TASK_QUEUE="replay-main",
                          AGENT_QUEUES=f"security-agent={queues['sec']},dev={queues['dev']}")
@@ -113,8 +114,6 @@ async def record_routed() -> None:
             async with running_worker(client, hosts["dev"]):
                 await handle.result()
         (OUT / "pipeline-routed.json").write_text((await handle.fetch_history()).to_json())
-    finally:
-        server.stop()
 
 
 async def _unpolled(handle) -> bool:

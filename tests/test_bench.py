@@ -14,8 +14,10 @@ def test_quick_benchmark_writes_a_full_table(tmp_path):
                    cwd=ROOT, check=True, capture_output=True, timeout=290)
     rows = [line for line in output.read_text().splitlines() if line.startswith("| ")]
     measures = [row.split("|")[1].strip() for row in rows[1:]]
-    for expected in ("Hand-off, agent CLI", "Hand-off, in-process", "Floor", "wall time",
+    for expected in ("Hand-off, agent CLI", "Hand-off, in-process", "Floor", "Agents' CLI wall",
+                     "Start → first task file", "Worker CPU per sample", "Worker RSS idle",
                      "peak RSS", "signal `approve`", "task file `approved`", "Worker RSS",
+                     "per 1,000 parked",
                      "Fresh hand-off", "Throughput", "Task lookup", "Cluster: hand-off",
                      "Cluster: fresh hand-off", "Cluster: worker RSS"):
         assert any(expected in measure for measure in measures), expected

@@ -17,7 +17,13 @@ from temporalio.client import Client
 
 from testbed.agents import AgentSim, triage_writer
 from testbed.cluster import TemporalCluster
-from testbed.helpers import eventually, files_of_type, running_worker, start_pipeline
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    quiet_notifier,
+    running_worker,
+    start_pipeline,
+)
 from tests.test_blocks import (  # noqa: F401 - collected again against the cluster
     test_block_wait_survives_worker_restart,
     test_file_approval_resumes_with_partial_outcome,
@@ -58,8 +64,7 @@ async def test_history_node_killed_while_builds_run(client, cluster, cfg, dirs, 
     """SIGKILL the second history/matching node while builds wait for an agent, at least
     one of them on a shard that node owns: the shard moves to the surviving node and every
     build ends, once."""
-    (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
-    (dirs["home"] / "send-matrix.sh").chmod(0o755)
+    quiet_notifier(dirs["home"])
     hold = {"on": True}
     behaviours = {"build_plan": lambda d, p: None if hold["on"] else ("success", "built"),
                   "security_audit": triage_writer(dirs["audit"], {"flags": ["f"]})}

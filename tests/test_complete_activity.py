@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import sys
 
 import pytest
 import yaml
 
-from testbed.agents import AgentSim, run_cli
+from testbed.agents import COMPLETE, AgentSim, run_cli
 from testbed.helpers import eventually, files_of_type, start_pipeline
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
@@ -184,3 +186,19 @@ async def test_unreadable_task_files_exit_2_without_blocking(name, env, tmp_path
     code, _, err = await run_cli("--task-file", str(target), "success", env=env)
     assert code == EXIT_USAGE, err
     assert_one_line(err)
+
+
+async def test_cli_loads_the_service_layer_only(env):
+    """An agent's call pays the SDK's bridge and one connection: no `temporalio.client`, no
+    data converter, no pydantic, no YAML (unless it reads a task file)."""
+    token = base64.b64encode(b"\x0a\x02no-such-activity").decode()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "importtime", COMPLETE, token, "success", "x",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    _, err = await process.communicate()
+    assert process.returncode in (3, 4), err.decode()[-500:]  # the server answered
+    imported = {line.split("|")[-1].strip() for line in err.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "temporalio.service" in imported
+    heavy = {"temporalio.client", "temporalio.converter", "pydantic", "yaml", "temporalio.worker"}
+    assert not heavy & imported

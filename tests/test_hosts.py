@@ -21,6 +21,7 @@ from testbed.helpers import (
     files_of_type,
     host_dirs,
     host_worker_env,
+    quiet_notifier,
     running_worker,
     start_pipeline,
     task_files,
@@ -31,12 +32,6 @@ from tests.task_queue_tool import override
 from tests.test_buildctl import buildctl
 
 STAGES = ("build_prefab", "build_plan", "security_audit", "security_fix", "build_closeout")
-
-
-def quiet_notifier(home: Path) -> None:
-    script = home / "send-matrix.sh"
-    script.write_text("#!/bin/sh\nexit 0\n")
-    script.chmod(0o755)
 
 
 def stage_files(task_dir: Path) -> list[dict[str, Any]]:

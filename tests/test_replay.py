@@ -1,6 +1,7 @@
 """Replay recorded histories: a change that would break running workflows fails here.
 
 `histories/*.json` are ours (re-record deliberately with `python -m tests.record_histories`);
+`histories/0.7/` are the shape before the lean hand-off (runs without its marker);
 `histories/v0.5/` were recorded from the original v0.5 worker and must replay for ever.
 """
 
@@ -13,23 +14,41 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from worker import WORKFLOWS
+from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
-OURS = sorted(ROOT.glob("*.json"))
+OURS = sorted(ROOT.glob("*.json")) + sorted((ROOT / "0.7").glob("*.json"))
 V05 = sorted((ROOT / "v0.5").glob("*.json"))
 
 
 def test_histories_are_present():
-    names = {path.stem for path in OURS}
+    names = {path.stem for path in ROOT.glob("*.json")}
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
             "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed"} <= names
-    assert len(V05) == 11
+    assert len(V05) == 11 and len(list((ROOT / "0.7").glob("*.json"))) == 7
 
 
-@pytest.mark.parametrize("path", OURS + V05, ids=[p.stem for p in OURS + V05])
+@pytest.mark.parametrize("path", OURS + V05,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in OURS + V05])
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter,
+                        workflow_runner=WORKFLOW_RUNNER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def scheduled(path: Path) -> list[str]:
+    events = WorkflowHistory.from_json(path.stem, path.read_text()).events
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+            if e.HasField("activity_task_scheduled_event_attributes")]
+
+
+def test_lean_runs_hand_over_before_settling():
+    """From 0.8 on the next stage is scheduled first and the finished stage settled after;
+    runs recorded without the marker keep settling first (0.7)."""
+    lean, before = scheduled(ROOT / "pipeline-clean.json"), scheduled(ROOT / "0.7" /
+                                                                       "pipeline-clean.json")
+    assert lean[:3] == ["dispatch_stage", "dispatch_stage", "settle_task"]
+    assert before[:3] == ["dispatch_stage", "settle_task", "dispatch_stage"]
+    assert len(lean) == len(before)  # the same work, in a different order

@@ -58,6 +58,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
     async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
         if started_by_v05():
             return await self.run_v05(params)
+        self.choose_handoff()
         note_ignored_keys(params)
         settings = await self.load_settings()
         if settings.index_builds:

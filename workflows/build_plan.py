@@ -24,6 +24,7 @@ class BuildPlanWorkflow(V05PlanPath):
     async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
         if started_by_v05():
             return await self.run_v05(plan)
+        self.choose_handoff()
         note_ignored_keys(plan)
         settings = await self.load_settings()
         workflow_id = workflow.info().workflow_id

@@ -34,6 +34,9 @@ PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
 # started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
 NATIVE_RUN = "native-run-0.7"
+# Recorded next in runs started from 0.8 on: the next stage's task is scheduled before the
+# finished stage's file is settled, and the memo is set once per hand-off (not cleared first).
+LEAN_HANDOFF = "lean-handoff-0.8"
 PIPELINE, PLAN = "BuildPipelineWorkflow", "BuildPlanWorkflow"  # Temporal type names
 # Visibility queries for our pipelines and plans on one task queue (format task_queue=...).
 BUILDS_QUERY = f"TaskQueue = '{{task_queue}}' AND WorkflowType IN ('{PIPELINE}', '{PLAN}')"
@@ -75,6 +78,21 @@ class DispatchingWorkflow:
         self._settling: list[workflow.ActivityHandle[bool]] = []
         self._routes: dict[str, str] = {}
         self._recheck = 30.0
+        self._lean = False
+        self._after_step: list[asyncio.Task[None]] = []
+        self._memo_task: str | None = None  # DISPATCH_MEMO as last upserted (lean runs)
+        self._memo_queue: str | None = None
+
+    def choose_handoff(self) -> None:
+        """Call right after `started_by_v05()`: runs started before 0.8 keep their order."""
+        self._lean = workflow.patched(LEAN_HANDOFF)
+
+    def _soon(self, action: Callable[[], None]) -> None:
+        """Run ACTION once this workflow step has issued its next command (lean runs)."""
+        async def later() -> None:
+            action()
+
+        self._after_step.append(asyncio.create_task(later()))
 
     async def load_settings(self) -> StageSettings:
         """The worker's stage settings and agent routes, recorded once in this history."""
@@ -194,7 +212,15 @@ class DispatchingWorkflow:
 
     def settle(self, task_id: str, status: str, note: str, output: str | None = None,
                by: str | None = None, queue: str | None = None) -> None:
-        """Move a task file along in the background (awaited by `settled` before the end)."""
+        """Move a task file along in the background (awaited by `settled` before the end);
+        in lean runs after the step's next command, so the next hand-off goes first."""
+        if self._lean:
+            self._soon(lambda: self._start_settle(task_id, status, note, output, by, queue))
+        else:
+            self._start_settle(task_id, status, note, output, by, queue)
+
+    def _start_settle(self, task_id: str, status: str, note: str, output: str | None,
+                      by: str | None, queue: str | None) -> None:
         self._settling.append(workflow.start_activity_method(
             TaskLifecycle.settle_task,
             TaskSettlement(task_id=task_id, status=status, note=note[:2000],
@@ -205,10 +231,27 @@ class DispatchingWorkflow:
 
     async def settled(self) -> None:
         """Wait for every background task-file move (a failed one is only logged)."""
+        await asyncio.gather(*self._after_step)
+        self._after_step.clear()
         for handle in self._settling:
             with contextlib.suppress(ActivityError):
                 await handle
         self._settling.clear()
+
+    def _clear_dispatch_memo(self, task_id: str, routed: dict[str, Any]) -> None:
+        """The run waits on no agent task now; lean runs skip this when the next stage's
+        task replaces it in the same step (one memo command per hand-off)."""
+        if not self._lean:
+            workflow.upsert_memo({DISPATCH_MEMO: None, **dict.fromkeys(routed)})
+            return
+
+        def clear() -> None:
+            if self._memo_task == task_id:  # no next stage took over
+                workflow.upsert_memo({DISPATCH_MEMO: None, QUEUE_MEMO: None}
+                                     if self._memo_queue else {DISPATCH_MEMO: None})
+                self._memo_task = self._memo_queue = None
+
+        self._soon(clear)
 
     async def run_agent_stage(self, stage: str, agent: str, kind: StageKind, build: str,
                               fields: dict[str, Any], timeout: float, attempts: int = 1,
@@ -226,7 +269,10 @@ class DispatchingWorkflow:
         self.enter(stage, f"agent {agent}: task {task_id}", queue)
         summary = f"{stage} · agent {agent} · task {task_id}"
         routed = {QUEUE_MEMO: queue} if queue else {}  # the default run's memo is unchanged
+        if self._lean and self._memo_queue and not queue:
+            routed = {QUEUE_MEMO: None}  # the last stage was routed; this one is not
         workflow.upsert_memo({DISPATCH_MEMO: task_id, **routed})
+        self._memo_task, self._memo_queue = task_id, queue
         while True:
             self._redispatch = False
             # Only start-to-close: time queued for a host that is down is not the agent's.
@@ -246,7 +292,7 @@ class DispatchingWorkflow:
             handle.cancel()
             with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
                 await handle
-        workflow.upsert_memo({DISPATCH_MEMO: None, **dict.fromkeys(routed)})
+        self._clear_dispatch_memo(task_id, routed)
         try:
             result: BuildPhaseResult = await handle
         except ActivityError as err:
