@@ -183,6 +183,16 @@ STAGE_ACTIVITY: dict[str, str] = {
 PREFAB_AGENT, AUDIT_AGENT = "claudebox", "security-agent"  # fixed by the upstream contract
 
 
+class TaskSettlement(_Model):
+    """Input of settle_task: move a task file we own (or the originating task) along."""
+
+    task_id: str
+    status: Literal["in-progress", "completed", "failed", "cancelled"]
+    note: Annotated[str, Field(max_length=2000)]
+    output: str | None = None
+    by: str | None = None
+
+
 class StageTask(_Model):
     """Input of dispatch_stage: one agent stage whose identity the workflow decided."""
 
@@ -193,16 +203,9 @@ class StageTask(_Model):
     fields: dict[str, Any]  # the stage's payload fields of the upstream contract
     originating_task_id: str | None = None
     context_refs: list[str] = Field(default_factory=list)
-
-
-class TaskSettlement(_Model):
-    """Input of settle_task: move a task file we own (or the originating task) along."""
-
-    task_id: str
-    status: Literal["in-progress", "completed", "failed", "cancelled"]
-    note: Annotated[str, Field(max_length=2000)]
-    output: str | None = None
-    by: str | None = None
+    # Lean runs: the finished stage's file, settled once this stage's file is written (same
+    # host), instead of by a settle_task activity of its own.
+    settle: TaskSettlement | None = None
 
 
 class QueueProbe(_Model):

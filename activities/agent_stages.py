@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities import instructions
 from activities.deps import Deps
 from activities.dispatch import current_task_id, dispatch_and_suspend
+from activities.lifecycle import TaskLifecycle
 from exceptions import UnsafePathError
 from models import (
     AUDIT_AGENT,
@@ -97,7 +98,9 @@ class AgentStages:
             payload={**fields, "instruction": instructions.for_stage(task.kind, fields)},
             originating_task_id=task.originating_task_id, context_refs=tuple(refs),
             request=request)
-        await dispatch_and_suspend(self.deps, spec, task.build, STAGE_ACTIVITY[task.kind])
+        settlement = task.settle
+        then = None if settlement is None else (lambda: TaskLifecycle(self.deps).settle(settlement))
+        await dispatch_and_suspend(self.deps, spec, task.build, STAGE_ACTIVITY[task.kind], then)
 
 
 def _v05(kind: StageKind, agent: str, build: str, **fields: Any) -> StageTask:

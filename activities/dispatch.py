@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from temporalio import activity
@@ -18,16 +19,30 @@ def current_task_id(stage_key: str) -> str:
     return stage_task_id(activity.info().workflow_run_id, stage_key)
 
 
-async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str,
-                               stage_activity: str) -> NoReturn:
-    """Write (or rewrite) the one live task file for SPEC with this attempt's token, then
-    suspend the activity until its agent completes it. STAGE_ACTIVITY names the span."""
+async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str, stage_activity: str,
+                               then: Callable[[], Awaitable[object]] | None = None) -> NoReturn:
+    """Write (or rewrite) the one live task file for SPEC with this attempt's token, run
+    THEN (once the file is there for its agent, or the write failed), then suspend the
+    activity until its agent completes it. STAGE_ACTIVITY names the span."""
     info = activity.info()
     token = base64.b64encode(info.task_token).decode("ascii")
     note = None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token"
-    with deps.telemetry.dispatch_span(stage_activity, build):
-        path = await asyncio.to_thread(deps.tasks.dispatch, spec, token, note)
+    try:
+        with deps.telemetry.dispatch_span(stage_activity, build):
+            path = await asyncio.to_thread(deps.tasks.dispatch, spec, token, note)
+    finally:
+        if then is not None:  # the last stage's file is settled even if this write failed
+            await _never_fails(then, spec.task_id)
     activity.logger.info("task_dispatched", extra={
         "task_id": spec.task_id, "target_agent": spec.target_agent,
         "task_type": spec.task_type, "task_file": str(path), "attempt": info.attempt})
     activity.raise_complete_async()
+
+
+async def _never_fails(then: Callable[[], Awaitable[object]], task_id: str) -> None:
+    """A carried settlement is bookkeeping: it must not fail this stage's dispatch."""
+    try:
+        await then()
+    except Exception as err:  # e.g. a planted duplicate of the last stage's id
+        activity.logger.warning("carried_settle_failed", extra={
+            "task_id": task_id, "error": f"{type(err).__name__}: {err}"[:200]})

@@ -23,6 +23,10 @@ class TaskLifecycle:
     @activity.defn(name="settle_task")
     async def settle_task(self, settlement: TaskSettlement) -> bool:
         """Move a task along (stage done, origin approved/finished); False if not there."""
+        return await self.settle(settlement)
+
+    async def settle(self, settlement: TaskSettlement) -> bool:
+        """settle_task's work; also done by the next stage's dispatch in lean runs."""
         return await asyncio.to_thread(self._move, settlement.task_id, settlement.status,
                                        settlement.note, settlement.output, settlement.by,
                                        True)

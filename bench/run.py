@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 
 from models import STAGE_ACTIVITY, BlockDecision
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
+from taskdir.directory import RECENT_CHANGE_NS
 from taskdir.documents import stage_task_id
 from testbed.agents import AgentSim, triage_writer
 from testbed.cluster import TemporalCluster
@@ -428,6 +429,8 @@ class Bench:
                 if index == size // 2:
                     origin = task_id
             assert origin is not None
+            # As an archive is in a worker: changed seconds ago, not within its mtime tick.
+            time.sleep(RECENT_CHANGE_NS / 1e9 + 0.2)
             tasks = TaskDirectory(directory)
             started = time.perf_counter()
             assert tasks.find(origin) is not None

@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from taskdir.vocabulary import DECISIONS, TERMINAL, TaskStyle
 log = logging.getLogger("taskdir")
 MAX_CACHED_HEADERS = 50_000
 SWEEP_LOCK = ".temporal-build-worker-sweep.lock"  # a dot name: never a task id's lock
+RECENT_CHANGE_NS = 2_000_000_000  # a directory changed this recently may hide a new name
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _UNREADABLE = (OSError, ValueError, yaml.YAMLError)
 
@@ -78,8 +80,11 @@ class _DirIndex:
             return []
         with self._lock:
             cached = self._cache.get(directory)
-            # mtime ticks are coarse: a miss on a cached listing rescans once to be sure.
-            if cached is None or cached[0] != mtime or task_id[:8] not in cached[1]:
+            # mtime ticks are coarse: a file made within the tick of the last scan leaves the
+            # mtime as it was, so a miss rescans while the directory changed only just now.
+            recent = time.time_ns() - mtime < RECENT_CHANGE_NS
+            if cached is None or cached[0] != mtime or (
+                    recent and task_id[:8] not in cached[1]):
                 cached = (mtime, self._scan(directory))
                 self._cache[directory] = cached
         groups = cached[1]

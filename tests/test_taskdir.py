@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
@@ -150,3 +152,29 @@ def test_one_sweeper_per_directory_at_a_time(tmp_path):
             assert not theirs
     with second.sweep_turn() as theirs:  # released with the first pass
         assert theirs
+
+
+def test_warm_lookups_do_not_rescan_a_quiet_directory(tmp_path, monkeypatch):
+    """A miss in a directory unchanged for a while trusts its listing (the archive of 10,000
+    files used to be rescanned on every lookup of a live task); a just-changed one rescans."""
+    (tmp_path / "archive").mkdir()
+    archived = TaskDirectory(tmp_path / "archive")
+    for n in range(20):
+        archived.dispatch(spec(task_id=f"{n:08d}-archived-task"), "dA==")
+    live = TaskDirectory(tmp_path)
+    path = live.dispatch(spec(), "dA==")
+    task_id = yaml.safe_load(path.read_text())["id"]
+    old = time.time() - 3600
+    for directory in (tmp_path, tmp_path / "archive"):
+        os.utime(directory, (old, old))
+    scans = []
+    real_scan = taskdir_module._DirIndex._scan
+    monkeypatch.setattr(taskdir_module._DirIndex, "_scan",
+                        staticmethod(lambda d: scans.append(d) or real_scan(d)))
+    assert live.find(task_id) == path
+    first = len(scans)
+    for _ in range(5):
+        assert live.find(task_id) == path
+    assert len(scans) == first  # warm: no directory read again
+    late = live.dispatch(spec(task_id="late0000-new-task-here"), "dA==")
+    assert live.find("late0000-new-task-here") == late  # the changed directory is read

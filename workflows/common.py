@@ -80,6 +80,7 @@ class DispatchingWorkflow:
         self._recheck = 30.0
         self._lean = False
         self._after_step: list[asyncio.Task[None]] = []
+        self._unsettled: list[tuple[TaskSettlement, str | None]] = []  # lean runs
         self._memo_task: str | None = None  # DISPATCH_MEMO as last upserted (lean runs)
         self._memo_queue: str | None = None
 
@@ -212,22 +213,39 @@ class DispatchingWorkflow:
 
     def settle(self, task_id: str, status: str, note: str, output: str | None = None,
                by: str | None = None, queue: str | None = None) -> None:
-        """Move a task file along in the background (awaited by `settled` before the end);
-        in lean runs after the step's next command, so the next hand-off goes first."""
-        if self._lean:
-            self._soon(lambda: self._start_settle(task_id, status, note, output, by, queue))
-        else:
-            self._start_settle(task_id, status, note, output, by, queue)
+        """Move a task file along in the background (awaited by `settled` before the end).
 
-    def _start_settle(self, task_id: str, status: str, note: str, output: str | None,
-                      by: str | None, queue: str | None) -> None:
+        Lean runs do it after the step's next command: the next stage's dispatch on the same
+        host carries it (one activity fewer per hand-off), else its own settle_task."""
+        settlement = TaskSettlement(task_id=task_id, status=status, note=note[:2000],
+                                    output=None if output is None else output[:100_000], by=by)
+        if not self._lean:
+            self._start_settle(settlement, queue)
+            return
+        entry = (settlement, queue)
+        self._unsettled.append(entry)
+
+        def unless_carried() -> None:
+            if entry in self._unsettled:
+                self._unsettled.remove(entry)
+                self._start_settle(settlement, queue)
+
+        self._soon(unless_carried)
+
+    def _carry_settlement(self, queue: str | None) -> TaskSettlement | None:
+        """A settlement waiting for this step's next command, for a dispatch on QUEUE."""
+        for entry in self._unsettled:
+            if entry[1] == queue:
+                self._unsettled.remove(entry)
+                return entry[0]
+        return None
+
+    def _start_settle(self, settlement: TaskSettlement, queue: str | None) -> None:
         self._settling.append(workflow.start_activity_method(
-            TaskLifecycle.settle_task,
-            TaskSettlement(task_id=task_id, status=status, note=note[:2000],
-                           output=None if output is None else output[:100_000], by=by),
+            TaskLifecycle.settle_task, settlement,
             task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
             heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"task {task_id} → {status}"))
+            summary=f"task {settlement.task_id} → {settlement.status}"))
 
     async def settled(self) -> None:
         """Wait for every background task-file move (a failed one is only logged)."""
@@ -262,9 +280,10 @@ class DispatchingWorkflow:
 
         Started again when `redispatch` arrives (the sweeper found no task file)."""
         task_id = stage_task_id(workflow.info().run_id, STAGE_ACTIVITY[kind] + key_suffix)
-        task = StageTask(task_id=task_id, kind=kind, target_agent=agent, build=build,
-                         fields=fields, originating_task_id=origin, context_refs=list(refs))
         queue = self.host_queue(agent)
+        task = StageTask(task_id=task_id, kind=kind, target_agent=agent, build=build,
+                         fields=fields, originating_task_id=origin, context_refs=list(refs),
+                         settle=self._carry_settlement(queue))
         self._progress.task_ids[stage] = task_id
         self.enter(stage, f"agent {agent}: task {task_id}", queue)
         summary = f"{stage} · agent {agent} · task {task_id}"
