@@ -34,8 +34,9 @@ PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
 # started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
 NATIVE_RUN = "native-run-0.7"
-# Recorded next in runs started from 0.8 on: the next stage's task is scheduled before the
-# finished stage's file is settled, and the memo is set once per hand-off (not cleared first).
+# Recorded next in runs started from 0.8 on: the next stage's task is scheduled first and
+# settles the finished stage's file when both are on one host (else settle_task follows),
+# and the memo is set once per hand-off (not cleared first).
 LEAN_HANDOFF = "lean-handoff-0.8"
 PIPELINE, PLAN = "BuildPipelineWorkflow", "BuildPlanWorkflow"  # Temporal type names
 # Visibility queries for our pipelines and plans on one task queue (format task_queue=...).
