@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import bootstrap  # first: third-party imports below need the project's interpreter
+
+bootstrap.ensure_dependencies("buildctl", __file__)
+
 import argparse
 import asyncio
 import json

@@ -206,6 +206,9 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bootstrap
+
+    bootstrap.ensure_dependencies("complete_activity", __file__)
     code = main(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()

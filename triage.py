@@ -14,6 +14,7 @@ from safeio import untrusted_yaml
 MAX_TRIAGE_BYTES = 1024 * 1024
 MAX_ITEMS = 1000
 FINDING_LIMIT = 500
+TRIAGE_KEYS = ("blocks", "flags", "info")  # all three, always: the documented schema
 _WRAPPER = re.compile(r"<\s*/?\s*security-findings\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -40,6 +41,23 @@ def _describe(item: Any) -> str | None:
     return _render(item) or None
 
 
+def _check_keys(data: dict[Any, Any]) -> None:
+    """Fail closed: exactly blocks, flags and info, each present (a clean audit says so)."""
+    for key in data:
+        name = str(key)[:60]
+        if key in TRIAGE_KEYS:
+            continue
+        if isinstance(key, str) and key.strip().lower() in TRIAGE_KEYS:
+            raise TriageFormatError(f"key '{name}' must be written '{key.strip().lower()}' "
+                                    f"(lower case, no spaces)")
+        raise TriageFormatError(f"unknown key '{name}': a triage file has exactly "
+                                f"'blocks', 'flags' and 'info'")
+    for key in TRIAGE_KEYS:
+        if key not in data:
+            raise TriageFormatError(f"missing key '{key}': a clean audit still lists "
+                                    f"'{key}: []'")
+
+
 def parse_triage(raw: bytes) -> TriageOutput:
     """Turn the file's bytes into TriageOutput or raise TriageFormatError with one clear line."""
     if len(raw) > MAX_TRIAGE_BYTES:
@@ -63,11 +81,14 @@ def parse_triage(raw: bytes) -> TriageOutput:
         raise TriageFormatError(
             f"triage file top level must be a mapping, got {type(data).__name__}"
         )
+    _check_keys(data)
     result: dict[str, list[str]] = {}
-    for key in ("blocks", "flags", "info"):
-        items = data.get(key) or []
+    for key in TRIAGE_KEYS:
+        items = data[key]
         if not isinstance(items, list):
-            raise TriageFormatError(f"'{key}' must be a list, got {type(items).__name__}")
+            shown = "nothing" if items is None else type(items).__name__
+            raise TriageFormatError(f"'{key}' must be a list (write '{key}: []' for none), "
+                                    f"got {shown}")
         if len(items) > MAX_ITEMS:
             raise TriageFormatError(f"'{key}' has more than {MAX_ITEMS} items")
         texts = (_describe(item) for item in items)

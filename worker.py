@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import bootstrap  # first: third-party imports below need the project's interpreter
+
+bootstrap.ensure_dependencies("worker", __file__)
+
 import asyncio
 import contextlib
 import logging

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any
 
 from config import REPO_DIR
 from triage import wrap_findings
 
-COMPLETE = f"python3 {REPO_DIR}/complete_activity.py"
+# The interpreter this worker runs on: it has the packages, whatever `python3` the agent has.
+COMPLETE = f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO_DIR / 'complete_activity.py'))}"
 
 
 def finish_line(output_hint: str) -> str:

@@ -35,13 +35,15 @@ def _transient(err: Exception) -> bool:
 
 
 def triage_writer(audit_dir: Path, triage: dict[str, Any] | str | None) -> Behaviour:
-    """Security agent that writes TRIAGE (mapping or raw text) before completing."""
+    """Security agent that writes TRIAGE before completing: a mapping gets the documented
+    schema's other lists as empty ones (as a well-behaved agent writes them); text is raw."""
 
     def behave(document: dict[str, Any], _: Path) -> tuple[str, str]:
         out = Path(document["payload"]["output_dir"])
         if triage is not None:
             out.mkdir(parents=True, exist_ok=True)
-            text = triage if isinstance(triage, str) else yaml.safe_dump(triage)
+            text = triage if isinstance(triage, str) else yaml.safe_dump(
+                {"blocks": [], "flags": [], "info": [], **triage})
             (out / "triage-output.yml").write_text(text)
         return "success", str(out / "audit.md")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -152,3 +154,13 @@ async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def system_python_first(env: dict[str, str], base: Path) -> dict[str, str]:
+    """ENV with a bare interpreter (no packages of ours) as the first `python3` on PATH, as a
+    shell whose `python3` is the system Python has it."""
+    bare = base / "system-python"
+    if not (bare / "bin" / "python3").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    return {**env, "PATH": f"{bare / 'bin'}:{env.get('PATH', os.environ.get('PATH', ''))}"}
+

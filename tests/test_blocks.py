@@ -191,3 +191,52 @@ async def _count_sweeps(client, cfg, dirs) -> int:
     """Run two sweeps like the worker's and return how many workflows they signalled."""
     sweeper = Sweeper(client, Deps.for_config(cfg))
     return await sweeper.sweep() + await sweeper.sweep()
+
+
+# A triage file that cannot prove a clean audit parks the build for the operator (#20).
+UNPROVEN = {
+    "findings": "findings:\n  - severity: block\n    description: Hardcoded root password\n",
+    "capital": "Blocks:\n  - Hardcoded root password\nflags: []\ninfo: []\n",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(UNPROVEN))
+async def test_unreadable_triage_parks_and_reject_ends_it(client, cfg, dirs, env, worker,
+                                                          variant):
+    sent = notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], UNPROVEN[variant])}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"unproven-{variant}")
+        progress = await parked(handle)
+        assert progress.blocks == 1 and "close" not in progress.stages_done
+        notes = sent.read_text()
+        assert notes.count("[ACTION]") == 1 and "block 1/1" in notes
+        assert "triage file unreadable" in notes
+        key = "unknown key 'findings'" if variant == "findings" else "key 'Blocks'"
+        assert key in notes
+        await handle.execute_update("reject_blocks", BlockDecision(by="bob", reason="redo"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert caught.value.cause.type == "BuildRejected"
+    assert "build_closeout" not in [d["task_type"] for d in agents.seen]
+    summary = yaml.safe_load(next(dirs["summaries"].rglob("*.yml")).read_text())
+    assert summary["outcome"] == "rejected" and summary["blocks_hit"] == 1
+
+
+async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client, cfg, dirs,
+                                                                         env, worker):
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], UNPROVEN["capital"])}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "fixed-triage")
+        await parked(handle)
+        triage = dirs["audit"] / "fixed-triage" / "triage-output.yml"
+        triage.write_text("blocks: [Hardcoded root password]\nflags: [rotate key]\ninfo: []\n")
+        await handle.execute_update("approve_blocks", BlockDecision(by="alice", reason="ok"))
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["outcome"] == "partial" and summary["decided_by"] == "alice"
+    assert summary["phases_completed"][-2:] == ["fixes", "close"]
+    assert summary["blocks_hit"] == 2 and summary["flags_applied"] == 1
+    fixes = [d for d in agents.seen if d["task_type"] == "security_fix"]
+    assert len(fixes) == 1 and "rotate key" in fixes[0]["payload"]["instruction"]

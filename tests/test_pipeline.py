@@ -123,18 +123,27 @@ async def test_agent_failure_fails_pipeline(client, cfg, dirs, env, worker):
     assert written == ["build_plan", "build_prefab"]  # nothing after the failed stage
 
 
-async def test_malformed_triage_is_not_retried(client, cfg, dirs, env, worker):
+async def test_malformed_triage_is_not_retried_and_parks(client, cfg, dirs, env, worker):
     behaviours = {"security_audit": triage_writer(dirs["audit"], "- just\n- a list\n")}
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "badtriage")
-        with pytest.raises(WorkflowFailureError) as caught:
+
+        async def waiting() -> Progress | None:
+            progress = await handle.query("progress", result_type=Progress)
+            return progress if progress.stage == "wait" else None
+
+        progress = await eventually(waiting)
+        assert progress.blocks == 1  # refused, never clean: the operator decides
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
             await handle.result()
-    text = str(caught.value.cause.cause)
-    assert "top level must be a mapping" in text
     history = await handle.fetch_history()
     attempts = [e for e in history.events
                 if e.activity_task_started_event_attributes.attempt > 1]
     assert attempts == []
+    failed = [e.activity_task_failed_event_attributes.failure.message for e in history.events
+              if e.HasField("activity_task_failed_event_attributes")]
+    assert any("top level must be a mapping" in text for text in failed)
 
 
 async def test_missing_triage_is_retried_until_written(client, dirs, env):
@@ -152,7 +161,7 @@ async def test_missing_triage_is_retried_until_written(client, dirs, env):
         await eventually(retried)
         out = dirs["audit"] / "late-triage"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "triage-output.yml").write_text("flags: []\n")
+        (out / "triage-output.yml").write_text("blocks: []\nflags: []\ninfo: []\n")
         result = await handle.result()
     assert yaml.safe_load(Path(result.summary_path).read_text())["outcome"] == "success"
 

@@ -192,7 +192,8 @@ class Platform:
         if stage == "security_audit":
             out = Path(task["payload"]["output_dir"])
             out.mkdir(parents=True, exist_ok=True)
-            (out / "triage-output.yml").write_text(yaml.safe_dump(self.triage))
+            (out / "triage-output.yml").write_text(yaml.safe_dump(
+                {"blocks": [], "flags": [], "info": [], **self.triage}))
         output = f"/reports/{stage}.md" if stage == "build_closeout" else f"{stage} done"
         self.tool.complete(task["id"], agent, output)
 

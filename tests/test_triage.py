@@ -19,13 +19,20 @@ def test_strings_and_description_mappings_both_accepted():
 @pytest.mark.parametrize("raw,message", [
     (b"- a\n- b\n", "top level must be a mapping"),
     (b"just a scalar", "top level must be a mapping"),
-    (b"flags: {a: 1}", "'flags' must be a list"),
+    (b"blocks: []\nflags: {a: 1}\ninfo: []", "'flags' must be a list"),
+    (b"blocks:\nflags: []\ninfo: []", "'blocks' must be a list .write 'blocks: \\[\\]'"),
     (b"\xff\xfe\x00binary", "not UTF-8"),
     (b"flags: [" * 5000, "nested deeper than 64"),
     (b"", "empty"), (b"   \n\n", "empty"), (b"null\n", "empty"), (b"~", "empty"),
     (b"# only a comment\n", "empty"),
     (b"!!python/object/apply:os.system ['echo hi']", "not valid YAML"),
     (b"flags: [a, b\n", "not valid YAML"),
+    # A file that cannot prove a clean audit is never one (#20): other keys, case, missing.
+    (b"findings: [{severity: block, description: Hardcoded root password}]\n",
+     "unknown key 'findings'"),
+    (b"Blocks: [root password]\nflags: []\ninfo: []\n", "key 'Blocks' must be written 'blocks'"),
+    (b"blocks: []\nflags: []\n", "missing key 'info'"),
+    (b"blocks: []\nflags: []\ninfo: []\nnotes: fine\n", "unknown key 'notes'"),
     (b"x" * (1024 * 1024 + 1), "larger than"),
 ])
 def test_malformed_triage_clear_errors(raw, message):
@@ -82,7 +89,7 @@ def test_ten_megabyte_triage_file_is_refused_after_a_bounded_read(tmp_path):
 
 def test_unknown_item_shapes_become_readable_text():
     raw = (b"blocks:\n  - {title: socket, severity: high}\n  - [a, b]\n  - true\n"
-           b"flags:\n  - description: {where: Dockerfile, what: root}\n  - 42\n")
+           b"flags:\n  - description: {where: Dockerfile, what: root}\n  - 42\ninfo: []\n")
     result = parse_triage(raw)
     assert result.blocks == ["title: socket; severity: high", "a; b", "true"]
     assert result.flags == ["where: Dockerfile; what: root", "42"]
@@ -90,7 +97,8 @@ def test_unknown_item_shapes_become_readable_text():
 
 def test_nesting_counts_structure_not_brackets_in_strings():
     finding = "[" * 70 + " unbalanced brackets in a quoted finding"
-    assert parse_triage(f'flags:\n  - "{finding}"\n'.encode()).flags == [finding]
+    raw = f'blocks: []\nflags:\n  - "{finding}"\ninfo: []\n'.encode()
+    assert parse_triage(raw).flags == [finding]
 
 
 @pytest.mark.parametrize("raw", [
@@ -104,7 +112,7 @@ def test_deep_block_nesting_is_refused_without_recursion(raw):
 
 def test_aliased_long_strings_are_bounded_by_expanded_size():
     long = "x" * 100_000
-    raw = f"a: &a '{long}'\nflags: [{', '.join(['*a'] * 100)}]\n".encode()
+    raw = f"blocks: &a ['{long}']\nflags: [{', '.join(['*a'] * 100)}]\n".encode()
     assert len(raw) < 200_000
     with pytest.raises(TriageFormatError, match="YAML aliases"):
         parse_triage(raw)

@@ -33,12 +33,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         AWAIT_MEMO,
         PIPELINE,
+        TRIAGE_REFUSAL_PARKS,
         note_ignored_keys,
         started_by_v05,
     )
     from workflows.v05 import V05PipelinePath
 
 SHORT = RetryPolicy(maximum_attempts=3)
+
+
+def triage_refusal(error: ActivityError) -> str | None:
+    """The one-line reason when the triage activity refused the file (else None)."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == "TriageFormatError":
+        return cause.message
+    return None
 # Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
 # worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
 LIVENESS = timedelta(seconds=30)
@@ -99,7 +108,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
                     originating_task_id=origin)
         await stage("audit", AUDIT_AGENT, "security_audit", settings.timeout_audit,
                     plan_path=params.plan_path)
-        triage = await self._triage(build, settings)
+        triage, refused = await self._read_triage(build, settings)
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
             await stage("fixes", agent, "security_fix", settings.timeout_fixes,
@@ -114,12 +123,50 @@ class BuildPipelineWorkflow(V05PipelinePath):
             why = f": {decided.reason}" if decided.reason else ""
             self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
                                                f"the build goes on")
+        if refused:  # approved over an unreadable audit: read it again (the operator may
+            fixed = await self._reread_triage(build)  # have corrected it), then its flags
+            if fixed is not None:
+                triage = TriageOutput(blocks=triage.blocks + fixed.blocks, flags=fixed.flags,
+                                      info=fixed.info)
+                self._progress.blocks, self._progress.flags = len(triage.blocks), len(fixed.flags)
+                if fixed.flags:
+                    await stage("fixes", agent, "security_fix", settings.timeout_fixes,
+                                flags=fixed.flags)
+                    phases.append("fixes")
         close = await stage("close", agent, "build_closeout", settings.timeout_close)
         phases.append("close")
         outcome = "partial" if triage.blocks else "success"
         path = await self.summarize(params, started, phases, triage, outcome,
                                     close.output or None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
+
+    async def _read_triage(self, build: str,
+                           settings: StageSettings) -> tuple[TriageOutput, bool]:
+        """The audit's findings; a file we cannot read is never a clean audit: it becomes
+        one block for the operator ("triage file unreadable: ..."), so nothing is lost."""
+        try:
+            return await self._triage(build, settings), False
+        except ActivityError as err:
+            reason = triage_refusal(err)
+            if reason is None or not workflow.patched(TRIAGE_REFUSAL_PARKS):
+                raise
+        workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
+        self._progress.blocks, self._progress.flags = 1, 0
+        self.done("triage")
+        return TriageOutput(blocks=[f"triage file unreadable: {reason}"]), True
+
+    async def _reread_triage(self, build: str) -> TriageOutput | None:
+        """One more read after the operator approved an unreadable audit (None: still not)."""
+        try:
+            return await workflow.execute_activity_method(
+                TriageStage.process_triage_output, build, task_queue=self.host_queue(AUDIT_AGENT),
+                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=LIVENESS,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=f"triage · read triage-output.yml for {build} again")
+        except ActivityError as err:
+            workflow.logger.warning("triage_still_unreadable",
+                                    extra={"build": build, "reason": triage_refusal(err)})
+            return None
 
     async def _triage(self, build: str, settings: StageSettings) -> TriageOutput:
         queue = self.host_queue(AUDIT_AGENT)  # read where the security agent wrote it

@@ -38,6 +38,9 @@ NATIVE_RUN = "native-run-0.7"
 # settles the finished stage's file when both are on one host (else settle_task follows),
 # and the memo is set once per hand-off (not cleared first).
 LEAN_HANDOFF = "lean-handoff-0.8"
+# Recorded (from 0.9 on) when a triage file is refused: the build parks for an operator
+# decision instead of failing (runs that failed on a refused triage before replay as they were).
+TRIAGE_REFUSAL_PARKS = "refused-triage-parks-0.9"
 PIPELINE, PLAN = "BuildPipelineWorkflow", "BuildPlanWorkflow"  # Temporal type names
 # Visibility queries for our pipelines and plans on one task queue (format task_queue=...).
 BUILDS_QUERY = f"TaskQueue = '{{task_queue}}' AND WorkflowType IN ('{PIPELINE}', '{PLAN}')"

@@ -1,0 +1,74 @@
+"""The documented commands run as written from a shell whose `python3` is the system Python."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from testbed.agents import AgentSim
+from testbed.helpers import eventually, files_of_type, start_pipeline, system_python_first
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_CONFIG = 6
+
+
+def shell(command: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_first_python3_lacks_our_packages(env, tmp_path):
+    bare = system_python_first(env, tmp_path)
+    probe = shell("python3 -c 'import temporalio'", bare)
+    assert probe.returncode != 0 and "No module named 'temporalio'" in probe.stderr
+
+
+async def test_stage_instruction_runs_as_written(client, cfg, dirs, env, worker, tmp_path):
+    bare = system_python_first(env, tmp_path)
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "as-written")
+        prefab = (await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab")))[0]
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["id"] == prefab["id"])
+        instruction = prefab["payload"]["instruction"]
+        command = instruction.split("When done, run: ", 1)[1].split(" success ", 1)[0]
+        command = command.replace("<path of this task file>", shlex.quote(str(path)))
+        done = shell(f"{command} success 'scaffolded'", bare, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "activity completed: success"
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        # The agents' guide's own form: python3 <repo>/complete_activity.py, system python3.
+        agents_form = shell(f"python3 {ROOT}/complete_activity.py --task-file "
+                            f"{shlex.quote(str(path))} success again", bare, cwd=tmp_path)
+        assert agents_form.returncode == 4, agents_form.stderr  # already completed: not found
+        assert len(agents_form.stderr.strip().splitlines()) == 1
+        await handle.terminate("test over")
+
+
+async def test_buildctl_runs_as_written(client, env, tmp_path):
+    bare = system_python_first(env, tmp_path)
+    listed = shell("./buildctl.py --json list --limit 1", bare)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith('{"workflows": ')
+
+
+def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
+    copy = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    bare = system_python_first(env, tmp_path)
+    for command in ("python3 complete_activity.py --task-file x.yml success done",
+                    "./buildctl.py list", "python3 worker.py"):
+        ran = shell(command, bare, cwd=copy)
+        assert ran.returncode == EXIT_CONFIG, (command, ran.stderr)
+        lines = ran.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in ran.stderr, ran.stderr
+        assert "no module 'temporalio'" in lines[0]
+        assert f"{copy}/scripts/setup.sh" in lines[0]
