@@ -14,23 +14,33 @@ import logging
 import os
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.queues import live_pollers
+from activities.queues import queue_pollers
 from config import WorkerConfig, load_config
 from connection.client import connect
 from connection.search_attributes import BUILD_NAME, TARGET_AGENT, namespace_has_build_attributes
 from exceptions import Exit, TemporalUnreachable, TemporalWorkerError
-from models import BlockDecision, BuildPipelineInput, BuildPlanInput, Progress
+from models import (
+    BlockDecision,
+    BuildPipelineInput,
+    BuildPlanInput,
+    Progress,
+    describe_errors,
+    plan_path_problem,
+)
 from safeio import untrusted_yaml
+from taskdir import TaskDirectory
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
 from workflows.common import BUILDS_QUERY, DispatchingWorkflow
@@ -52,9 +62,19 @@ def ui_link(config: WorkerConfig, workflow_id: str) -> str:
 
 
 def validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"invalid {where}: {first['msg']}"
+    return f"invalid {describe_errors(err)}"
+
+
+def check_origin(config: WorkerConfig, task_id: str) -> None:
+    """Refuse a start whose originating task has no file: its decisions could never be made."""
+    try:
+        found = TaskDirectory(config.task_dir).find(task_id)
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        raise Failure(f"originating task {task_id} has no task file in {config.task_dir}; "
+                      f"write it first (README: The originating task) or pass "
+                      f"--without-origin-file", Exit.REFUSED)
 
 
 async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
@@ -63,6 +83,11 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
                                     task_id=args.task_id, target_agent=args.agent)
     except ValidationError as err:
         raise Failure(validation_message(err), Exit.INVALID) from None
+    problem = plan_path_problem(params.plan_path)
+    if problem:
+        raise Failure(f"invalid {problem}", Exit.INVALID)
+    if not args.without_origin_file:
+        await asyncio.to_thread(check_origin, config, params.task_id)
     workflow_id = args.id or f"build-{params.build_name}-{uuid.uuid4().hex[:8]}"
     attributes = TypedSearchAttributes.empty
     if await namespace_has_build_attributes(client):
@@ -70,7 +95,8 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
             SearchAttributePair(BUILD_NAME, params.build_name),
             SearchAttributePair(TARGET_AGENT, params.target_agent)])
     await client.start_workflow(
-        BuildPipelineWorkflow.run, params, id=workflow_id, task_queue=config.task_queue,
+        BuildPipelineWorkflow.run, params.model_dump(), id=workflow_id,
+        task_queue=config.task_queue,
         search_attributes=attributes,
         static_summary=f"Build {params.build_name} for agent {params.target_agent}",
         static_details=f"Plan: {params.plan_path}\n\nOriginating task: {params.task_id}")
@@ -91,7 +117,7 @@ async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespac
         raise Failure(validation_message(err), Exit.INVALID) from None
     workflow_id = args.id or f"plan-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
-        BuildPlanWorkflow.run, plan, id=workflow_id, task_queue=config.task_queue,
+        BuildPlanWorkflow.run, plan.model_dump(), id=workflow_id, task_queue=config.task_queue,
         static_summary=f"Plan {plan.plan_name}: {len(plan.phases)} phase(s)")
     return {"workflow_id": workflow_id, "ui": ui_link(config, workflow_id)}
 
@@ -127,13 +153,45 @@ async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namesp
                               "status": description.status.name.lower()
                               if description.status else "unknown",
                               "ui": ui_link(config, args.workflow_id)}
+    running = result["status"] == "running"
+    if not running:
+        result["reason"] = await close_reason(client, description)
     progress = await _progress(client, args.workflow_id)
     if progress is not None:
+        if not running or progress.decision:  # nothing is awaited any more
+            progress.deadline = None
+        if not running:
+            progress.waiting_on, progress.queue, progress.queue_unpolled = None, None, False
         result["progress"] = progress.model_dump(mode="json")
         if progress.queue:  # the stage is on an agent host's queue: is anyone polling it?
-            result["host_queue"] = {"name": progress.queue,
-                                    "live_pollers": await live_pollers(client, progress.queue)}
+            count, last = await queue_pollers(client, progress.queue)
+            result["host_queue"] = {"name": progress.queue, "live_pollers": count,
+                                    "last_poll": last.isoformat() if last else None}
     return result
+
+
+async def close_reason(client: Client, description: WorkflowExecutionDescription) -> str | None:
+    """Why a closed run ended, from its last event (the Web UI shows the same)."""
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace, maximum_page_size=1,
+        execution=WorkflowExecution(workflow_id=description.id, run_id=description.run_id))
+    events = (await client.workflow_service.get_workflow_execution_history_reverse(
+        request)).history.events
+    if not events:
+        return None
+    last = events[0]
+    if last.HasField("workflow_execution_failed_event_attributes"):
+        return last.workflow_execution_failed_event_attributes.failure.message or "failed"
+    if last.HasField("workflow_execution_terminated_event_attributes"):
+        why = last.workflow_execution_terminated_event_attributes.reason
+        return f"terminated: {why}" if why else "terminated"
+    if last.HasField("workflow_execution_canceled_event_attributes"):
+        return "cancelled by request"
+    if last.HasField("workflow_execution_timed_out_event_attributes"):
+        return "the run's own time limit passed"
+    if last.HasField("workflow_execution_continued_as_new_event_attributes"):
+        return "continued as a new run"
+    return None
 
 
 async def cmd_decide(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
@@ -157,6 +215,19 @@ async def cmd_cancel(client: Client, config: WorkerConfig, args: argparse.Namesp
     return {"workflow_id": args.workflow_id, "cancel_requested": True}
 
 
+def polling_line(host: dict[str, Any]) -> str:
+    """Who polls a host queue, and when the server last saw a poll (it counts a stopped
+    worker for up to 90 s, so the age tells more than the count)."""
+    last = host.get("last_poll")
+    age = None
+    if last:
+        seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()))
+        age = f"last poll {seconds} s ago"
+    if host["live_pollers"]:
+        return f"{host['live_pollers']} worker(s) polling, {age}"
+    return "no worker polling" + (f" ({age})" if age else "") + ": the stage waits for its host"
+
+
 def print_human(command: str, result: dict) -> None:
     if command in ("start", "plan"):
         print(f"started {result['workflow_id']}\n{result['ui']}")
@@ -168,16 +239,19 @@ def print_human(command: str, result: dict) -> None:
             print("no builds found")
     elif command == "status":
         print(f"{result['workflow_id']} ({result['type']}): {result['status']}")
+        if result.get("reason"):
+            print(f"reason: {result['reason']}")
         progress = result.get("progress")
         if progress:
             print(f"stage: {progress['stage']}")
             print(f"done: {', '.join(progress['stages_done']) or '-'}")
-            print(f"waiting on: {progress['waiting_on'] or '-'}")
+            if result["status"] == "running":
+                print(f"waiting on: {progress['waiting_on'] or '-'}")
             host = result.get("host_queue")
             if host:
-                polling = (f"{host['live_pollers']} worker(s) polling" if host["live_pollers"]
-                           else "no worker polling: the stage waits for its host")
-                print(f"host queue: {host['name']} ({polling})")
+                print(f"host queue: {host['name']} ({polling_line(host)})")
+            if progress.get("decision"):
+                print(f"decision: {progress['decision']}")
             if progress.get("deadline"):
                 print(f"deadline: {progress['deadline']}")
         print(result["ui"])
@@ -197,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--task-id", required=True, help="originating task-queue task id")
     start.add_argument("--agent", required=True, help="target agent")
     start.add_argument("--id", help="workflow id (default build-<name>-<random>)")
+    start.add_argument("--without-origin-file", action="store_true",
+                       help="start even though the originating task has no task file here "
+                            "(e.g. it lives on another host)")
     plan = commands.add_parser("plan", help="start a BuildPlanWorkflow from a YAML plan")
     plan.add_argument("file")
     plan.add_argument("--id")

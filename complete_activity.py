@@ -88,16 +88,19 @@ def check_message(message: str) -> str:
     return message
 
 
-def parse_args(argv: list[str]) -> tuple[str, str, str]:
-    """Return (token text, status, message) or raise CliError(usage)."""
+def parse_args(argv: list[str]) -> tuple[str, str, str, str | None]:
+    """Return (token text, status, message, task file or None) or raise CliError(usage)."""
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, Exit.OK)
+    task_file = None
     if argv[:1] == ["--task-file"]:
         if len(argv) < 2:
             raise CliError(USAGE, Exit.USAGE)
-        token_text, rest = token_from_task_file(argv[1]), argv[2:]
+        task_file, rest = argv[1], argv[2:]
     elif argv and argv[0].startswith("--task-file="):
-        token_text, rest = token_from_task_file(argv[0].split("=", 1)[1]), argv[1:]
+        task_file, rest = argv[0].split("=", 1)[1], argv[1:]
+    if task_file is not None:
+        token_text = token_from_task_file(task_file)
     else:
         if len(argv) < 2:
             raise CliError(USAGE, Exit.USAGE)
@@ -110,7 +113,7 @@ def parse_args(argv: list[str]) -> tuple[str, str, str]:
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
         raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
-    return token_text, status, check_message(" ".join(rest[1:]))
+    return token_text, status, check_message(" ".join(rest[1:])), task_file
 
 
 async def complete(token: bytes, status: str, message: str) -> None:
@@ -185,11 +188,36 @@ async def respond(service: Any, namespace: str, identity: str, token: bytes, sta
             retry=True)
 
 
+def settle_own_file(path: Path, status: str, message: str) -> None:
+    """The stage is done: say so in its task file at once, so that it never looks like open
+    work to another agent (the worker's own settlement then finds it finished)."""
+    from taskdir import TaskDirectory
+
+    moved = "completed" if status == "success" else "failed"
+    try:
+        directory = TaskDirectory(path.resolve().parent)
+        task_id = str(load_task_id(path))
+        directory.set_status(task_id, moved, f"stage {moved} with complete_activity.py",
+                             output=message, by="complete_activity", unless_terminal=True,
+                             path=path)
+    except Exception as err:  # the completion went through; the worker settles the file too
+        print(f"complete_activity: note: task file not updated ({type(err).__name__}); the "
+              f"worker settles it", file=sys.stderr)
+
+
+def load_task_id(path: Path) -> object:
+    from taskdir import load
+
+    return load(path).get("id")
+
+
 def main(argv: list[str]) -> int:
     try:
-        token_text, status, message = parse_args(argv)
+        token_text, status, message, task_file = parse_args(argv)
         token = decode_token(token_text)
         asyncio.run(complete(token, status, message))
+        if task_file is not None:
+            settle_own_file(Path(task_file), status, message)
     except CliError as err:
         stream = sys.stdout if err.code == Exit.OK else sys.stderr
         print(f"complete_activity: {err}" if err.code != Exit.OK else str(err), file=stream)

@@ -17,6 +17,10 @@ from taskdir.vocabulary import Priority, TaskStyle, Vocabulary, WorkflowMode
 
 REPO_DIR = Path(__file__).resolve().parent
 NOTIFIER_NAMES = ("script", "ntfy", "matrix")
+# The task-queue tooling's usual roster (TASK_ROSTER), and the roster names our fixed agents
+# get in that vocabulary unless AGENT_MAP says otherwise (../shared/TASK-QUEUE.md).
+DEFAULT_ROSTER = ("sysadmin", "developer", "research", "writer", "security", "steward")
+FIXED_AGENT_ROSTER_NAMES = {"security-agent": "security", "claudebox": "developer"}
 PATH_FIELDS = ("send_matrix_script", "audit_dir", "legacy_audit_dir", "task_dir", "summary_dir")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
@@ -128,6 +132,8 @@ class WorkerConfig(BaseModel):
 
 def _notifiers(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("NOTIFIERS")
+    if raw is not None and raw.strip().lower() == "none":
+        return ()  # notifications off (a trial, or decisions watched in the Web UI)
     if raw is None:
         names = ["script"]
         if env.get("NTFY_URL", "").strip():
@@ -212,13 +218,27 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     if client.vault_missing:
         warnings.append(("vault_partial", {"missing": list(client.vault_missing),
                                            "effect": "Vault mTLS off (all three needed)"}))
-    values["warnings"] = tuple(warnings)
     home = env.get("HOME") or str(Path.home())
     for field in PATH_FIELDS:
         raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
         values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
     values["notifiers"] = _notifiers(env)
+    script = values["send_matrix_script"]
+    if "script" in values["notifiers"] and not (isinstance(script, Path) and os.access(
+            script, os.X_OK) and script.is_file()):
+        warnings.append(("notify_script_missing", {
+            "script": str(script), "effect": "block notifications fail; set "
+            "SEND_MATRIX_SCRIPT, another notifier, or NOTIFIERS=none"}))
     values["agent_map"] = _pairs("AGENT_MAP", env.get("AGENT_MAP", ""), "roster-name")
+    if values.get("task_vocabulary") == "task-queue":
+        values["agent_map"] = {**FIXED_AGENT_ROSTER_NAMES, **values["agent_map"]}
+        roster = [n.strip() for n in env.get("TASK_ROSTER", "").split(",") if n.strip()]
+        roster = roster or list(DEFAULT_ROSTER)
+        strangers = sorted({name for name in values["agent_map"].values() if name not in roster})
+        if strangers:
+            warnings.append(("agent_not_in_roster", {
+                "targets": strangers, "roster": roster,
+                "effect": "the dispatcher cannot launch them; an operator must pick them up"}))
     values["agent_queues"] = _pairs("AGENT_QUEUES", env.get("AGENT_QUEUES", ""), "task-queue")
     values["file_approvers"] = frozenset(
         name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
@@ -227,6 +247,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     numbers = {**_parsed(env, DURATIONS, parse_duration), **_parsed(env, INTEGERS, _integer)}
     timing_fields = StageTimings.model_fields
     values.update({k: v for k, v in numbers.items() if k not in timing_fields})
+    values["warnings"] = tuple(warnings)
     try:
         values["timings"] = StageTimings(**{k: v for k, v in numbers.items()
                                            if k in timing_fields})

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 BUILD_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -45,6 +45,22 @@ def _text(value: str) -> str:
     if _CONTROL.search(value.replace("\n", "").replace("\t", "")):
         raise ValueError("must not contain control characters")
     return value
+
+
+def describe_errors(err: ValidationError) -> str:
+    """Every invalid field of ERR in one line: `field: why; other: why`."""
+    parts = []
+    for error in err.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "input"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)[:1500]
+
+
+def plan_path_problem(plan_path: str) -> str | None:
+    """Why a pipeline's plan path cannot be used by every agent host (None: it can)."""
+    if not plan_path.startswith("/"):
+        return f"plan_path: must be an absolute path (agents read it elsewhere), got {plan_path!r}"
+    return None
 
 
 AgentName = Annotated[str, AfterValidator(_agent_name)]
@@ -209,9 +225,17 @@ class StageTask(_Model):
 
 
 class QueueProbe(_Model):
-    """Input of queue_polled: the host task queue a stage is handed to."""
+    """Input of queue_polled / host_queue_state: the host task queue a stage is handed to."""
 
     task_queue: str
+    activity_type: str = "dispatch_stage"  # the stage's activity, pending on that queue
+
+
+class QueueState(_Model):
+    """Result of host_queue_state: a worker polls the queue; the stage was taken from it."""
+
+    polled: bool
+    started: bool
 
 
 class TaskCancellation(_Model):

@@ -22,12 +22,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import Deps
+from connection.task_token import TokenFacts, read_task_token
 from models import BlockDecision, BuildPhaseResult
 from taskdir import DuplicateTaskId, load
 from taskdir.vocabulary import DECISIONS, TERMINAL
@@ -44,6 +45,35 @@ from workflows.common import (
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
 RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled again
+STALE_AFTER = 10.0  # seconds a stage file must be untouched before it can count as stale
+
+
+async def activity_ending(client: Client, facts: TokenFacts) -> tuple[str, str] | None:
+    """How the activity FACTS names ended, as a task status and note (None: not yet)."""
+    note = "settled by the host's sweep: the stage {0} while this host's worker was away"
+    closed = False
+    async for event in client.get_workflow_handle(
+            facts.workflow_id, run_id=facts.run_id).fetch_history_events():
+        for kind, status, verb in _ENDINGS:
+            if (event.HasField(kind)
+                    and getattr(event, kind).scheduled_event_id == facts.scheduled_event_id):
+                return status, note.format(verb)
+        closed = closed or event.event_type in _RUN_CLOSED
+    return ("cancelled", note.format("ended with its run")) if closed else None
+
+
+_ENDINGS = (
+    ("activity_task_completed_event_attributes", "completed", "completed"),
+    ("activity_task_failed_event_attributes", "failed", "failed"),
+    ("activity_task_timed_out_event_attributes", "failed", "timed out"),
+    ("activity_task_canceled_event_attributes", "cancelled", "was cancelled"),
+)
+_RUN_CLOSED = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+               EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+               EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+               EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+               EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+               EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW}
 
 
 class Sweeper:
@@ -58,6 +88,7 @@ class Sweeper:
         self.queue, self.main = config.task_queue, config.role == "main"
         self._redispatched: dict[tuple[str, str], float] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._stale: set[str] = set()  # stage files settled (or unusable) by _settle_stale
         self.builds_queue = config.build_queue
         self.query = RUNNING_BUILDS_QUERY.format(task_queue=config.build_queue)
 
@@ -78,12 +109,47 @@ class Sweeper:
         acted = 0
         cutoff = time.monotonic() - RESIGNAL_AFTER
         self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
+        current: set[str] = set()
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
             if memo.get(AWAIT_MEMO) and self.main:  # originating tasks live on the main host
                 acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
             elif memo.get(DISPATCH_MEMO) and self._ours(memo.get(QUEUE_MEMO)):
+                current.add(str(memo[DISPATCH_MEMO]))
                 acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
+        for path in await asyncio.to_thread(self.tasks.loose_token_files):
+            await asyncio.to_thread(self.tasks.tighten, path)
+        if not self.main:  # a host's settlements may have been given up while it was away
+            acted += await self._settle_stale(current)
+        return acted
+
+    async def _settle_stale(self, current: set[str]) -> int:
+        """Our open stage files that no run waits on any more: settle each as its activity
+        ended (the run's settlement was bounded and gave up while this host was away)."""
+        acted = 0
+        for path, header in await asyncio.to_thread(self.tasks.stage_files):
+            if header.status in TERMINAL or header.id in current or header.id in self._stale:
+                continue
+            try:
+                age = time.time() - path.stat().st_mtime
+                if age < max(STALE_AFTER, 4 * self.interval):
+                    continue
+                document = await asyncio.to_thread(load, path)
+                facts = read_task_token(base64.b64decode(document["payload"]["task_token"]))
+                ending = await activity_ending(self.client, facts)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                self._stale.add(header.id)
+                log.warning("stage_file_unusable", extra={"task_id": header.id,
+                                                          "error": str(err)[:200]})
+                continue
+            if ending is None:
+                continue  # still pending: an agent may yet finish it
+            status, note = ending
+            self._stale.add(header.id)
+            await asyncio.to_thread(self.tasks.set_status, header.id, status, note,
+                                    unless_terminal=True, path=path)
+            log.info("stale_stage_settled", extra={"task_id": header.id, "status": status})
+            acted += 1
         return acted
 
     def _ours(self, stage_queue: object) -> bool:

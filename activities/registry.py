@@ -30,6 +30,7 @@ def main_activities(deps: Deps, client: Client, index_builds: bool) -> list[Call
     stages = AgentStages(deps)
     blocks = BlockActivities(deps)
     summaries = SummaryActivities(deps)
+    queues = QueueActivities(client)
     return [
         *host_activities(deps),
         stages.prefab_scaffolding, stages.implement_build, stages.request_security_audit,
@@ -37,5 +38,5 @@ def main_activities(deps: Deps, client: Client, index_builds: bool) -> list[Call
         blocks.notify_blocks, blocks.wait_for_block_resolution, blocks.check_block_status,
         summaries.write_summary, summaries.summarize_workflow,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
-        QueueActivities(client).queue_polled,
+        queues.queue_polled, queues.host_queue_state,
     ]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
-import yaml
 from temporalio import activity
 
 from activities.deps import Deps
 from models import WorkflowSummary
 from safeio.writing import write_private
-from taskdir import iso
+from taskdir import dump
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -46,9 +45,10 @@ class SummaryActivities:
         name = _UNSAFE.sub("_", summary.workflow_id).lstrip(".") or "workflow"
         path = self.deps.config.summary_dir / f"{summary.started:%Y-%m}" / f"{name}.yml"
         record = summary.model_dump(mode="json", exclude_none=True)
-        record["started"] = iso(summary.started)
-        record["completed"] = iso(summary.completed)
-        data = yaml.safe_dump(record, sort_keys=False, allow_unicode=True).encode("utf-8")
+        # YAML timestamps, as in the task files (UTC); the rest as plain YAML.
+        record["started"] = summary.started.astimezone(UTC)
+        record["completed"] = summary.completed.astimezone(UTC)
+        data = dump(record)
         await asyncio.to_thread(write_private, path, data, self.deps.config.summary_dir)
         activity.logger.info("summary_written", extra={"path": str(path),
                                                        "outcome": summary.outcome})

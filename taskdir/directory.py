@@ -50,6 +50,7 @@ class Header:
     status: str | None
     by: str | None  # actor of the history entry that set `status`
     note: str | None  # its note
+    stage: bool = False  # one of our stage files: written by us, holding a task token
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,10 @@ class TaskDirectory:
         else:
             raw = document.get("status")
             status = str(raw) if raw is not None else None
-            header = Header(str(document.get("id")), status, *_mover(document, status))
+            payload = document.get("payload")
+            stage = (document.get("source_agent") == SOURCE_AGENT and isinstance(payload, dict)
+                     and isinstance(payload.get("task_token"), str))
+            header = Header(str(document.get("id")), status, *_mover(document, status), stage)
         self._headers.put(path, version, header)
         return header
 
@@ -330,6 +334,31 @@ class TaskDirectory:
             return True
 
         return self.update(task_id, change, path, include_archive)
+
+    def stage_files(self) -> list[tuple[Path, Header]]:
+        """Our stage files in the directory (not archive/), with their headers."""
+        found = []
+        for path in sorted(self.root.glob("*.yml")):
+            header = self.header(path)
+            if header is not None and header.stage:
+                found.append((path, header))
+        return found
+
+    def loose_token_files(self) -> list[Path]:
+        """Our token-bearing files (live or archived, terminal too) that others can read."""
+        loose = []
+        for place in (self.root, self.root / "archive"):
+            for path in place.glob("*.yml"):
+                try:
+                    info = os.stat(path, follow_symlinks=False)
+                except OSError:
+                    continue
+                if (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+                        and stat.S_IMODE(info.st_mode) & 0o077):
+                    header = self.header(path)
+                    if header is not None and header.stage:
+                        loose.append(path)
+        return loose
 
     def tighten(self, path: Path) -> bool:
         """A token-bearing file someone else rewrote with a looser mode is 0600 again."""

@@ -14,7 +14,14 @@ from safeio import untrusted_yaml
 
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Plain YAML a person can edit: a value used twice is written twice, never `&id001`."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
 _STAGE_IDS = uuid.UUID("6f1f3c1e-8d0b-4c55-9a53-0b1d2c3e4f50")
 
 

@@ -58,7 +58,8 @@ async def test_buildctl_runs_as_written(client, env, tmp_path):
 
 def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
     copy = tmp_path / "checkout"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+    listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listing, cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
     for name in files:
         (copy / name).parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,11 @@ from config import load_config
 from exceptions import ConfigError
 
 
+def other_warnings(config) -> tuple:
+    """The config's warnings beside the missing notification script (tests have none)."""
+    return tuple(w for w in config.warnings if w[0] != "notify_script_missing")
+
+
 def base_env(tmp_path: Path) -> dict[str, str]:
     return {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")}
 
@@ -96,13 +101,13 @@ def test_describe_has_no_secrets(tmp_path):
                                          ("error", "ERROR"), ("Debug", "DEBUG")])
 def test_every_standard_log_level_name_is_accepted(tmp_path, value, level):
     config = load_config({**base_env(tmp_path), "LOG_LEVEL": value})
-    assert config.log_level == level and config.warnings == ()
+    assert config.log_level == level and other_warnings(config) == ()
 
 
 def test_unknown_log_level_is_info_with_a_warning(tmp_path):
     config = load_config({**base_env(tmp_path), "LOG_LEVEL": "LOUD"})
     assert config.log_level == "INFO"
-    assert config.warnings == (("log_level_unknown", {"value": "LOUD", "using": "INFO"}),)
+    assert other_warnings(config) == (("log_level_unknown", {"value": "LOUD", "using": "INFO"}),)
 
 
 @pytest.mark.parametrize("present", [("VAULT_ADDR",), ("VAULT_ADDR", "VAULT_ROLE_ID"),
@@ -113,7 +118,7 @@ def test_partial_vault_settings_mean_no_vault_and_a_warning(tmp_path, present):
     config = load_config({**base_env(tmp_path), **{k: values[k] for k in present}})
     assert config.client.vault is None
     missing = [name for name in values if name not in present]
-    assert config.warnings == (("vault_partial", {
+    assert other_warnings(config) == (("vault_partial", {
         "missing": missing, "effect": "Vault mTLS off (all three needed)"}),)
 
 
@@ -141,3 +146,34 @@ def test_routing_and_roles(tmp_path):
     assert (host.role, host.task_queue, host.build_queue) == ("host", "helm-build-box",
                                                               "builds")
     assert load_config(base_env(tmp_path)).agent_queues == {}  # one host: nothing routed
+
+
+def test_notifiers_none_turns_them_off_without_a_warning(tmp_path):
+    config = load_config({**base_env(tmp_path), "NOTIFIERS": "none"})
+    assert config.notifiers == () and config.warnings == ()
+
+
+def test_a_missing_notification_script_is_said_once_at_start(tmp_path):
+    config = load_config(base_env(tmp_path))
+    (event, details), = config.warnings
+    assert event == "notify_script_missing" and "NOTIFIERS=none" in details["effect"]
+    script = tmp_path / "scripts" / "send-matrix.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert load_config(base_env(tmp_path)).warnings == ()
+
+
+def test_task_queue_vocabulary_maps_fixed_agents_to_roster_names(tmp_path):
+    env = {**base_env(tmp_path), "TASK_VOCABULARY": "task-queue", "NOTIFIERS": "none"}
+    config = load_config(env)
+    assert config.agent_map == {"security-agent": "security", "claudebox": "developer"}
+    assert config.warnings == ()
+    config = load_config({**env, "AGENT_MAP": "security-agent=sec-bot,dev=developer"})
+    assert config.agent_map["security-agent"] == "sec-bot"
+    (event, details), = config.warnings
+    assert event == "agent_not_in_roster" and details["targets"] == ["sec-bot"]
+    config = load_config({**env, "TASK_ROSTER": "sec-bot,developer",
+                          "AGENT_MAP": "security-agent=sec-bot"})
+    assert config.warnings == ()
+    assert load_config({**base_env(tmp_path), "NOTIFIERS": "none"}).agent_map == {}

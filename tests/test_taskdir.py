@@ -178,3 +178,12 @@ def test_warm_lookups_do_not_rescan_a_quiet_directory(tmp_path, monkeypatch):
     assert len(scans) == first  # warm: no directory read again
     late = live.dispatch(spec(task_id="late0000-new-task-here"), "dA==")
     assert live.find("late0000-new-task-here") == late  # the changed directory is read
+
+
+def test_task_files_are_plain_yaml_without_anchors(tmp_path):
+    from taskdir import dump, utc_now
+
+    now = utc_now()
+    text = dump({"created": now, "history": [{"timestamp": now}]}).decode()
+    assert "&id" not in text and "*id" not in text
+    assert text.count(now.isoformat(" ").split("+")[0]) == 2

@@ -28,12 +28,16 @@ with workflow.unsafe.imports_passed_through():
         StageSettings,
         TriageOutput,
         WorkflowSummary,
+        plan_path_problem,
     )
     from taskdir.vocabulary import DECISIONS
     from workflows.common import (
+        ABSOLUTE_PLAN_PATH,
         AWAIT_MEMO,
         PIPELINE,
         TRIAGE_REFUSAL_PARKS,
+        checked_input,
+        invalid_input,
         note_ignored_keys,
         started_by_v05,
     )
@@ -64,9 +68,15 @@ class BuildPipelineWorkflow(V05PipelinePath):
         self._decision: tuple[str, BlockDecision] | None = None
 
     @workflow.run
-    async def run(self, params: BuildPipelineInput) -> BuildPipelineResult:
+    async def run(self, raw: dict[str, Any]) -> BuildPipelineResult:
+        """RAW is a BuildPipelineInput as JSON, validated here (see `checked_input`)."""
+        params = self._input(raw)
         if started_by_v05():
             return await self.run_v05(params)
+        problem = plan_path_problem(params.plan_path)
+        if problem and workflow.patched(ABSOLUTE_PLAN_PATH):
+            self._progress.stage = "invalid input"
+            raise invalid_input(problem)
         self.choose_handoff()
         note_ignored_keys(params)
         settings = await self.load_settings()
@@ -89,6 +99,13 @@ class BuildPipelineWorkflow(V05PipelinePath):
         await self.settled()
         self.enter("complete", None)
         return result
+
+    def _input(self, raw: dict[str, Any]) -> BuildPipelineInput:
+        try:
+            return checked_input(BuildPipelineInput, raw)
+        except ApplicationError:
+            self._progress.stage = "invalid input"
+            raise
 
     async def _stages(self, params: BuildPipelineInput,
                       settings: StageSettings) -> BuildPipelineResult:
@@ -226,7 +243,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
             verdict = "timed_out"
         self._parked = False
         workflow.upsert_memo({AWAIT_MEMO: None})
-        self._progress.decision = verdict
+        self._progress.decision, self._progress.deadline = verdict, None
         return verdict
 
     def _take_file_status(self, check: BlockCheck) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
     from workflows.common import (
         PLAN,
+        checked_input,
         note_ignored_keys,
         started_by_v05,
     )
@@ -21,7 +25,13 @@ class BuildPlanWorkflow(V05PlanPath):
     """Phases run sequentially; a failed phase fails the plan."""
 
     @workflow.run
-    async def run(self, plan: BuildPlanInput) -> BuildPlanResult:
+    async def run(self, raw: dict[str, Any]) -> BuildPlanResult:
+        """RAW is a BuildPlanInput as JSON, validated here (see `checked_input`)."""
+        try:
+            plan = checked_input(BuildPlanInput, raw)
+        except ApplicationError:
+            self._progress.stage = "invalid input"
+            raise
         if started_by_v05():
             return await self.run_v05(plan)
         self.choose_handoff()

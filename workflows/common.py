@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
     from activities.agent_stages import AgentStages
     from activities.lifecycle import TaskLifecycle
     from activities.queues import QueueActivities
@@ -22,18 +24,28 @@ with workflow.unsafe.imports_passed_through():
         BuildPhaseResult,
         Progress,
         QueueProbe,
+        QueueState,
         StageKind,
         StageSettings,
         StageTask,
         TaskCancellation,
         TaskSettlement,
+        describe_errors,
     )
     from taskdir.documents import stage_task_id
+
+M = TypeVar("M", bound=BaseModel)
 
 PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
 # started by v0.5 and is continued with v0.5's exact command sequence (workflows/v05.py).
 NATIVE_RUN = "native-run-0.7"
+# Recorded (from 0.9 on) only by a new run whose plan_path is relative, which it refuses
+# (runs started before with one replay as they were).
+ABSOLUTE_PLAN_PATH = "absolute-plan-path-0.9"
+# Recorded (from 0.9 on) at a run's first routed stage: the host queue is looked at until the
+# stage is taken from it (not only once), and settlements on a host queue are bounded.
+HOST_LIVENESS = "host-liveness-0.9"
 # Recorded next in runs started from 0.8 on: the next stage's task is scheduled first and
 # settles the finished stage's file when both are on one host (else settle_task follows),
 # and the memo is set once per hand-off (not cleared first).
@@ -52,6 +64,21 @@ QUEUE_MEMO = "dispatch_queue"  # the host queue of that agent task (absent: the 
 
 def agent_retry(attempts: int = 1) -> RetryPolicy:
     return RetryPolicy(maximum_attempts=attempts, non_retryable_error_types=[PHASE_FAILED])
+
+
+def invalid_input(message: str) -> ApplicationError:
+    """The run's input cannot be used: fail the run at once, naming every problem."""
+    return ApplicationError(f"invalid input: {message}", type="InvalidInput",
+                            non_retryable=True)
+
+
+def checked_input(model: type[M], raw: Any) -> M:
+    """Validate a run's input inside the run, not in the data converter: a run with bad input
+    then fails with one message naming every invalid field, and still answers queries."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise invalid_input(describe_errors(err)) from None
 
 
 def note_ignored_keys(params: Any) -> None:
@@ -176,6 +203,9 @@ class DispatchingWorkflow:
         def ready() -> bool:
             return handle.done() or self._redispatch
 
+        if queue is not None and workflow.patched(HOST_LIVENESS):
+            await self._watch_host(queue, ready)
+            return
         unpolled = queue is not None and not await self._queue_polled(queue)
         while unpolled and not ready():
             self._mark_unpolled(True)
@@ -184,6 +214,29 @@ class DispatchingWorkflow:
             unpolled = not ready() and not await self._queue_polled(queue)
         self._mark_unpolled(False)
         await workflow.wait_condition(ready)
+
+    async def _watch_host(self, queue: str, ready: Callable[[], bool]) -> None:
+        """Look at QUEUE every check interval until its host's worker has taken the stage:
+        a host that stops before (or just as) the stage is queued is reported once the
+        server stops counting it (90 s), whenever that is."""
+        while not ready():
+            state = await self._queue_state(queue)
+            self._mark_unpolled(not state.polled and not state.started)
+            if state.started:
+                break
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
+        self._mark_unpolled(False)
+        await workflow.wait_condition(ready)
+
+    async def _queue_state(self, queue: str) -> QueueState:
+        try:
+            return await workflow.execute_local_activity_method(
+                QueueActivities.host_queue_state, QueueProbe(task_queue=queue),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=2), summary=f"pollers of {queue}")
+        except ActivityError:
+            return QueueState(polled=True, started=False)
 
     def _mark_unpolled(self, unpolled: bool) -> None:
         if self._progress.queue_unpolled != unpolled:
@@ -245,8 +298,12 @@ class DispatchingWorkflow:
         return None
 
     def _start_settle(self, settlement: TaskSettlement, queue: str | None) -> None:
+        # Book-keeping on a host that is down must not hold the run: the host's sweep
+        # settles the file when it is back (sweeper: stale stage files).
+        bound = (timedelta(seconds=max(10.0, 4 * self._recheck))
+                 if queue is not None and workflow.patched(HOST_LIVENESS) else None)
         self._settling.append(workflow.start_activity_method(
-            TaskLifecycle.settle_task, settlement,
+            TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
             task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
             heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"task {settlement.task_id} → {settlement.status}"))
