@@ -240,3 +240,20 @@ async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client,
     assert summary["blocks_hit"] == 2 and summary["flags_applied"] == 1
     fixes = [d for d in agents.seen if d["task_type"] == "security_fix"]
     assert len(fixes) == 1 and "rotate key" in fixes[0]["payload"]["instruction"]
+
+
+async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, dirs, env, worker):
+    """The task-queue server rewrites files 0644 (e.g. a stage finished through it after the
+    CLI completed it): no file of ours keeps a token readable by others, terminal or not."""
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {})}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "loosened")
+        await handle.result()
+    ours = [p for p in dirs["tasks"].glob("*.yml")
+            if yaml.safe_load(p.read_text())["source_agent"] == "temporal-worker"]
+    assert len(ours) == 4 and all(yaml.safe_load(p.read_text())["status"] == "completed"
+                                  for p in ours)
+    for path in ours:
+        path.chmod(0o644)
+    await _count_sweeps(client, cfg, dirs)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in ours} == {0o600}

@@ -129,3 +129,83 @@ async def test_hostile_arguments_and_plan_files_get_documented_codes(env, dirs, 
         code, _, err = await buildctl(env, "plan", str(tmp_path / name))
         assert code == 3, (name, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+async def test_start_refuses_a_missing_origin_and_names_every_invalid_field(client, cfg, env,
+                                                                           dirs, worker):
+    code, _, err = await buildctl(env, "start", "--build-name", "no-origin", "--plan-path",
+                                  "/plans/x.md", "--task-id", "no-such-task-1", "--agent", "dev")
+    assert code == 7 and len(err.strip().splitlines()) == 1
+    assert "originating task no-such-task-1 has no task file" in err
+    assert "--without-origin-file" in err
+    code, _, err = await buildctl(env, "start", "--build-name", "Bad!", "--plan-path",
+                                  "/p.md", "--task-id", "<id>", "--agent", "dev")
+    assert code == 3 and "build_name" in err and "task_id" in err
+    code, _, err = await buildctl(env, "start", "--build-name", "rel", "--plan-path",
+                                  "plans/x.md", "--task-id", "origin-1234", "--agent", "dev")
+    assert code == 3 and "plan_path: must be an absolute path" in err
+    code, out, err = await buildctl(env, "--json", "start", "--build-name", "elsewhere",
+                                    "--plan-path", "/plans/x.md", "--task-id", "origin-1234",
+                                    "--agent", "dev", "--without-origin-file")
+    assert code == 0, err
+    await client.get_workflow_handle(json.loads(out)["workflow_id"]).terminate("test over")
+
+
+async def test_status_of_ended_builds_tells_why_and_awaits_nothing(client, cfg, dirs, env,
+                                                                   worker):
+    (dirs["home"] / "send-matrix.sh").write_text("#!/bin/sh\nexit 0\n")
+    (dirs["home"] / "send-matrix.sh").chmod(0o755)
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["b1"]})}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        origin = make_origin(dirs["tasks"])
+        code, out, err = await buildctl(env, "--json", "start", "--build-name", "why",
+                                        "--plan-path", "/plans/why.md", "--task-id", origin,
+                                        "--agent", "dev")
+        workflow_id = json.loads(out)["workflow_id"]
+        handle = client.get_workflow_handle(workflow_id)
+
+        async def parked() -> bool:
+            return (await handle.query("progress", result_type=Progress)).stage == "wait"
+
+        await eventually(parked)
+        code, _, err = await buildctl(env, "reject", workflow_id, "--by", "bob", "--reason",
+                                      "unsafe")
+        assert code == 0, err
+        async def ended() -> dict | None:
+            code, out, _ = await buildctl(env, "--json", "status", workflow_id)
+            status = json.loads(out)
+            return status if status["status"] != "running" else None
+
+        status = await eventually(ended)
+    assert status["status"] == "failed"
+    assert status["reason"] == "Build why rejected by bob: unsafe"
+    assert status["progress"]["deadline"] is None and status["progress"]["waiting_on"] is None
+    code, out, _ = await buildctl(env, "status", workflow_id)
+    assert "reason: Build why rejected by bob: unsafe" in out
+    assert "deadline" not in out and "waiting on" not in out
+
+
+async def test_readme_json_start_fails_cleanly_and_answers_queries(client, cfg, env, worker):
+    readme = (Path(BUILDCTL).parent / "README.md").read_text()
+    example = readme.split("--input '", 1)[1].split("'", 1)[0]
+    handle = await client.start_workflow("BuildPipelineWorkflow", json.loads(example),
+                                         id=f"readme-json-{os.getpid()}",
+                                         task_queue=cfg.task_queue)
+    code, out, err = await buildctl(env, "--json", "status", handle.id)
+    assert code == 0, err
+    bad = await client.start_workflow(
+        "BuildPipelineWorkflow", {**json.loads(example), "task_id": "<id>", "plan_path": "x"},
+        id=f"bad-json-{os.getpid()}", task_queue=cfg.task_queue)
+    from temporalio.client import WorkflowFailureError
+
+    try:
+        await bad.result()
+    except WorkflowFailureError as err:
+        message = str(err.cause)
+    assert "invalid input: task_id: must be 8-128" in message
+    progress = await bad.query("progress", result_type=Progress)
+    assert progress.stage == "invalid input"
+    code, out, _ = await buildctl(env, "status", bad.id)
+    assert code == 0 and "reason: invalid input: task_id" in out
+    await handle.terminate("test over")

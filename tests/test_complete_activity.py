@@ -98,6 +98,9 @@ async def test_stdin_task_file_and_double_completion(client, cfg, dirs, env, wor
                                        env=env)
         assert code == 0, err
         assert token not in out + err
+        done = yaml.safe_load(path.read_text())  # at once: no longer looks like open work
+        assert (done["status"], done["result"]["output"]) == ("completed", "scaffolded")
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
         # second completion of the same activity: clear "not found" exit code
         code, _, err = await run_cli("-", "success", stdin=token.encode() + b"\n", env=env)
         assert code == EXIT_NOT_FOUND

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
+from activities.queues import live_pollers
 from config import load_config
 from models import Progress
 from testbed.agents import AgentSim, triage_writer
@@ -248,3 +249,47 @@ async def test_two_main_workers_one_killed_while_parked(client: Client, server, 
     assert redispatches(documents) == []
     for result in results:
         assert Path(result.summary_path).exists()
+
+
+async def test_host_stopped_before_its_stage_is_noticed_and_never_holds_the_build(
+        client: Client, server, dirs, tmp_path):
+    """The box host stops just before its stage is queued (the server still counts its
+    poller): the workflow keeps looking and reports it. Later the box host is down when its
+    finished stage's file is to be settled: the build ends anyway, and the file ends
+    terminal once the host is back."""
+    quiet_notifier(dirs["home"])
+    main_queue = f"main-{uuid.uuid4().hex[:8]}"
+    box_queue = f"{main_queue}-box"
+    env = worker_env(server, dirs, TASK_QUEUE=main_queue, AGENT_QUEUES=f"claudebox={box_queue}")
+    place = host_dirs(tmp_path, "box")
+    box_env = host_worker_env(server, place, box_queue, main_queue)
+    main_agents = {"security_audit": triage_writer(dirs["audit"], {})}
+    hold = {"on": True}
+    box_agent = {"build_prefab": lambda d, p: None if hold["on"] else ("success", "scaffold")}
+    async with started_worker(box_env, tmp_path / "box-1.log"):
+        # the box host polls, then stops: the server goes on counting its poller for 90 s
+        await eventually(lambda: live_pollers(client, box_queue), 30)
+    async with running_worker(client, load_config(env)), \
+            AgentSim(dirs["tasks"], env, main_agents), AgentSim(place["tasks"], box_env,
+                                                                box_agent):
+        handle = await start_pipeline(client, main_queue, dirs["tasks"], "box-stops")
+        await eventually(lambda: _unpolled(handle), 180)
+        code, out, _ = await buildctl(env, "status", handle.id)
+        assert f"host queue: {box_queue} (no worker polling (last poll" in out
+        async with started_worker(box_env, tmp_path / "box-2.log"):
+            await eventually(lambda: files_of_type(place["tasks"], "build_prefab"), 60)
+        hold["on"] = False  # the agent finishes with the box host's worker down
+        result = await handle.result()
+        assert Path(result.summary_path).exists()
+        prefab = files_of_type(place["tasks"], "build_prefab")[0]
+        assert prefab["status"] == "submitted"  # no worker on the box host to settle it yet
+        async with started_worker(box_env, tmp_path / "box-3.log"):
+            settled = await eventually(
+                lambda: [d for d in files_of_type(place["tasks"], "build_prefab")
+                         if d["status"] == "completed"], 60)
+    assert "while this host's worker was away" in settled[0]["history"][-1]["note"]
+
+
+async def _unpolled(handle: WorkflowHandle) -> Progress | None:
+    progress = await progress_of(handle)
+    return progress if progress.queue_unpolled else None
