@@ -159,7 +159,7 @@ async def test_status_of_ended_builds_tells_why_and_awaits_nothing(client, cfg, 
     behaviours = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["b1"]})}
     async with AgentSim(dirs["tasks"], env, behaviours):
         origin = make_origin(dirs["tasks"])
-        code, out, err = await buildctl(env, "--json", "start", "--build-name", "why",
+        _, out, _ = await buildctl(env, "--json", "start", "--build-name", "why",
                                         "--plan-path", "/plans/why.md", "--task-id", origin,
                                         "--agent", "dev")
         workflow_id = json.loads(out)["workflow_id"]
@@ -172,8 +172,9 @@ async def test_status_of_ended_builds_tells_why_and_awaits_nothing(client, cfg, 
         code, _, err = await buildctl(env, "reject", workflow_id, "--by", "bob", "--reason",
                                       "unsafe")
         assert code == 0, err
+
         async def ended() -> dict | None:
-            code, out, _ = await buildctl(env, "--json", "status", workflow_id)
+            _, out, _ = await buildctl(env, "--json", "status", workflow_id)
             status = json.loads(out)
             return status if status["status"] != "running" else None
 
