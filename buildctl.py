@@ -24,6 +24,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.queues import queue_pollers
@@ -41,6 +42,7 @@ from models import (
 )
 from safeio import untrusted_yaml
 from taskdir import TaskDirectory
+from taskdir.directory import SWEEP_LOCK
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
 from workflows.common import BUILDS_QUERY, DispatchingWorkflow
@@ -156,6 +158,8 @@ async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namesp
     running = result["status"] == "running"
     if not running:
         result["reason"] = await close_reason(client, description)
+    elif await asyncio.to_thread(TaskDirectory(config.task_dir).sweep_turn_stuck):
+        result["sweep_turn_held"] = str(config.task_dir / ".locks" / SWEEP_LOCK)
     progress = await _progress(client, args.workflow_id)
     if progress is not None:
         if not running or progress.decision:  # nothing is awaited any more
@@ -241,6 +245,10 @@ def print_human(command: str, result: dict) -> None:
         print(f"{result['workflow_id']} ({result['type']}): {result['status']}")
         if result.get("reason"):
             print(f"reason: {result['reason']}")
+        if result.get("sweep_turn_held"):
+            print(f"sweep turn lock held 3 s or more: {result['sweep_turn_held']}; if this "
+                  f"repeats, something other than a worker holds it, and file decisions and "
+                  f"completions through the task queue wait (see the worker's sweep_turn_held)")
         progress = result.get("progress")
         if progress:
             print(f"stage: {progress['stage']}")
@@ -321,6 +329,9 @@ async def run(args: argparse.Namespace) -> dict:
         raise Failure(str(err), Exit.CONFIG) from None
     try:
         return await COMMANDS[args.command](client, config, args)
+    except WorkflowAlreadyStartedError:
+        raise Failure(f"a workflow with id {getattr(args, 'id', None) or '?'} is already "
+                      f"running (choose another --id)", Exit.REFUSED) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise Failure(f"not found: {getattr(args, 'workflow_id', '')}".strip(),

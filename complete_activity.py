@@ -121,12 +121,12 @@ async def complete(token: bytes, status: str, message: str) -> None:
     bridge and one connection, no `temporalio.client` and no data converter."""
     from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient
 
-    from connection.settings import load_client_settings
+    from connection.settings import agent_env, load_client_settings
     from connection.tls import tls_config
     from exceptions import TemporalWorkerError
 
     try:
-        settings = load_client_settings()
+        settings = load_client_settings(agent_env(os.environ))
         if settings.vault_missing:
             print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
                   f"so Vault mTLS is off (it needs all three)", file=sys.stderr)

@@ -27,6 +27,7 @@ LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 # main: runs the workflows (and every activity); host: only the activities that touch this
 # host's task directory, polled on the host's own task queue (see README "Several hosts").
 WorkerRole = Literal["main", "host"]
+FileChannel = Literal["open", "closed"]
 
 # Durations: env var -> field (of StageTimings, else of WorkerConfig); 30s / 15m / 2h / 7d.
 # Defaults live on the models' fields only.
@@ -91,6 +92,9 @@ class WorkerConfig(BaseModel):
     metrics_interval: float = 10
     index_builds: bool = True
     file_approvers: frozenset[str] = frozenset()  # empty: any file edit decides (upstream)
+    # open (drop-in): task files decide blocks and complete stages through the tooling;
+    # closed: they decide and complete nothing (Temporal and the task token only).
+    file_channel: FileChannel = "open"
     task_vocabulary: Vocabulary = "upstream"
     agent_map: dict[str, str] = Field(default_factory=dict)
     workflow_mode: WorkflowMode = "semi-auto"
@@ -117,6 +121,14 @@ class WorkerConfig(BaseModel):
     def build_queue(self) -> str:
         """The task queue our workflows run on (a host worker's builds live there)."""
         return self.task_queue if self.role == "main" else self.workflow_task_queue
+
+    def channels(self) -> dict[str, object]:
+        """Who can decide blocks and finish stages, for the one `channels` line at start."""
+        files = self.file_channel == "open"
+        return {"signal": True, "update": True, "buildctl": True, "web_ui": True,
+                "token_completion": True, "task_file_decision": files,
+                "tooling_completion": files,
+                "file_approvers": sorted(self.file_approvers) or None}
 
     def task_style(self) -> TaskStyle:
         return TaskStyle(vocabulary=self.task_vocabulary, agent_map=self.agent_map,
@@ -203,6 +215,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         "TASK_VOCABULARY": "task_vocabulary",
         "TASK_WORKFLOW_MODE": "workflow_mode",
         "TASK_PRIORITY": "task_priority",
+        "FILE_CHANNEL": "file_channel",
     }
     for name, field in plain.items():
         raw = env.get(name, "").strip()

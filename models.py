@@ -6,7 +6,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 BUILD_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -127,6 +134,18 @@ class BuildPlanInput(_Input):
     plan_name: OneLine
     phases: list[PhaseSpec] = Field(min_length=1, max_length=1000)
 
+    @field_validator("phases")
+    @classmethod
+    def _numbers_distinct(cls, phases: list[PhaseSpec]) -> list[PhaseSpec]:
+        """A phase's number is its task id's key: two phases with one number share a file."""
+        seen: set[int] = set()
+        for phase in phases:
+            if phase.number in seen:
+                raise ValueError(f"phase number {phase.number} appears more than once: "
+                                 f"give each phase its own number")
+            seen.add(phase.number)
+        return phases
+
 
 class BuildPhaseInput(_Model):
     """Argument of execute_build_phase."""
@@ -197,6 +216,7 @@ STAGE_ACTIVITY: dict[str, str] = {
     "security_audit": "request_security_audit", "security_fix": "apply_flag_fixes",
     "build_closeout": "close_build", "build_phase": "execute_build_phase"}
 PREFAB_AGENT, AUDIT_AGENT = "claudebox", "security-agent"  # fixed by the upstream contract
+DISPATCH_STAGE = "dispatch_stage"  # the activity of every agent stage our runs hand out
 
 
 class TaskSettlement(_Model):

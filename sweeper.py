@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
@@ -30,7 +32,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.deps import Deps
 from connection.task_token import TokenFacts, read_task_token
 from models import BlockDecision, BuildPhaseResult
-from taskdir import DuplicateTaskId, load
+from taskdir import SOURCE_AGENT, DuplicateTaskId, load
+from taskdir.directory import SWEEP_LOCK, TaskLocked
 from taskdir.vocabulary import DECISIONS, TERMINAL
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.common import (
@@ -44,6 +47,7 @@ from workflows.common import (
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
+TURNS_BEFORE_SAYING = 3  # sweep passes without the turn lock before it is reported
 RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled again
 STALE_AFTER = 10.0  # seconds a stage file must be untouched before it can count as stale
 
@@ -76,6 +80,17 @@ _RUN_CLOSED = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW}
 
 
+def _last_actor(history: object, status: object) -> str | None:
+    """The actor of the newest history entry that set STATUS."""
+    if not isinstance(history, list):
+        return None
+    for entry in reversed(history):
+        if isinstance(entry, dict) and entry.get("status") == status:
+            actor = entry.get("actor")
+            return str(actor)[:200] if actor is not None else None
+    return None
+
+
 class Sweeper:
     """One pass per interval over the running builds, for the stages on our queue."""
 
@@ -89,6 +104,9 @@ class Sweeper:
         self._redispatched: dict[tuple[str, str], float] = {}
         self._reported: set[tuple[str, str]] = set()
         self._stale: set[str] = set()  # stage files settled (or unusable) by _settle_stale
+        self._turns_missed = 0
+        self.files_decide = config.file_channel == "open"
+        self.stage_agents = frozenset(config.file_approvers)  # may finish any stage's file
         self.builds_queue = config.build_queue
         self.query = RUNNING_BUILDS_QUERY.format(task_queue=config.build_queue)
 
@@ -103,7 +121,17 @@ class Sweeper:
     async def sweep(self) -> int:
         """Return how many workflows were acted on (0 when another worker has the turn)."""
         with self.tasks.sweep_turn() as mine:
+            self._note_turn(mine)
             return await self._pass() if mine else 0
+
+    def _note_turn(self, mine: bool) -> None:
+        """A turn lock held through several intervals is said once (a stuck or hostile
+        holder stalls file decisions and completions through the tooling)."""
+        self._turns_missed = 0 if mine else self._turns_missed + 1
+        if self._turns_missed == TURNS_BEFORE_SAYING:
+            log.warning("sweep_turn_held", extra={
+                "lock_file": str(self.tasks.root / ".locks" / SWEEP_LOCK),
+                "passes_missed": self._turns_missed})
 
     async def _pass(self) -> int:
         acted = 0
@@ -112,11 +140,17 @@ class Sweeper:
         current: set[str] = set()
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
-            if memo.get(AWAIT_MEMO) and self.main:  # originating tasks live on the main host
-                acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
-            elif memo.get(DISPATCH_MEMO) and self._ours(memo.get(QUEUE_MEMO)):
-                current.add(str(memo[DISPATCH_MEMO]))
-                acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
+            try:  # one build's file is handled on its own: it never stops the others'
+                if memo.get(AWAIT_MEMO) and self.main:  # originating tasks: the main host
+                    acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
+                elif memo.get(DISPATCH_MEMO) and self._ours(memo.get(QUEUE_MEMO)):
+                    current.add(str(memo[DISPATCH_MEMO]))
+                    acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
+            except Exception as err:
+                task_id = str(memo.get(AWAIT_MEMO) or memo.get(DISPATCH_MEMO))
+                await self._attention(execution, task_id, "sweep_item_failed",
+                                      f"task {task_id} could not be handled: "
+                                      f"{type(err).__name__}: {err}"[:400])
         for path in await asyncio.to_thread(self.tasks.loose_token_files):
             await asyncio.to_thread(self.tasks.tighten, path)
         if not self.main:  # a host's settlements may have been given up while it was away
@@ -146,8 +180,12 @@ class Sweeper:
                 continue  # still pending: an agent may yet finish it
             status, note = ending
             self._stale.add(header.id)
-            await asyncio.to_thread(self.tasks.set_status, header.id, status, note,
-                                    unless_terminal=True, path=path)
+            try:
+                await asyncio.to_thread(self.tasks.set_status, header.id, status, note,
+                                        unless_terminal=True, path=path)
+            except TaskLocked:
+                self._stale.discard(header.id)  # someone holds it: next pass
+                continue
             log.info("stale_stage_settled", extra={"task_id": header.id, "status": status})
             acted += 1
         return acted
@@ -159,7 +197,22 @@ class Sweeper:
     def _handle(self, execution: WorkflowExecution) -> WorkflowHandle:
         return self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
 
+    async def _attention(self, execution: WorkflowExecution, task_id: str, event: str,
+                         note: str) -> None:
+        """Report a problem with one build's file once: a log line and the build's
+        *Attention* (Web UI current details, `progress.alert`)."""
+        key = (execution.run_id or execution.id, f"{event}:{task_id}")
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        log.warning(event, extra={"workflow_id": execution.id, "task_id": task_id,
+                                  "note": note})
+        with contextlib.suppress(RPCError):
+            await self._handle(execution).signal(DispatchingWorkflow.attention, note)
+
     async def _check_block(self, execution: WorkflowExecution, task_id: str) -> int:
+        if not self.files_decide:
+            return 0  # FILE_CHANNEL=closed: decisions come through Temporal only
         decision = await asyncio.to_thread(self.tasks.read_decision, task_id)
         verdict = DECISIONS.get(decision.status or "")
         if verdict is None:
@@ -181,9 +234,22 @@ class Sweeper:
             log.warning("duplicate_task_id", extra={"task_id": task_id, "error": str(err)})
             return 0
         if path is None:
+            unreadable = await asyncio.to_thread(self.tasks.unreadable_named, task_id)
+            if unreadable:  # there, but not readable: never re-dispatched over
+                await self._attention(execution, task_id, "stage_file_unreadable",
+                                      f"task file {unreadable[0].name} cannot be read (too "
+                                      f"large, not YAML or not a task); the stage waits: "
+                                      f"fix or remove it, or use complete_activity.py")
+                return 0
             return await self._missing_stage(execution, task_id)
         if status not in TERMINAL:
             return 0  # waiting, claimed or parked: the agent (or the operator) has it
+        if not self.files_decide:
+            await self._attention(execution, task_id, "file_completion_ignored",
+                                  f"task {task_id} was set {status} in its file, which "
+                                  f"decides nothing here (FILE_CHANNEL=closed): finish the "
+                                  f"stage with complete_activity.py")
+            return 0
         return await self._finish_through_tooling(execution, task_id, path)
 
     def _look_at_stage(self, task_id: str) -> tuple[Path | None, str | None]:
@@ -208,6 +274,14 @@ class Sweeper:
             log.warning("stage_file_unusable", extra={"task_id": task_id, "error": str(err)})
             return 0
         status = document.get("status")
+        if _last_actor(document.get("history"), status) == SOURCE_AGENT:
+            return 0  # settled by us (complete_activity.py --task-file, or the worker)
+        refusal = await self._refusal(execution, document, token)
+        if refusal is not None:
+            await self._attention(execution, task_id, "stage_file_refused",
+                                  f"task {task_id} set {status} in its file, refused: "
+                                  f"{refusal}; the stage waits for a real completion")
+            return 0
         result = document.get("result") if isinstance(document.get("result"), dict) else {}
         output = str(result.get("output") or "")[:100_000]
         who = str(result.get("completed_by") or "the task queue")[:200]
@@ -222,10 +296,40 @@ class Sweeper:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
+            self._reported.add(key)  # finished meanwhile (e.g. by complete_activity.py)
+            log.info("stage_already_finished", extra={"workflow_id": execution.id,
+                                                      "task_id": task_id})
+            return 0
         self._reported.add(key)
         log.info("stage_finished_through_tooling", extra={
             "workflow_id": execution.id, "task_id": task_id, "status": status})
         return 1
+
+    async def _refusal(self, execution: WorkflowExecution, document: dict[str, Any],
+                       token: bytes) -> str | None:
+        """Why a file's move cannot complete its stage (None: it can). The token must be
+        this run's pending stage activity (a token pasted from another build, or a stale
+        copy written back after a re-dispatch, is not), and the move must be the stage
+        agent's own (the history entry's actor; forgeable by a writer of the directory)."""
+        try:
+            facts = read_task_token(token)
+        except ValueError as err:
+            return str(err)
+        if (facts.workflow_id, facts.run_id) != (execution.id, execution.run_id):
+            return "its task token belongs to another workflow run"
+        description = await self._handle(execution).describe()
+        pending = {p.activity_id for p in description.raw_description.pending_activities}
+        if facts.activity_id not in pending:
+            return "its task token is stale (that attempt of the stage is over)"
+        status = document.get("status")
+        actor = _last_actor(document.get("history"), status)
+        allowed = {str(document.get("target_agent")), *self.stage_agents}
+        if status == "cancelled" and not self.stage_agents:
+            return None  # an operator's move in the tooling; FILE_APPROVERS narrows it
+        if actor not in allowed:
+            return (f"the move was made by {actor or 'nobody named'}, not by the stage's "
+                    f"agent {document.get('target_agent')}")
+        return None
 
     async def _missing_stage(self, execution: WorkflowExecution, task_id: str) -> int:
         dead = await asyncio.to_thread(self.tasks.find_dead_letter, task_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import yaml
@@ -14,6 +15,7 @@ from safeio import untrusted_yaml
 MAX_TRIAGE_BYTES = 1024 * 1024
 MAX_ITEMS = 1000
 FINDING_LIMIT = 500
+FINDINGS_BUDGET = 256 * 1024  # bytes of findings in one task file (carried twice, < 1 MiB)
 TRIAGE_KEYS = ("blocks", "flags", "info")  # all three, always: the documented schema
 _WRAPPER = re.compile(r"<\s*/?\s*security-findings\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -99,7 +101,10 @@ def parse_triage(raw: bytes) -> TriageOutput:
 
 
 def neutralise(finding: str) -> str:
-    """One line, no wrapper tags, at most FINDING_LIMIT characters."""
+    """One line, no wrapper tags, at most FINDING_LIMIT characters. Invisible characters (NUL,
+    zero-width, other format characters) go first, so none can hide a tag from one pass."""
+    finding = "".join(ch for ch in finding if ch.isprintable() or ch.isspace()
+                      or unicodedata.category(ch) not in ("Cc", "Cf"))
     line = _SPACE.sub(" ", _SURROGATE.sub("\ufffd", finding)).strip()
     previous = None
     while previous != line:  # removing one tag must not assemble another
@@ -107,6 +112,21 @@ def neutralise(finding: str) -> str:
         line = _WRAPPER.sub("[security-findings tag removed]", line)
     line = "".join(ch if ch.isprintable() else " " for ch in line)
     return line[:FINDING_LIMIT]
+
+
+def bounded_findings(findings: list[str]) -> tuple[list[str], int]:
+    """Neutralised findings within FINDINGS_BUDGET UTF-8 bytes (a task file carries them twice
+    and must stay readable by our own reader), and how many were cut."""
+    kept: list[str] = []
+    used = 0
+    for finding in findings:
+        line = neutralise(finding)
+        size = len(line.encode("utf-8")) + 4
+        if used + size > FINDINGS_BUDGET:
+            break
+        kept.append(line)
+        used += size
+    return kept, len(findings) - len(kept)
 
 
 def wrap_findings(findings: list[str]) -> str:

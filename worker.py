@@ -94,6 +94,13 @@ def main() -> int:
     log.info("config_loaded", extra={"config": config.describe()})
     for event, details in config.warnings:
         log.warning(event, extra=details)
+    channels = config.channels()
+    if channels["task_file_decision"]:  # forgeable by anyone who can write the directory
+        log.warning("channels", extra={"channels": channels, "effect": "a writer of the task "
+                    "directory can decide blocks and finish stages; FILE_CHANNEL=closed "
+                    "leaves that to Temporal"})
+    else:
+        log.info("channels", extra={"channels": channels})
     log.info("worker_starting", extra={"address": config.client.address})
 
     async def _main() -> int:

@@ -15,6 +15,7 @@ from activities.lifecycle import TaskLifecycle
 from exceptions import UnsafePathError
 from models import (
     AUDIT_AGENT,
+    DISPATCH_STAGE,
     PREFAB_AGENT,
     STAGE_ACTIVITY,
     BuildPhaseInput,
@@ -24,7 +25,7 @@ from models import (
 )
 from safeio.writing import write_private
 from taskdir import TaskSpec, iso, utc_now
-from triage import neutralise
+from triage import bounded_findings
 
 
 class AgentStages:
@@ -33,7 +34,7 @@ class AgentStages:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="dispatch_stage")
+    @activity.defn(name=DISPATCH_STAGE)
     async def dispatch_stage(self, task: StageTask) -> BuildPhaseResult:
         """Write the stage's task file (identity decided by the workflow), then suspend."""
         await self._dispatch(task)
@@ -91,7 +92,9 @@ class AgentStages:
             fields.update(audit_request_path=request, output_dir=str(output_dir))
             refs.append(request)
         if task.kind == "security_fix":
-            fields["flags"] = [neutralise(flag) for flag in fields["flags"]]
+            fields["flags"], cut = bounded_findings(fields["flags"])
+            if cut:
+                fields["flags_cut"] = cut
         spec = TaskSpec(
             task_id=task.task_id, target_agent=task.target_agent, task_type=task.kind,
             summary=instructions.summary(task.kind, fields),

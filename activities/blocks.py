@@ -13,6 +13,7 @@ from exceptions import UnsafePathError
 from models import BlockCheck
 from taskdir import Decision
 from taskdir.vocabulary import DECISIONS
+from taskdir.waiting import patiently
 
 
 async def _heartbeat_every(seconds: float) -> None:
@@ -37,7 +38,7 @@ class BlockActivities:
             for index, block in enumerate(blocks, start=1):
                 title = f"[ACTION] {build_name}: block {index}/{total} needs review"
                 await self.deps.notifiers.send(title, " ".join(block.split())[:2000])
-            await asyncio.to_thread(self._mark_input_required, build_name, task_id, total)
+            await patiently(self._mark_input_required, build_name, task_id, total)
         finally:
             keep_alive.cancel()
 
@@ -51,7 +52,7 @@ class BlockActivities:
         try:
             found = tasks.set_status(task_id, tasks.style.awaiting_decision, note,
                                      include_archive=True)  # as v0.5: live or archived
-        except (ValueError, yaml.YAMLError, UnsafePathError) as err:
+        except (ValueError, yaml.YAMLError, UnsafePathError, OSError) as err:
             activity.logger.warning("originating_task_unreadable",
                                     extra={"task_id": task_id, "error": str(err)[:200]})
             return
@@ -85,5 +86,7 @@ class BlockActivities:
         return BlockCheck(status=decision.status, by=decision.by, reason=decision.reason)
 
     async def _credible(self, task_id: str) -> Decision:
+        if self.deps.config.file_channel == "closed":
+            return Decision(None)  # files decide nothing: signal, update, buildctl, Web UI
         return await asyncio.to_thread(self.deps.tasks.read_decision, task_id)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -12,6 +11,7 @@ from temporalio import activity
 from activities.deps import Deps
 from taskdir import TaskSpec
 from taskdir.documents import stage_task_id
+from taskdir.waiting import patiently
 
 
 def current_task_id(stage_key: str) -> str:
@@ -29,7 +29,8 @@ async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str, stage_act
     note = None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token"
     try:
         with deps.telemetry.dispatch_span(stage_activity, build):
-            path = await asyncio.to_thread(deps.tasks.dispatch, spec, token, note)
+            path = await patiently(deps.tasks.dispatch, spec, token, note,
+                                   on_wait=activity.heartbeat)
     finally:
         if then is not None:  # the last stage's file is settled even if this write failed
             await _never_fails(then, spec.task_id)

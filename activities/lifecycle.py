@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import yaml
 from temporalio import activity
 
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import TaskCancellation, TaskSettlement
+from taskdir.waiting import patiently
 
 _TROUBLE = (ValueError, yaml.YAMLError, UnsafePathError, OSError)
+
+
+def _heartbeat() -> None:
+    """Alive while a task lock is held by someone else (a carried settlement runs inside
+    dispatch_stage, which heartbeats harmlessly)."""
+    activity.heartbeat()
 
 
 class TaskLifecycle:
@@ -27,15 +32,15 @@ class TaskLifecycle:
 
     async def settle(self, settlement: TaskSettlement) -> bool:
         """settle_task's work; also done by the next stage's dispatch in lean runs."""
-        return await asyncio.to_thread(self._move, settlement.task_id, settlement.status,
-                                       settlement.note, settlement.output, settlement.by,
-                                       True)
+        return await patiently(self._move, settlement.task_id, settlement.status,
+                               settlement.note, settlement.output, settlement.by, True,
+                               on_wait=_heartbeat)
 
     @activity.defn(name="mark_task_cancelled")
     async def mark_task_cancelled(self, request: TaskCancellation) -> bool:
         """Set the live task file to `cancelled`; False when there is none (already gone)."""
-        return await asyncio.to_thread(self._move, request.task_id, "cancelled", request.note,
-                                       None, None, False)
+        return await patiently(self._move, request.task_id, "cancelled", request.note,
+                               None, None, False, on_wait=_heartbeat)
 
     def _move(self, task_id: str, status: str, note: str, output: str | None,
               by: str | None, include_archive: bool) -> bool:

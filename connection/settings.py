@@ -80,6 +80,23 @@ def _vault_settings(env: Mapping[str, str]) -> VaultSettings | None:
     return VaultSettings(values["VAULT_ADDR"], values["VAULT_ROLE_ID"], secret_file)
 
 
+AGENT_PREFIX = "AGENT_"  # AGENT_TEMPORAL_*: the agents' CLI's own identity
+
+
+def agent_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment the agents' CLI connects with. When any AGENT_TEMPORAL_* variable is
+    set (address, namespace, API key, TLS files, profile, config file), those replace every
+    TEMPORAL_* and VAULT_* variable: agents then hold credentials of their own, which can
+    complete activities and need not be the operators' or the worker's."""
+    own = {name[len(AGENT_PREFIX):]: value for name, value in env.items()
+           if name.startswith(AGENT_PREFIX + "TEMPORAL_")}
+    if not own:
+        return dict(env)
+    kept = {name: value for name, value in env.items()
+            if not name.startswith(("TEMPORAL_", "VAULT_"))}
+    return {**kept, **own}
+
+
 def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
     """Read TEMPORAL_* variables and profiles (temporalio.envconfig) plus the Vault layer."""
     from temporalio.envconfig import ClientConfigProfile

@@ -27,7 +27,16 @@ import yaml
 
 from exceptions import ActivityRuntimeError
 from safeio.writing import FILE_MODE, open_beneath, write_private
-from taskdir.documents import SOURCE_AGENT, TaskSpec, dump, file_name, history_entry, load, utc_now
+from taskdir.documents import (
+    MAX_TASK_FILE_BYTES,
+    SOURCE_AGENT,
+    TaskSpec,
+    dump,
+    file_name,
+    history_entry,
+    load,
+    utc_now,
+)
 from taskdir.vocabulary import DECISIONS, TERMINAL, TaskStyle
 
 log = logging.getLogger("taskdir")
@@ -36,6 +45,9 @@ SWEEP_LOCK = ".temporal-build-worker-sweep.lock"  # a dot name: never a task id'
 RECENT_CHANGE_NS = 2_000_000_000  # a directory changed this recently may hide a new name
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _UNREADABLE = (OSError, ValueError, yaml.YAMLError)
+
+
+LOCK_PATIENCE = 0.2  # seconds a write waits for a held task lock before handing back its thread
 
 
 class DuplicateTaskId(ActivityRuntimeError, ValueError):
@@ -76,9 +88,13 @@ class _DirIndex:
 
     def candidates(self, directory: Path, task_id: str) -> list[Path]:
         try:
-            mtime = os.stat(directory).st_mtime_ns
+            info = os.stat(directory, follow_symlinks=False)
         except OSError:
             return []
+        if not stat.S_ISDIR(info.st_mode):
+            odd_entry(directory, "looked at as empty")
+            return []
+        mtime = info.st_mtime_ns
         with self._lock:
             cached = self._cache.get(directory)
             # mtime ticks are coarse: a file made within the tick of the last scan leaves the
@@ -110,6 +126,25 @@ class _DirIndex:
                     match = _NAME.match(entry.name)
                     groups.setdefault(match.group(1) if match else None, []).append(entry.name)
         return groups
+
+
+_ODD_SAID: set[Path] = set()
+
+
+def odd_entry(path: Path, effect: str) -> None:
+    """Say once per process that a bookkeeping directory is not a directory, and what we do."""
+    if path not in _ODD_SAID:
+        _ODD_SAID.add(path)
+        log.warning("task_dir_entry_not_a_directory", extra={"path": str(path),
+                                                              "effect": effect})
+
+
+class TaskLocked(ActivityRuntimeError):
+    """The tooling's lock on a task file is held: try again later (no thread is held)."""
+
+    def __init__(self, task_id: str, lock_path: Path) -> None:
+        super().__init__(f"task {task_id} is locked by another process ({lock_path})")
+        self.lock_path = lock_path
 
 
 class _HeaderCache:
@@ -240,6 +275,14 @@ class TaskDirectory:
         if header is None:
             return Decision(None)
         decision = Decision(header.status, header.by, header.note)
+        if decision.status in DECISIONS and path is not None:
+            others = self._claimants_elsewhere(task_id, path)
+            if others:  # a copy planted under another name decides nothing either
+                names = ", ".join(sorted(str(p.relative_to(self.root)) for p in [path, *others]))
+                log.warning("duplicate_task_id", extra={
+                    "task_id": task_id, "error": f"{len(others) + 1} task files claim id "
+                                                 f"{task_id}: {names}"[:500]})
+                return Decision(None)
         if not credible_only or decision.counts(self.approvers):
             return decision
         if decision.status in DECISIONS:
@@ -248,24 +291,83 @@ class TaskDirectory:
                 "reason": "not set by one of FILE_APPROVERS"})
         return Decision(None)
 
+    def _claimants_elsewhere(self, task_id: str, found: Path) -> list[Path]:
+        """Files besides FOUND, under any name, whose `id` is TASK_ID (a full look, kept for
+        the moment a file would decide something)."""
+        places = [self.root, self.root / "archive"]
+        return [path for place in places
+                for path in [*self._index.candidates(place, task_id),
+                             *self._index.others(place, task_id)]
+                if path != found and (header := self.header(path)) is not None
+                and header.id == task_id]
+
+    def unreadable_named(self, task_id: str) -> list[Path]:
+        """Files named for TASK_ID that cannot be read as a task (too large, not YAML): the
+        stage's file may be there, so it must not be taken for missing."""
+        return [path for path in self._index.candidates(self.root, task_id)
+                if path.name.endswith(f"-{task_id[:8]}.yml") and self.header(path) is None]
+
     # -- writes (every one under the tooling's lock) ----------------------------------------
 
     @contextlib.contextmanager
     def lock(self, task_id: str) -> Iterator[None]:
-        """The exclusive flock the task-queue server takes on `.locks/<id>.lock`."""
+        """The exclusive flock the task-queue server takes on `.locks/<id>.lock`, waited for
+        at most LOCK_PATIENCE (then TaskLocked: the caller retries later without a thread).
+        A `.locks` that is not a directory cannot lock anyone: we write unlocked, and say so."""
+        if not self._locks_usable():
+            yield
+            return
         name = re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:128]
-        fd = open_beneath(self.root / ".locks" / f"{name}.lock", self.root,
-                          os.O_RDWR | os.O_CREAT)
+        path = self.root / ".locks" / f"{name}.lock"
+        fd = open_beneath(path, self.root, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_PATIENCE
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TaskLocked(task_id, path) from None
+                    time.sleep(0.01)
             yield
         finally:
             os.close(fd)  # closing drops the flock
+
+    def _locks_usable(self) -> bool:
+        locks = self.root / ".locks"
+        try:
+            info = os.stat(locks, follow_symlinks=False)
+        except FileNotFoundError:
+            return True  # made on first use
+        except OSError:
+            return True  # let open_beneath report it
+        if stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+            return True  # a link is refused (fail closed) by open_beneath
+        odd_entry(locks, "task files written without the tooling's lock")
+        return False
+
+    def sweep_turn_stuck(self, patience: float = 3.0) -> bool:
+        """True when the sweep's turn lock stays held for PATIENCE seconds (a pass over a few
+        hundred builds takes well under that: a holder that long may be stuck, or not one of
+        our workers at all)."""
+        if not (self.root / ".locks" / SWEEP_LOCK).is_file():
+            return False
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            with self.sweep_turn() as mine:
+                if mine:
+                    return False
+            time.sleep(0.1)
+        return True
 
     @contextlib.contextmanager
     def sweep_turn(self) -> Iterator[bool]:
         """True while this process holds the directory's sweep flock (False: another
         worker on this host is sweeping it now). A dead holder's flock goes with it."""
+        if not self._locks_usable():
+            yield True  # no lock to take turns by: sweep (every action is idempotent)
+            return
         fd = open_beneath(self.root / ".locks" / SWEEP_LOCK, self.root, os.O_RDWR | os.O_CREAT)
         try:
             try:
@@ -296,7 +398,12 @@ class TaskDirectory:
                                       note or "re-dispatched with a fresh task token")
                 except _UNREADABLE:
                     document = fresh
-            write_private(path, dump(document))
+            data = dump(document)
+            if len(data) > MAX_TASK_FILE_BYTES:  # we must always be able to read it back
+                raise ActivityRuntimeError(
+                    f"task file for {spec.task_id} would be {len(data)} bytes, over the "
+                    f"{MAX_TASK_FILE_BYTES}-byte limit of our own reader")
+            write_private(path, data)
         return path
 
     def update(self, task_id: str, change: Callable[[dict[str, Any]], bool],

@@ -164,3 +164,11 @@ def system_python_first(env: dict[str, str], base: Path) -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     return {**env, "PATH": f"{bare / 'bin'}:{env.get('PATH', os.environ.get('PATH', ''))}"}
 
+
+@contextlib.asynccontextmanager
+async def worker_without_sweep(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
+    """An in-process worker whose sweeper the test runs itself (pass by pass)."""
+    worker, sweeper, _ = await build_worker(client, config)
+    async with worker:
+        yield sweeper
+

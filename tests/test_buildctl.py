@@ -210,3 +210,22 @@ async def test_readme_json_start_fails_cleanly_and_answers_queries(client, cfg, 
     code, out, _ = await buildctl(env, "status", bad.id)
     assert code == 0 and "reason: invalid input: task_id" in out
     await handle.terminate("test over")
+
+
+async def test_a_running_id_and_repeated_phase_numbers_are_one_line_refusals(
+        client, cfg, dirs, env, worker, tmp_path):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    origin = make_origin(dirs["tasks"])
+    start = ["start", "--build-name", "twice", "--plan-path", "/plans/t.md", "--task-id",
+             origin, "--agent", "dev", "--id", f"twice-{os.getpid()}"]
+    code, _, err = await buildctl(env, *start)
+    assert code == 0, err
+    code, _, err = await buildctl(env, *start)
+    assert code == 7 and len(err.strip().splitlines()) == 1 and "already running" in err
+    plan = tmp_path / "plan.yml"
+    plan.write_text(yaml.safe_dump({"plan_name": "dup", "phases": [
+        {"number": 1, "agent_type": "dev", "description": "a"},
+        {"number": 1, "agent_type": "dev", "description": "b"}]}))
+    code, _, err = await buildctl(env, "plan", str(plan))
+    assert code == 3 and "phase number 1 appears more than once" in err
+    await client.get_workflow_handle(f"twice-{os.getpid()}").terminate("test over")

@@ -205,3 +205,20 @@ async def test_cli_loads_the_service_layer_only(env):
     assert "temporalio.service" in imported
     heavy = {"temporalio.client", "temporalio.converter", "pydantic", "yaml", "temporalio.worker"}
     assert not heavy & imported
+
+
+async def test_agents_can_hold_credentials_of_their_own(client, cfg, dirs, env, worker):
+    """AGENT_TEMPORAL_* replace the worker's TEMPORAL_* (and Vault) for the agents' CLI."""
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "own-creds")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        theirs = {**env, "TEMPORAL_ADDRESS": "127.0.0.1:1", "VAULT_ADDR": "http://127.0.0.1:1",
+                  "AGENT_TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"]}
+        code, _, err = await run_cli("--task-file", str(path), "success", "mine", env=theirs)
+        assert code == 0, err
+        without = {k: v for k, v in theirs.items() if not k.startswith("AGENT_")}
+        code, _, err = await run_cli("--task-file", str(path), "success", "x", env=without)
+        assert code == 5 and "127.0.0.1:1" in err  # the worker's settings, unreachable here
+        await handle.terminate("test over")

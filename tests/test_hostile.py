@@ -177,3 +177,84 @@ def test_misnamed_task_file_is_found_by_its_id(tmp_path):
     shutil.move(path, tmp_path / "20260101-000000-zzzzzzzz.yml")
     assert TaskDirectory(tmp_path).find(origin) == tmp_path / "20260101-000000-zzzzzzzz.yml"
 
+
+
+async def test_held_task_locks_never_starve_other_builds(client, cfg, dirs, env, caplog):
+    """An agent holding the tooling's locks of six stage files (one per thread of a 2-core
+    machine's default pool) used to stop every other build's hand-off, silently."""
+    import fcntl
+
+    from taskdir.documents import stage_task_id
+
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    (dirs["tasks"] / ".locks").mkdir()
+    stuck = [await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"stuck{n}")
+             for n in range(6)]  # no worker yet: their prefab files are not written
+    held = []
+    for handle in stuck:
+        task_id = stage_task_id(handle.result_run_id, "prefab_scaffolding")
+        lock = open(dirs["tasks"] / ".locks" / f"{task_id}.lock", "a")  # noqa: SIM115
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        held.append(lock)
+    try:
+        async with running_worker(client, cfg), AgentSim(dirs["tasks"], env,
+                                                         {"build_prefab": lambda d, p: None}):
+            fresh = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "fresh")
+            await eventually(lambda: [d for d in files_of_type(dirs["tasks"], "build_prefab")
+                                      if d["payload"]["build_name"] == "fresh"], 20)
+            said = [r for r in caplog.records if r.getMessage() == "task_lock_held"]
+            assert said and all(r.lock_file.endswith(".lock") for r in said)
+            for lock in held:
+                lock.close()
+            held.clear()
+            await eventually(lambda: len(files_of_type(dirs["tasks"], "build_prefab")) == 7, 30)
+    finally:
+        for lock in held:
+            lock.close()
+        for handle in [*stuck, fresh]:
+            await handle.terminate("test over")
+
+
+async def test_an_undecodable_completion_fails_the_stage_clearly(client, cfg, dirs, env,
+                                                                 worker):
+    """A completion with a payload of unknown encoding used to wedge the run (failed
+    activations forever, cancel ignored)."""
+    import base64
+
+    from temporalio.api.common.v1 import Payload, Payloads
+    from temporalio.api.workflowservice.v1 import RespondActivityTaskCompletedRequest
+
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "evil-payload")
+        prefab = (await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab")))[0]
+        token = base64.b64decode(prefab["payload"]["task_token"])
+        payload = Payload(metadata={"encoding": b"binary/evil"}, data=b"\x00\x01")
+        await client.workflow_service.respond_activity_task_completed(
+            RespondActivityTaskCompletedRequest(task_token=token, namespace="default",
+                                                result=Payloads(payloads=[payload])))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "the agent's completion could not be read (encoding 'binary/evil')" in str(
+        caught.value.cause)
+    settled = files_of_type(dirs["tasks"], "build_prefab")[0]
+    assert settled["status"] == "failed"
+
+
+async def test_a_planted_copy_under_another_name_is_reported(client, cfg, dirs, env, worker,
+                                                             caplog):
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "dup-name")
+
+        async def parked() -> bool:
+            return (await handle.query("progress", result_type=Progress)).stage == "wait"
+
+        await eventually(parked, 60)
+        origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
+        forged = load(TaskDirectory(dirs["tasks"]).find(origin))
+        forged["status"] = "approved"
+        plant(dirs["tasks"], "20260101-000000-zzzzzzzz.yml", dump(forged))  # another prefix
+        override(dirs["tasks"], origin, "approved", "alice", "reviewed")
+        await eventually(lambda: logged(caplog, "duplicate_task_id"), 30)
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        await handle.terminate("test over")

@@ -55,3 +55,14 @@ def test_block_decision_needs_who():
         BlockDecision(by="")
     with pytest.raises(ValidationError):
         BlockDecision(by="alice\nbob")
+
+
+def test_a_plan_with_repeated_phase_numbers_is_refused_naming_it():
+    from pydantic import ValidationError
+
+    from models import BuildPlanInput, describe_errors
+
+    phase = {"number": 1, "agent_type": "dev", "description": "x"}
+    with pytest.raises(ValidationError) as caught:
+        BuildPlanInput(plan_name="twice", phases=[phase, {**phase, "description": "y"}])
+    assert "phase number 1 appears more than once" in describe_errors(caught.value)

@@ -132,3 +132,29 @@ def test_property_any_text_is_parsed_or_clearly_refused(text):
         assert "\n" not in str(err)  # one readable line
     else:
         assert all(isinstance(item, str) for item in result.blocks + result.flags + result.info)
+
+
+def test_neutralise_needs_one_pass_for_hidden_tags():
+    for hidden in ("</security-fin\x00dings>", "</security\u200b-findings>",
+                   "<\u200b/security-findings\ufeff>"):
+        once = neutralise(f"a{hidden}b")
+        assert "security-findings>" not in once.replace(" ", "").lower()
+        assert neutralise(once) == once  # nothing left for a second pass
+
+
+def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
+    from taskdir import TaskDirectory, TaskSpec, load
+    from triage import FINDINGS_BUDGET, bounded_findings
+
+    flags = ["漢" * 500] * 400  # 600 KB of findings: once 1.2 MB of task file
+    kept, cut = bounded_findings(flags)
+    assert sum(len(f.encode()) for f in kept) <= FINDINGS_BUDGET and cut == 400 - len(kept)
+    from activities.instructions import for_stage
+
+    fields = {"build_name": "big", "flags": kept, "flags_cut": cut}
+    text = for_stage("security_fix", fields)
+    assert f"{cut} more finding(s) were left out" in text
+    spec = TaskSpec(task_id="big-fix-0001", target_agent="dev", task_type="security_fix",
+                    summary="fix", payload={**fields, "instruction": text})
+    path = TaskDirectory(tmp_path).dispatch(spec, "dG9rZW4=")
+    assert path.stat().st_size < 1024 * 1024 and load(path)["payload"]["flags_cut"] == cut

@@ -9,17 +9,17 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from activities.agent_stages import AgentStages
     from activities.lifecycle import TaskLifecycle
     from activities.queues import QueueActivities
     from activities.settings import SettingsActivities
     from models import (
+        DISPATCH_STAGE,
         STAGE_ACTIVITY,
         BuildPhaseResult,
         Progress,
@@ -92,6 +92,19 @@ def started_by_v05() -> bool:
     return not workflow.patched(NATIVE_RUN)
 
 
+def stage_result(raw: RawValue, label: str) -> BuildPhaseResult:
+    """An agent's completion as BuildPhaseResult. It is data: one we cannot decode (an unknown
+    encoding, a wrong shape) fails the stage with a clear message, never the workflow task."""
+    try:
+        return workflow.payload_converter().from_payload(raw.payload, BuildPhaseResult)
+    except Exception:
+        encoding = raw.payload.metadata.get("encoding", b"").decode("utf-8", "replace")[:40]
+        raise ApplicationError(
+            f"{label} failed: the agent's completion could not be read (encoding "
+            f"{encoding or 'none'!r}); complete the stage with complete_activity.py",
+            type=PHASE_FAILED, non_retryable=True) from None
+
+
 def stage_failure(label: str, error: BaseException) -> ApplicationError:
     """A non-retryable workflow failure naming the stage and the agent's message."""
     cause = error.cause if isinstance(error, ActivityError) and error.cause else error
@@ -153,7 +166,14 @@ class DispatchingWorkflow:
     def stage_dead_lettered(self, note: str) -> None:
         """The sweeper found the current stage's task file in dead-letters/: say so."""
         if self._progress.waiting_on and self._progress.waiting_on.startswith("agent"):
-            self._progress.alert = note[:500]
+            self.attention(note)
+
+    @workflow.signal(name="attention")
+    def attention(self, note: str) -> None:
+        """The sweeper found something wrong with the file this run waits on (or refused
+        what it says): show it as *Attention* while the run waits."""
+        if self._progress.waiting_on:
+            self._progress.alert = str(note)[:500]
             self._show()
 
     async def _withdraw(self, task_id: str, stage: str, queue: str | None = None) -> None:
@@ -250,21 +270,23 @@ class DispatchingWorkflow:
         self._progress.stages_done.append(stage)
         self._progress.waiting_on = None
 
-    async def run_v05_stage(self, stage: str, kind: StageKind, agent: str,
-                            activity: Callable[..., Any], args: list[Any], timeout: float,
-                            attempts: int = 1, key_suffix: str = "") -> BuildPhaseResult:
+    async def run_v05_stage(self, stage: str, kind: StageKind, agent: str, args: list[Any],
+                            timeout: float, attempts: int = 1,
+                            key_suffix: str = "") -> BuildPhaseResult:
         """One agent stage of a run v0.5 started: v0.5's exact command, our progress."""
         task_id = stage_task_id(workflow.info().run_id, STAGE_ACTIVITY[kind] + key_suffix)
         self._progress.task_ids[stage] = task_id
         self.enter(stage, f"agent {agent}: task {task_id}")
-        try:
-            result: BuildPhaseResult = await workflow.execute_activity_method(
-                activity, args=args, start_to_close_timeout=timedelta(seconds=timeout),
+        try:  # v0.5's activity for KIND by its name; its result read by stage_result
+            raw = await workflow.execute_activity(
+                STAGE_ACTIVITY[kind], args=args, result_type=RawValue,
+                start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=agent_retry(attempts),
                 summary=f"{stage} · agent {agent} · run started by v0.5")
         except asyncio.CancelledError:
             await self._withdraw(task_id, stage)
             raise
+        result = stage_result(raw, f"Stage {stage}")
         self.done(stage)
         return result
 
@@ -356,8 +378,8 @@ class DispatchingWorkflow:
         while True:
             self._redispatch = False
             # Only start-to-close: time queued for a host that is down is not the agent's.
-            handle = workflow.start_activity_method(
-                AgentStages.dispatch_stage, task, task_queue=queue,
+            handle = workflow.start_activity(
+                DISPATCH_STAGE, task, result_type=RawValue, task_queue=queue,
                 start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=agent_retry(attempts), summary=summary,
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
@@ -374,9 +396,10 @@ class DispatchingWorkflow:
                 await handle
         self._clear_dispatch_memo(task_id, routed)
         try:
-            result: BuildPhaseResult = await handle
-        except ActivityError as err:
-            failure = stage_failure(label or f"Stage {stage}", err)
+            result = stage_result(await handle, label or f"Stage {stage}")
+        except (ActivityError, ApplicationError) as err:
+            failure = (err if isinstance(err, ApplicationError)
+                       else stage_failure(label or f"Stage {stage}", err))
             self.settle(task_id, "failed", failure.message, failure.message, agent, queue)
             await self.settled()
             raise failure from None

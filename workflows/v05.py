@@ -16,7 +16,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_stages import AgentStages
     from activities.blocks import BlockActivities
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
@@ -51,13 +50,13 @@ class V05PipelinePath(DispatchingWorkflow):
         build, agent = params.build_name, params.target_agent
         started = workflow.now()
         await self.run_v05_stage("prefab", "build_prefab", PREFAB_AGENT,
-                               AgentStages.prefab_scaffolding, [build, params.plan_path],
+                               [build, params.plan_path],
                                2 * HOUR)
         await self.run_v05_stage("implement", "build_plan", agent,
-                               AgentStages.implement_build, [build, params.task_id, agent],
+                               [build, params.task_id, agent],
                                4 * HOUR)
         await self.run_v05_stage("audit", "security_audit", AUDIT_AGENT,
-                               AgentStages.request_security_audit, [build, params.plan_path],
+                               [build, params.plan_path],
                                4 * HOUR)
         self.enter("triage", "triage-output.yml from the security agent")
         triage: TriageOutput = await workflow.execute_activity_method(
@@ -72,7 +71,7 @@ class V05PipelinePath(DispatchingWorkflow):
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
             await self.run_v05_stage("fixes", "security_fix", agent,
-                                   AgentStages.apply_flag_fixes, [build, triage.flags, agent],
+                                   [build, triage.flags, agent],
                                    2 * HOUR)
             phases.append("fixes")
         if triage.blocks:
@@ -81,7 +80,7 @@ class V05PipelinePath(DispatchingWorkflow):
                 await self.summarize(params, started, phases, triage, verdict, None)
                 raise self.ending_error(build, verdict)
         close = await self.run_v05_stage("close", "build_closeout", agent,
-                                         AgentStages.close_build, [build, agent], 2 * HOUR)
+                                         [build, agent], 2 * HOUR)
         phases.append("close")
         completed = workflow.now()
         self.enter("summary", None)
@@ -153,7 +152,7 @@ class V05PlanPath(DispatchingWorkflow):
                 context_refs=phase.context_refs, workflow_id=workflow_id)
             result = await self.run_v05_stage(
                 f"phase {phase.number}", "build_phase", phase.agent_type,
-                AgentStages.execute_build_phase, [phase_input], 24 * HOUR, attempts=2,
+                [phase_input], 24 * HOUR, attempts=2,
                 key_suffix=f"/{phase.number}")
             if result.status != "success":
                 raise ApplicationError(f"Phase {phase.number} failed: {result.output}",

@@ -1,0 +1,162 @@
+"""The sweep against hostile or careless files: each file on its own, and a file decides only
+what it can prove (#21). Real dev server, real files, the tooling's moves as it makes them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from config import load_config
+from models import Progress
+from sweeper import Sweeper
+from taskdir import TaskDirectory
+from testbed.agents import AgentSim
+from testbed.helpers import (
+    eventually,
+    make_origin,
+    start_pipeline,
+    worker_env,
+    worker_without_sweep,
+)
+from tests.task_queue_tool import override
+
+HOLD_PREFAB = {"build_prefab": lambda d, p: None}
+
+
+def prefab_path(task_dir: Path, origin: str) -> Path | None:
+    """The prefab stage file of the build whose originating task is ORIGIN (None: not yet)."""
+    for path in task_dir.glob("*.yml"):
+        document = yaml.safe_load(path.read_text())
+        if (document.get("task_type") == "build_prefab"
+                and document["payload"].get("build_name", "").endswith(origin[:8])):
+            return path
+    return None
+
+
+async def held_at_prefab(client, cfg, dirs, name: str):
+    origin = make_origin(dirs["tasks"])
+    handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"{name}-{origin[:8]}",
+                                  task_id=origin)
+    path = await eventually(lambda: prefab_path(dirs["tasks"], origin))
+    return handle, origin, path
+
+
+def set_completed_by(path: Path, actor: str, token: str | None = None) -> None:
+    """What the tooling writes when ACTOR completes the task (optionally with TOKEN pasted)."""
+    document = yaml.safe_load(path.read_text())
+    if token is not None:
+        document["payload"]["task_token"] = token
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+    override(path.parent, document["id"], "completed", actor, "done")
+
+
+async def sweep_once(sweeper: Sweeper) -> int:
+    return await sweeper.sweep()
+
+
+async def alert_of(handle) -> str | None:
+    return (await handle.query("progress", result_type=Progress)).alert
+
+
+async def test_a_bad_token_in_one_file_never_stops_the_others(client, cfg, dirs, env,
+                                                              caplog):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        bad, _, bad_path = await held_at_prefab(client, cfg, dirs, "bad-token")
+        good, _, good_path = await held_at_prefab(client, cfg, dirs, "good")
+        set_completed_by(bad_path, "claudebox", token="AAAAAAAA")
+        set_completed_by(good_path, "claudebox")
+        assert await sweep_once(sweeper) == 1  # the good one, whatever the bad one holds
+        await eventually(lambda: _past_prefab(good))
+        assert await sweep_once(sweeper) == 0  # the bad one is said once, not every pass
+        assert "task token" in (await eventually(lambda: alert_of(bad)))
+        assert (await bad.query("progress", result_type=Progress)).stage == "prefab"
+    refused = [r for r in caplog.records if r.getMessage() == "stage_file_refused"]
+    assert len(refused) == 1
+    assert not [r for r in caplog.records if r.getMessage() == "sweep_failed"]
+    await bad.terminate("test over")
+    await good.terminate("test over")
+
+
+async def _past_prefab(handle) -> bool:
+    return "prefab" in (await handle.query("progress", result_type=Progress)).stages_done
+
+
+async def test_a_token_pasted_from_another_build_completes_nothing(client, cfg, dirs, env):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        build_a, _, a_path = await held_at_prefab(client, cfg, dirs, "paste-a")
+        build_b, _, b_path = await held_at_prefab(client, cfg, dirs, "paste-b")
+        b_token = yaml.safe_load(b_path.read_text())["payload"]["task_token"]
+        set_completed_by(a_path, "claudebox", token=b_token)
+        await sweep_once(sweeper)
+        alert = await eventually(lambda: alert_of(build_a))
+        assert "belongs to another workflow run" in alert
+        for handle in (build_a, build_b):  # neither stage moved
+            assert (await handle.query("progress", result_type=Progress)).stage == "prefab"
+            await handle.terminate("test over")
+
+
+async def test_only_the_stage_agent_completes_through_the_tooling(client, cfg, dirs, env):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        handle, _, path = await held_at_prefab(client, cfg, dirs, "other-agent")
+        set_completed_by(path, "security")  # another agent finishes claudebox's stage
+        await sweep_once(sweeper)
+        alert = await eventually(lambda: alert_of(handle))
+        assert "made by security, not by the stage's agent claudebox" in alert
+        assert (await handle.query("progress", result_type=Progress)).stage == "prefab"
+    await handle.terminate("test over")
+
+
+async def test_closed_file_channel_decides_and_completes_nothing(client, server, dirs, caplog):
+    env = worker_env(server, dirs, FILE_CHANNEL="closed")
+    cfg = load_config(env)
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    assert cfg.channels()["task_file_decision"] is False
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        handle, _, path = await held_at_prefab(client, cfg, dirs, "strict")
+        set_completed_by(path, "claudebox")
+        await sweep_once(sweeper)
+        alert = await eventually(lambda: alert_of(handle))
+        assert "FILE_CHANNEL=closed" in alert
+        assert (await handle.query("progress", result_type=Progress)).stage == "prefab"
+    await handle.terminate("test over")
+
+
+async def test_an_unreadable_stage_file_is_not_taken_for_missing(client, cfg, dirs, env):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        handle, _, path = await held_at_prefab(client, cfg, dirs, "too-big")
+        task_id = yaml.safe_load(path.read_text())["id"]
+        path.write_bytes(b"x: " + b"y" * (1024 * 1024 + 10))  # over our own reader's limit
+        await sweep_once(sweeper)
+        await sweep_once(sweeper)
+        alert = await eventually(lambda: alert_of(handle))
+    assert "cannot be read" in alert
+    assert list(dirs["tasks"].glob(f"*-{task_id[:8]}.yml")) == [path]  # never re-dispatched
+    assert b"task_token" not in path.read_bytes()
+    assert TaskDirectory(dirs["tasks"]).unreadable_named(task_id) == [path]
+    await handle.terminate("test over")
+
+
+def test_bookkeeping_directories_that_are_files_are_worked_around(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    for name in (".locks", "archive", "dead-letters"):
+        (tmp_path / name).write_text("not a directory\n")
+    tasks = TaskDirectory(tmp_path)
+    origin = make_origin(tmp_path)
+    assert tasks.find(origin) is not None  # archive/ a file: looked at as empty
+    assert tasks.find_dead_letter(origin) is None  # dead-letters/ a file: nothing there
+    assert tasks.set_status(origin, "in-progress", "written without the lock")  # .locks a file
+    with tasks.sweep_turn() as mine:
+        assert mine
+    said = [r for r in caplog.records if r.getMessage() == "task_dir_entry_not_a_directory"]
+    assert {Path(r.path).name for r in said} == {".locks", "archive", "dead-letters"}
