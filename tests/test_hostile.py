@@ -53,9 +53,13 @@ async def test_nesting_bombs_do_not_crash_the_worker(client, server, dirs, tmp_p
     async with started_worker(env, tmp_path / "worker.log") as worker:
         async with AgentSim(dirs["tasks"], env, bad):
             doomed = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "bomb")
-            with pytest.raises(WorkflowFailureError) as caught:
-                await doomed.result()
-        assert "nested deeper than 64" in str(caught.value.cause.cause)
+            progress = await eventually(lambda: _parked(doomed), 60)  # refused: parked
+            assert progress.blocks == 1
+            await doomed.terminate("test over")
+        failures = [e.activity_task_failed_event_attributes.failure.message
+                    async for e in doomed.fetch_history_events()
+                    if e.HasField("activity_task_failed_event_attributes")]
+        assert any("nested deeper than 64" in text for text in failures)
         async with AgentSim(dirs["tasks"], env, {
                 "security_audit": triage_writer(dirs["audit"], {"flags": []})}):
             healthy = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fine")
@@ -80,10 +84,18 @@ async def test_fifo_triage_files_never_stall_other_builds(client, cfg, dirs, env
                    for build in builds]
         healthy = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "not-a-fifo")
         assert (await healthy.result()).status == "complete"
-        for handle in stalled:
-            with pytest.raises(WorkflowFailureError) as caught:
-                await handle.result()
-            assert "not a regular file" in str(caught.value.cause.cause)
+        for handle in stalled:  # refused, never read as clean: parked for the operator
+            assert (await eventually(lambda h=handle: _parked(h), 60)).blocks == 1
+            failures = [e.activity_task_failed_event_attributes.failure.message
+                        async for e in handle.fetch_history_events()
+                        if e.HasField("activity_task_failed_event_attributes")]
+            assert any("not a regular file" in text for text in failures)
+            await handle.terminate("test over")
+
+
+async def _parked(handle) -> Progress | None:
+    progress = await handle.query("progress", result_type=Progress)
+    return progress if progress.stage == "wait" else None
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
