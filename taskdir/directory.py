@@ -204,6 +204,8 @@ class TaskDirectory:
         self.approvers = approvers
         self._index = _DirIndex()
         self._headers = _HeaderCache()
+        self._ids: dict[Path, tuple[int, dict[str, list[Path]]]] = {}
+        self._ids_lock = threading.Lock()
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -275,7 +277,7 @@ class TaskDirectory:
         if header is None:
             return Decision(None)
         decision = Decision(header.status, header.by, header.note)
-        if decision.status in DECISIONS and path is not None:
+        if credible_only and path is not None:  # deciding: no copy under any other name
             others = self._claimants_elsewhere(task_id, path)
             if others:  # a copy planted under another name decides nothing either
                 names = ", ".join(sorted(str(p.relative_to(self.root)) for p in [path, *others]))
@@ -292,14 +294,31 @@ class TaskDirectory:
         return Decision(None)
 
     def _claimants_elsewhere(self, task_id: str, found: Path) -> list[Path]:
-        """Files besides FOUND, under any name, whose `id` is TASK_ID (a full look, kept for
-        the moment a file would decide something)."""
-        places = [self.root, self.root / "archive"]
-        return [path for place in places
-                for path in [*self._index.candidates(place, task_id),
-                             *self._index.others(place, task_id)]
-                if path != found and (header := self.header(path)) is not None
-                and header.id == task_id]
+        """Files besides FOUND, under any name, whose `id` is TASK_ID: a copy planted under
+        another name never decides either. The id map is rebuilt when a directory changes."""
+        return [path for place in (self.root, self.root / "archive")
+                for path in self._ids_in(place).get(task_id, []) if path != found]
+
+    def _ids_in(self, place: Path) -> dict[str, list[Path]]:
+        try:
+            info = os.stat(place, follow_symlinks=False)
+        except OSError:
+            return {}
+        if not stat.S_ISDIR(info.st_mode):
+            return {}
+        with self._ids_lock:
+            cached = self._ids.get(place)
+            recent = time.time_ns() - info.st_mtime_ns < RECENT_CHANGE_NS
+            if cached is not None and cached[0] == info.st_mtime_ns and not recent:
+                return cached[1]
+        mapping: dict[str, list[Path]] = {}
+        for path in place.glob("*.yml"):
+            header = self.header(path)
+            if header is not None:
+                mapping.setdefault(header.id, []).append(path)
+        with self._ids_lock:
+            self._ids[place] = (info.st_mtime_ns, mapping)
+        return mapping
 
     def unreadable_named(self, task_id: str) -> list[Path]:
         """Files named for TASK_ID that cannot be read as a task (too large, not YAML): the

@@ -214,8 +214,9 @@ async def test_held_task_locks_never_starve_other_builds(client, cfg, dirs, env,
             fresh = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "fresh")
             await eventually(lambda: [d for d in files_of_type(dirs["tasks"], "build_prefab")
                                       if d["payload"]["build_name"] == "fresh"], 20)
-            said = [r for r in caplog.records if r.getMessage() == "task_lock_held"]
-            assert said and all(r.lock_file.endswith(".lock") for r in said)
+            said = await eventually(lambda: [r for r in caplog.records
+                                             if r.getMessage() == "task_lock_held"])
+            assert all(r.lock_file.endswith(".lock") for r in said)
             for lock in held:
                 lock.close()
             held.clear()

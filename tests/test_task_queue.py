@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,8 @@ from temporalio.client import WorkflowFailureError
 from config import load_config
 from models import Progress
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
+from taskdir.directory import TaskLocked
+from taskdir.waiting import patiently
 from testbed.helpers import eventually, make_origin, running_worker, start_pipeline
 from tests.task_queue_tool import (
     STATUSES,
@@ -102,20 +103,33 @@ def test_rewrites_keep_foreign_keys_parked_and_created(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_every_rewrite_waits_for_the_tooling_lock(tmp_path):
+def test_every_rewrite_takes_the_tooling_lock_and_waits_without_a_thread(tmp_path):
     tasks = TaskDirectory(tmp_path, NATIVE)
     task = spec()
     tasks.dispatch(task, "dG9r")
     tool = TaskQueueTool(tmp_path)
     with tool._locked(task.task_id):  # the task-queue server is mid-rewrite
-        writer = threading.Thread(target=tasks.set_status,
-                                  args=(task.task_id, "completed", "done"))
-        writer.start()
-        writer.join(timeout=0.5)
-        assert writer.is_alive()  # blocked on the flock
-    writer.join(timeout=10)
-    assert not writer.is_alive()
+        with pytest.raises(TaskLocked, match=f"{task.task_id}.lock"):
+            tasks.set_status(task.task_id, "completed", "done")  # gives its thread back
+        assert tool.read(task.task_id)["status"] == "submitted"  # nothing written meanwhile
+
+
+
+async def test_a_held_lock_is_waited_for_in_asyncio_and_reported_once(tmp_path, caplog):
+    tasks = TaskDirectory(tmp_path, NATIVE)
+    task = spec()
+    tasks.dispatch(task, "dG9r")
+    tool = TaskQueueTool(tmp_path)
+    held = tool._locked(task.task_id)
+    held.__enter__()
+    writer = asyncio.create_task(patiently(tasks.set_status, task.task_id, "completed", "d"))
+    await eventually(lambda: any(r.getMessage() == "task_lock_held" for r in caplog.records))
+    assert not writer.done() and tool.read(task.task_id)["status"] == "submitted"
+    held.__exit__(None, None, None)
+    assert await asyncio.wait_for(writer, 10)
     assert tool.read(task.task_id)["status"] == "completed"
+    said = [r for r in caplog.records if r.getMessage() == "task_lock_held"]
+    assert len(said) == 1 and said[0].lock_file.endswith(f"{task.task_id}.lock")
 
 
 def test_finished_tasks_are_never_rewritten(tmp_path):
