@@ -1,8 +1,10 @@
-"""Record workflow histories for the replay test: `python -m tests.record_histories [routed]`.
+"""Record workflow histories for the replay test:
+`python -m tests.record_histories [routed|refused]`.
 
 Re-record only on purpose (a deliberate, versioned workflow change); CI replays these files
 so that a change which would break running workflows fails. `routed` records only the
-pipeline whose stages go to host queues (one host down for a while), leaving the rest.
+pipeline whose stages go to host queues (one host down for a while), `refused` only the one
+whose triage file is refused (parked, rejected), leaving the rest.
 """
 
 from __future__ import annotations
@@ -116,6 +118,27 @@ async def record_routed() -> None:
         (OUT / "pipeline-routed.json").write_text((await handle.fetch_history()).to_json())
 
 
+async def record_refused() -> None:
+    """A pipeline whose triage file cannot prove a clean audit: parked, then rejected."""
+    async with recording_server() as (base, server, client):
+        dirs = host_dirs(base, "main")
+        quiet_notifier(dirs["home"])
+        env = worker_env(server, dirs)
+        config = load_config(env)
+        unproven = "findings:\n  - severity: block\n    description: root password\n"
+        behaviours = {"security_audit": triage_writer(dirs["audit"], unproven)}
+        async with running_worker(client, config), \
+                AgentSim(dirs["tasks"], env, behaviours, client=client):
+            handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                          "replay-refused")
+            await eventually(lambda: _parked(handle))
+            await handle.signal("reject", BlockDecision(by="recorder", reason="unreadable"))
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
+        (OUT / "pipeline-triage-refused.json").write_text(
+            (await handle.fetch_history()).to_json())
+
+
 async def _unpolled(handle) -> bool:
     return bool((await handle.query("progress")).get("queue_unpolled"))
 
@@ -131,4 +154,5 @@ async def _stage_is(handle, stage: str) -> bool:
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(record_routed() if sys.argv[1:] == ["routed"] else record())
+    modes = {"routed": record_routed, "refused": record_refused}
+    asyncio.run(modes.get(sys.argv[1] if sys.argv[1:] else "", record)())

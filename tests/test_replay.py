@@ -2,11 +2,13 @@
 
 `histories/*.json` are ours (re-record deliberately with `python -m tests.record_histories`);
 `histories/0.7/` are the shape before the lean hand-off (runs without its marker);
+`histories/0.8/` the routed pipeline before host liveness (0.9: probes until the stage is taken);
 `histories/v0.5/` were recorded from the original v0.5 worker and must replay for ever.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,15 +19,18 @@ from temporalio.worker import Replayer
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
-OURS = sorted(ROOT.glob("*.json")) + sorted((ROOT / "0.7").glob("*.json"))
+OURS = [*sorted(ROOT.glob("*.json")), *sorted((ROOT / "0.7").glob("*.json")),
+        *sorted((ROOT / "0.8").glob("*.json"))]
 V05 = sorted((ROOT / "v0.5").glob("*.json"))
 
 
 def test_histories_are_present():
     names = {path.stem for path in ROOT.glob("*.json")}
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
-            "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed"} <= names
+            "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed",
+            "pipeline-triage-refused"} <= names
     assert len(V05) == 11 and len(list((ROOT / "0.7").glob("*.json"))) == 7
+    assert [p.stem for p in (ROOT / "0.8").glob("*.json")] == ["pipeline-routed"]
 
 
 @pytest.mark.parametrize("path", OURS + V05,
@@ -57,3 +62,26 @@ def test_lean_runs_hand_over_before_settling():
                              scheduled(ROOT / "0.7" / "pipeline-routed.json"))
     # Across hosts only fixes → close (both on the dev host) can carry a settlement.
     assert routed.count("settle_task") == routed_before.count("settle_task") - 1
+
+
+def patches(path: Path) -> list[str]:
+    """The ids of the patch markers a recorded history carries, in order."""
+    events = WorkflowHistory.from_json(path.stem, path.read_text()).events
+    return [json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0]
+                       .data)["id"]
+            for e in events if e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.marker_name == "core_patch"]
+
+
+def test_new_paths_record_their_release_markers():
+    """0.9's changes are recorded where their path is taken, and only there."""
+    assert patches(ROOT / "pipeline-routed.json") == [
+        "native-run-0.7", "lean-handoff-0.8", "host-liveness-0.9"]
+    assert patches(ROOT / "0.8" / "pipeline-routed.json") == [
+        "native-run-0.7", "lean-handoff-0.8"]
+    assert patches(ROOT / "pipeline-triage-refused.json") == [
+        "native-run-0.7", "lean-handoff-0.8", "refused-triage-parks-0.9"]
+    assert patches(ROOT / "pipeline-clean.json") == ["native-run-0.7", "lean-handoff-0.8"]
+    refused = scheduled(ROOT / "pipeline-triage-refused.json")
+    assert refused.count("process_triage_output") == 1  # refused, not retried
+    assert "notify_blocks" in refused and refused.count("dispatch_stage") == 3  # no close
