@@ -205,6 +205,38 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
               f"worker settles it", file=sys.stderr)
 
 
+def file_holding(token_text: str) -> Path | None:
+    """The task file in this host's task directory that holds TOKEN_TEXT (the token was
+    given without --task-file), or None. Bounded: regular files of ours up to 1 MiB."""
+    import stat
+
+    from taskdir.documents import MAX_TASK_FILE_BYTES
+
+    home = os.environ.get("HOME") or str(Path.home())
+    root = Path(os.environ.get("TASK_QUEUE_DIR") or f"{home}/.claude/task-queue")
+    needle = token_text.encode("ascii", "ignore")
+    if len(needle) < 16:
+        return None
+    try:
+        names = sorted(root.glob("*.yml"))
+    except OSError:
+        return None
+    for path in names:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TASK_FILE_BYTES:
+                continue
+            if needle in os.read(fd, MAX_TASK_FILE_BYTES + 1):
+                return path
+        finally:
+            os.close(fd)
+    return None
+
+
 def load_task_id(path: Path) -> object:
     from taskdir import load
 
@@ -216,8 +248,9 @@ def main(argv: list[str]) -> int:
         token_text, status, message, task_file = parse_args(argv)
         token = decode_token(token_text)
         asyncio.run(complete(token, status, message))
-        if task_file is not None:
-            settle_own_file(Path(task_file), status, message)
+        own = Path(task_file) if task_file is not None else file_holding(token_text.strip())
+        if own is not None:
+            settle_own_file(own, status, message)
     except CliError as err:
         stream = sys.stdout if err.code == Exit.OK else sys.stderr
         print(f"complete_activity: {err}" if err.code != Exit.OK else str(err), file=stream)

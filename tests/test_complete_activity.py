@@ -222,3 +222,19 @@ async def test_agents_can_hold_credentials_of_their_own(client, cfg, dirs, env, 
         code, _, err = await run_cli("--task-file", str(path), "success", "x", env=without)
         assert code == 5 and "127.0.0.1:1" in err  # the worker's settings, unreachable here
         await handle.terminate("test over")
+
+
+async def test_the_token_form_marks_its_own_file_too(client, cfg, dirs, env, worker):
+    """Without --task-file the CLI finds the file holding the token in TASK_QUEUE_DIR."""
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
+                                              "build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "token-form")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        token = yaml.safe_load(path.read_text())["payload"]["task_token"]
+        code, _, err = await run_cli("-", "success", "by token", stdin=token.encode(), env=env)
+        assert code == 0, err
+        done = yaml.safe_load(path.read_text())
+        assert (done["status"], done["result"]["output"]) == ("completed", "by token")
+        await handle.terminate("test over")

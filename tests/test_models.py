@@ -66,3 +66,21 @@ def test_a_plan_with_repeated_phase_numbers_is_refused_naming_it():
     with pytest.raises(ValidationError) as caught:
         BuildPlanInput(plan_name="twice", phases=[phase, {**phase, "description": "y"}])
     assert "phase number 1 appears more than once" in describe_errors(caught.value)
+
+
+def test_one_version_everywhere():
+    """pyproject.toml, the newest CHANGELOG release and the newest workflow markers agree."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from workflows import common
+
+    root = Path(__file__).resolve().parent.parent
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (root / "CHANGELOG.md").read_text(), re.M)
+    assert releases[0] == version
+    markers = [value for name, value in vars(common).items()
+               if name.isupper() and isinstance(value, str) and re.search(r"-\d+\.\d+$", value)]
+    newest = max(markers, key=lambda m: tuple(int(x) for x in m.rsplit("-", 1)[1].split(".")))
+    assert version.startswith(newest.rsplit("-", 1)[1] + ".")

@@ -171,3 +171,31 @@ def test_originating_status_helper(dirs):
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
     assert TaskDirectory(dirs["tasks"]).read_status(task_id) == "approved"
+
+
+async def test_summary_timestamps_are_yaml_timestamps_like_the_task_files(client, cfg, dirs,
+                                                                         env, worker):
+    from datetime import datetime
+
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {})}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "stamps")
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    task = task_files(dirs["tasks"])[0]
+    assert isinstance(task["created"], datetime)
+    assert isinstance(summary["started"], datetime) and isinstance(summary["completed"], datetime)
+    assert summary["started"].utcoffset().total_seconds() == 0 <= (
+        summary["completed"] - summary["started"]).total_seconds()
+    assert "&id" not in Path(result.summary_path).read_text()
+
+
+async def test_a_new_run_refuses_a_relative_plan_path(client, cfg, dirs, worker):
+    handle = await client.start_workflow(
+        "BuildPipelineWorkflow", {"build_name": "relative", "plan_path": "plans/x.md",
+                                  "task_id": "relative-0001", "target_agent": "dev"},
+        id=f"relative-{cfg.task_queue}", task_queue=cfg.task_queue)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    assert "invalid input: plan_path: must be an absolute path" in str(caught.value.cause)
+    assert not dirs["tasks"].exists() or task_files(dirs["tasks"]) == []
