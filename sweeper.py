@@ -216,6 +216,10 @@ class Sweeper:
         decision = await asyncio.to_thread(self.tasks.read_decision, task_id)
         verdict = DECISIONS.get(decision.status or "")
         if verdict is None:
+            if decision.status is None and await asyncio.to_thread(self._origin_gone, task_id):
+                await self._attention(execution, task_id, "originating_task_missing",
+                                      f"originating task {task_id} has no readable task file: "
+                                      f"decide with buildctl.py approve/reject or the Web UI")
             return 0
         signal = (BuildPipelineWorkflow.approve if verdict == "approved"
                   else BuildPipelineWorkflow.reject)
@@ -226,6 +230,13 @@ class Sweeper:
                                                     "decision": decision.status,
                                                     "decided_by": decision.by})
         return 1
+
+    def _origin_gone(self, task_id: str) -> bool:
+        try:
+            path = self.tasks.find(task_id)
+        except DuplicateTaskId:
+            return False  # reported as such
+        return path is None or self.tasks.header(path) is None
 
     async def _check_stage(self, execution: WorkflowExecution, task_id: str) -> int:
         try:

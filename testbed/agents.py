@@ -80,9 +80,12 @@ class AgentSim:
     _mtimes: dict[str, int] = field(default_factory=dict)
     seen: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)  # exit 4: the stage was already over
     _task: asyncio.Task[None] | None = None
+    _owner: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> AgentSim:
+        self._owner = asyncio.current_task()
         self._task = asyncio.create_task(self._loop())
         return self
 
@@ -91,6 +94,14 @@ class AgentSim:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.errors:  # the test fails here, naming the agent's error, not by a timeout
+            raise AssertionError(f"simulated agent error: {self.errors[0]}")
+
+    def _fail(self, message: str) -> None:
+        """Record an agent's error and stop the test now (its `async with` names it)."""
+        self.errors.append(message)
+        if self._owner is not None and not self._owner.done():
+            self._owner.cancel(f"simulated agent error: {message}")
 
     async def _loop(self) -> None:
         while True:
@@ -115,7 +126,12 @@ class AgentSim:
             if not token or (str(path), token) in self.handled:
                 continue
             behaviour = self.behaviours.get(document["task_type"], default_behaviour)
-            decision = behaviour(document, path)
+            try:
+                decision = behaviour(document, path)
+            except Exception as err:
+                self._fail(f"behaviour for {document['task_type']} raised "
+                           f"{type(err).__name__}: {err}")
+                continue
             if decision is None:
                 self._mtimes.pop(str(path), None)  # held back: look again next poll
                 continue
@@ -123,27 +139,37 @@ class AgentSim:
             self.seen.append(document)
             try:
                 await self.complete(token, *decision)
-            except Exception as err:  # keep polling; the test inspects errors
+            except Exception as err:
                 if _transient(err):
                     self.handled.discard((str(path), token))
                     self._mtimes.pop(str(path), None)
                 else:
-                    self.errors.append(f"{type(err).__name__}: {err}")
+                    self._fail(f"{type(err).__name__}: {err}")
 
     async def complete(self, token: str, status: str, message: str) -> bool:
         if self.client is not None:
-            handle = self.client.get_async_activity_handle(task_token=base64.b64decode(token))
-            if status == "success":
-                await handle.complete({"status": "success", "output": message})
-            else:
-                from temporalio.exceptions import ApplicationError
+            from temporalio.exceptions import ApplicationError
+            from temporalio.service import RPCError, RPCStatusCode
 
-                await handle.fail(ApplicationError(message, type="PhaseFailedError",
-                                                   non_retryable=True))
+            handle = self.client.get_async_activity_handle(task_token=base64.b64decode(token))
+            try:
+                if status == "success":
+                    await handle.complete({"status": "success", "output": message})
+                else:
+                    await handle.fail(ApplicationError(message, type="PhaseFailedError",
+                                                       non_retryable=True))
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                self.not_found.append(str(err))  # the stage was already over
+                return False
             return True
         code, _, err = await run_cli(token, status, message, env=self.env)
         if code == 5:  # server unreachable: an agent retries later
             raise ConnectionError(err.strip())
+        if code == 4:  # already completed, timed out or cancelled: nothing to do (AGENTS.md)
+            self.not_found.append(err.strip())
+            return False
         if code != 0:
-            self.errors.append(err.strip())
+            self._fail(f"complete_activity.py exited {code}: {err.strip()}")
         return code == 0

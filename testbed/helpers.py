@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import stat
 import subprocess
 import sys
 import time
@@ -171,4 +173,25 @@ async def worker_without_sweep(client: Client, config: WorkerConfig) -> AsyncIte
     worker, sweeper, _ = await build_worker(client, config)
     async with worker:
         yield sweeper
+
+
+_TOKEN = re.compile(rb"^\s*task_token:\s*['\"]?([A-Za-z0-9+/=]{16,})", re.M)
+
+
+def tokens_in(base: Path) -> tuple[set[str], bool]:
+    """Every task token in the task files under BASE, read as raw text (no parser that could
+    fail quietly), and whether any stage file of ours is there at all. Planted junk (FIFOs,
+    links, huge files) is skipped by what it is, never by an error swallowed."""
+    tokens: set[str] = set()
+    dispatched = False
+    for path in base.rglob("*.yml"):
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 4 * 1024 * 1024:
+            continue
+        raw = path.read_bytes()
+        found = {match.decode() for match in _TOKEN.findall(raw)}
+        tokens |= found
+        dispatched = dispatched or (b"source_agent: temporal-worker" in raw
+                                    and b"task_token:" in raw)
+    return tokens, dispatched
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ from temporalio.client import Client
 
 from config import WorkerConfig, load_config
 from logs import JsonFormatter
-from taskdir import load
 from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
-from testbed.helpers import connect_client, running_worker, worker_env
+from testbed.helpers import connect_client, running_worker, tokens_in, worker_env
 
 
 @pytest.fixture(scope="session")
@@ -98,12 +96,8 @@ def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCapture
         return
     test_dir = request.getfixturevalue("tmp_path")
     yield
-    tokens = set()
-    for path in test_dir.rglob("*.yml"):
-        with contextlib.suppress(Exception):
-            token = load(path)["payload"].get("task_token")
-            if token:
-                tokens.add(token)
+    tokens, dispatched = tokens_in(test_dir)
+    assert tokens or not dispatched, "stage files were written but no task token was found"
     formatter = JsonFormatter()
     records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
     texts = [formatter.format(record) for record in records]

@@ -51,9 +51,11 @@ async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "blocked")
         progress = await parked(handle)
         assert progress.blocks == 2 and progress.deadline is not None
-        lines = sent.read_text().splitlines()
-        assert lines[0].startswith("sysadmin|[ACTION] blocked: block 1/2 needs review")
-        assert lines[-1].endswith("|none")
+        text = sent.read_text()
+        titles = [line.split("|")[1] for line in text.splitlines() if "|[ACTION]" in line]
+        assert titles == ["[ACTION] blocked: block 1/2 needs review",
+                          "[ACTION] blocked: block 2/2 needs review"]  # one per block, once
+        assert text.count("|none\n") == 2  # PM2's IPC variable reached neither call
         origin_id = handle_origin(dirs)
         assert origin_status(dirs, origin_id) == "input-required"
         path = TaskDirectory(dirs["tasks"]).find(origin_id)
@@ -164,7 +166,7 @@ async def test_failed_notification_is_not_fatal(client, cfg, dirs, env, worker):
 
 @pytest.mark.parametrize("damage", ["garbage", "vanish"])
 async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg, dirs, env,
-                                                                     worker, damage):
+                                                                     worker, damage, caplog):
     notify_script(dirs["home"])
     behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
@@ -181,6 +183,10 @@ async def test_malformed_or_vanishing_origin_does_not_break_the_wait(client, cfg
             origin_path.unlink()
         sweeps = await _count_sweeps(client, cfg, dirs)
         assert sweeps == 0  # the damaged/missing file yields no decision, and no crash
+        said = [r for r in caplog.records if r.getMessage() == "originating_task_missing"]
+        assert 1 <= len(said) <= 2  # once per sweeper (the worker's and this test's)
+        assert "no readable task file" in (await handle.query(
+            "progress", result_type=Progress)).alert
         assert (await handle.query("progress", result_type=Progress)).stage == "wait"
         await handle.signal("approve", BlockDecision(by="alice"))
         result = await handle.result()
@@ -257,3 +263,37 @@ async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, di
         path.chmod(0o644)
     await _count_sweeps(client, cfg, dirs)
     assert {stat.S_IMODE(p.stat().st_mode) for p in ours} == {0o600}
+
+
+@pytest.mark.parametrize("status", ["rejected", "failed"])
+async def test_file_decisions_rejected_and_failed_reject_the_build(client, cfg, dirs, env,
+                                                                   worker, status):
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"file-{status}")
+        await parked(handle)
+        override(dirs["tasks"], handle_origin(dirs), status, "operator", "not this time")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert caught.value.cause.type == "BuildRejected"
+    assert "rejected by operator: not this time" in str(caught.value.cause)
+    assert "build_closeout" not in [d["task_type"] for d in agents.seen]
+
+
+@pytest.mark.parametrize("status", ["rejected", "failed", "cancelled"])
+async def test_v05_block_wait_ends_with_an_error_on_a_refusing_file(cfg, dirs, status):
+    """v0.5's wait_for_block_resolution (run in the SDK's activity environment) never passes
+    on a refusal: it raises BuildRejected."""
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.blocks import BlockActivities
+
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    origin = make_origin(dirs["tasks"])
+    override(dirs["tasks"], origin, status, "operator", "no")
+    with pytest.raises(ApplicationError, match=f"was set to {status}") as caught:
+        await ActivityEnvironment().run(BlockActivities(Deps.for_config(cfg))
+                                        .wait_for_block_resolution, "old-build", origin)
+    assert caught.value.type == "BuildRejected" and caught.value.non_retryable

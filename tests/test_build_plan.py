@@ -95,3 +95,29 @@ def test_yaml_roundtrip_of_phase_spec():
     spec = PhaseSpec.model_validate(yaml.safe_load("number: 1\nagent_type: dev\n"
                                                    "description: do it\n"))
     assert spec.context_refs == []
+
+
+async def test_each_phase_gets_two_attempts(client, server, dirs):
+    """A phase whose agent never finishes times out, is handed out once more (the same file,
+    a fresh token), and times out again: then the plan fails."""
+    from config import load_config
+    from testbed.helpers import running_worker, worker_env
+
+    env = worker_env(server, dirs, TIMEOUT_PHASE="2s")
+    config = load_config(env)
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
+                                                         {"build_phase": lambda d, p: None}):
+        handle = await client.start_workflow(
+            "BuildPlanWorkflow", plan(PhaseSpec(number=1, agent_type="dev", description="x")),
+            id=f"two-attempts-{config.task_queue}", task_queue=config.task_queue)
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "Phase 1 failed" in str(caught.value.cause)
+    phases = files_of_type(dirs["tasks"], "build_phase")
+    assert len(phases) == 1  # one file per phase, rewritten for the second attempt
+    notes = [entry["note"] for entry in phases[0]["history"]]
+    assert any("attempt 2: fresh task token" in note for note in notes)
+    history = await handle.fetch_history()
+    attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
+                if e.HasField("activity_task_started_event_attributes")]
+    assert max(attempts) == 2

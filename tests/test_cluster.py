@@ -84,7 +84,7 @@ async def test_history_node_killed_while_builds_run(client, cluster, cfg, dirs, 
             cluster.kill_node("b")
             hold["on"] = False
             results = await asyncio.wait_for(
-                asyncio.gather(*(handle.result() for handle in handles)), 240)
+                asyncio.gather(*(handle.result() for handle in handles)), 180)
             assert cluster.shard_of(on_b.id) in cluster.shards_of("a")  # moved over
     finally:
         if cluster.nodes["b"].process is None:

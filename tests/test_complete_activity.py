@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sys
 
@@ -237,4 +238,30 @@ async def test_the_token_form_marks_its_own_file_too(client, cfg, dirs, env, wor
         assert code == 0, err
         done = yaml.safe_load(path.read_text())
         assert (done["status"], done["result"]["output"]) == ("completed", "by token")
+        await handle.terminate("test over")
+
+
+async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, worker):
+    """Exactly 256 KiB (across arguments, joined by spaces) is sent; one byte more is not."""
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
+                                              "build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "limit")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        third = (256 * 1024 - 2) // 3  # one argument may hold at most 128 KiB on Linux
+        parts = ["é" * (third // 2), "x" * third, "x" * (256 * 1024 - 2 - third - third)]
+        assert len(" ".join(parts).encode()) == 256 * 1024
+        code, _, err = await run_cli("--task-file", str(path), "success", *parts[:2],
+                                     parts[2] + "x", env=env)
+        assert code == EXIT_BAD_OUTPUT and "larger than 262144 bytes" in err
+        assert yaml.safe_load(path.read_text())["status"] == "submitted"  # nothing was sent
+        code, _, err = await run_cli("--task-file", str(path), "success", *parts, env=env)
+        assert code == 0, err
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+        history = await handle.fetch_history()
+        completed = [e for e in history.events
+                     if e.HasField("activity_task_completed_event_attributes")]
+        sent = completed[0].activity_task_completed_event_attributes.result.payloads[0].data
+        assert len(json.loads(sent)["output"].encode()) == 256 * 1024
         await handle.terminate("test over")

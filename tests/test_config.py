@@ -31,6 +31,10 @@ def test_defaults_match_the_contract(tmp_path, monkeypatch):
     assert config.summary_dir == tmp_path / "repos/personal/agent-activity/workflows"
     assert config.send_matrix_script == tmp_path / "scripts/send-matrix.sh"
     timings = config.timings
+    assert (timings.timeout_prefab, timings.timeout_implement, timings.timeout_audit,
+            timings.timeout_fixes, timings.timeout_close, timings.timeout_phase) == (
+        2 * 3600, 4 * 3600, 4 * 3600, 2 * 3600, 2 * 3600, 24 * 3600)  # README's limits
+    assert (timings.triage_retry_initial, timings.triage_retry_max) == (120, 900)
     assert timings.timeout_implement == 4 * 3600 and timings.block_wait_timeout == 7 * 86400
     assert timings.block_check_interval == 30 and config.notifiers == ("script",)
     assert config.max_concurrent_activities == 200 and config.max_cached_workflows == 500
@@ -177,3 +181,30 @@ def test_task_queue_vocabulary_maps_fixed_agents_to_roster_names(tmp_path):
                           "AGENT_MAP": "security-agent=sec-bot"})
     assert config.warnings == ()
     assert load_config({**base_env(tmp_path), "NOTIFIERS": "none"}).agent_map == {}
+
+
+def test_standard_tls_settings_and_their_precedence_after_vault(tmp_path):
+    from connection.tls import tls_config
+
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text(f"-----BEGIN {name}-----\n")
+    tls = {"TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(tmp_path / "ca.pem"),
+           "TEMPORAL_TLS_CLIENT_CERT_PATH": str(tmp_path / "cert.pem"),
+           "TEMPORAL_TLS_CLIENT_KEY_PATH": str(tmp_path / "key.pem")}
+    static = load_config({**base_env(tmp_path), **tls, "TEMPORAL_API_KEY": "k-123"}).client
+    assert static.describe()["tls"] == "static" and static.describe()["api_key_set"]
+    config = tls_config(static)
+    assert config.client_cert.startswith(b"-----BEGIN cert.pem")
+    assert config.server_root_ca_cert.startswith(b"-----BEGIN ca.pem")
+    secret = tmp_path / "sid"
+    secret.write_text("sid")
+    vault = {"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_ROLE_ID": "r",
+             "VAULT_SECRET_ID_FILE": str(secret)}
+    both = load_config({**base_env(tmp_path), **tls, **vault}).client
+    assert both.describe()["tls"] == "vault"  # Vault first, then the standard settings
+    profile = tmp_path / "temporal.toml"
+    profile.write_text('[profile.tls]\naddress = "secure:7233"\napi_key = "from-profile"\n')
+    named = load_config({**base_env(tmp_path), "TEMPORAL_CONFIG_FILE": str(profile),
+                         "TEMPORAL_PROFILE": "tls"}).client
+    assert named.address == "secure:7233" and named.connect.get("api_key") == "from-profile"
+

@@ -49,7 +49,7 @@ async def run_many(client: Client, queue: str, dirs: dict[str, Path], names: lis
     async with AgentSim(dirs["tasks"], env, {"security_audit": triage_writer(
             dirs["audit"], triage)}, client=agents_client, interval=0.1) as agents:
         handles = [await start_pipeline(client, queue, dirs["tasks"], name) for name in names]
-        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 600)
+        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 270)
     assert agents.errors == []
     return list(results)
 

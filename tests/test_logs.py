@@ -37,6 +37,11 @@ async def test_worker_process_logs_and_stops_gracefully(client, server, dirs, tm
     events = worker.events()
     assert [e["event"] for e in events if e["event"].startswith("worker_")] == [
         "worker_starting", "worker_started", "worker_stopped"]
+    loaded = [e for e in events if e["event"] == "config_loaded"]
+    assert len(loaded) == 1 and loaded[0]["config"]["task_queue"] == env["TASK_QUEUE"]
+    assert [e["event"] for e in events].count("tls_disabled") == 1  # a plain connection
+    channels = [e for e in events if e["event"] == "channels"]
+    assert len(channels) == 1 and channels[0]["level"] == "WARNING"  # files can decide
     assert all(e.get("worker_id") == events[0]["worker_id"] for e in events)
     dispatched = [e for e in events if e["event"] == "task_dispatched"]
     assert dispatched[0]["workflow_id"] == handle.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -80,3 +81,14 @@ async def test_group_never_raises_and_logs_without_token(tmp_path, caplog):
     assert await group.send("t", "m") == 0
     assert caplog.text.count("notification_failed") == 2
     assert "syt_secret_token" not in caplog.text
+
+
+async def test_the_script_limit_is_15_seconds_by_default(tmp_path):
+    script = tmp_path / "slow.sh"
+    script.write_text("#!/bin/sh\nsleep 60\n")
+    script.chmod(0o755)
+    notifier = ScriptNotifier(script, "room")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RuntimeError, match="did not finish within 15s"):
+        await notifier.send("t", "m")
+    assert 14 < asyncio.get_running_loop().time() - started < 45

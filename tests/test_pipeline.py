@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,14 @@ from temporalio.client import WorkflowFailureError
 
 from config import load_config
 from models import BuildPipelineResult, Progress
-from taskdir import TaskDirectory
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
     files_of_type,
-    make_origin,
     running_worker,
     start_pipeline,
     task_files,
+    worker_env,
 )
 
 
@@ -166,13 +166,6 @@ async def test_missing_triage_is_retried_until_written(client, dirs, env):
     assert yaml.safe_load(Path(result.summary_path).read_text())["outcome"] == "success"
 
 
-def test_originating_status_helper(dirs):
-
-    dirs["tasks"].mkdir(parents=True, exist_ok=True)
-    task_id = make_origin(dirs["tasks"], status="approved")
-    assert TaskDirectory(dirs["tasks"]).read_status(task_id) == "approved"
-
-
 async def test_summary_timestamps_are_yaml_timestamps_like_the_task_files(client, cfg, dirs,
                                                                          env, worker):
     from datetime import datetime
@@ -199,3 +192,89 @@ async def test_a_new_run_refuses_a_relative_plan_path(client, cfg, dirs, worker)
         await handle.result()
     assert "invalid input: plan_path: must be an absolute path" in str(caught.value.cause)
     assert not dirs["tasks"].exists() or task_files(dirs["tasks"]) == []
+
+
+async def test_triage_runs_out_of_its_attempts(client, cfg, dirs, env, worker):
+    """The audit agent never writes the file: 5 reads (the default), then the build fails."""
+    assert cfg.timings.triage_max_attempts == 5
+    behaviours = {"security_audit": triage_writer(dirs["audit"], None)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "no-triage")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "triage file not written yet" in str(caught.value.cause.cause)
+    history = await handle.fetch_history()
+    failed = [e.activity_task_failed_event_attributes for e in history.events
+              if e.HasField("activity_task_failed_event_attributes")]
+    started = [e.activity_task_started_event_attributes.attempt for e in history.events
+               if e.HasField("activity_task_started_event_attributes")]
+    assert len(failed) == 1 and max(started) == 5  # the last of five attempts failed
+
+
+async def test_index_builds_off_sets_no_search_attributes(client, server, dirs):
+    from connection.search_attributes import BUILD_NAME
+
+    env = worker_env(server, dirs, INDEX_BUILDS="0")
+    config = load_config(env)
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
+                                                         {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "unindexed")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        assert BUILD_NAME not in (await handle.describe()).typed_search_attributes
+        await handle.terminate("test over")
+    on = load_config(worker_env(server, dirs))
+    async with running_worker(client, on), AgentSim(dirs["tasks"], env,
+                                                     {"build_prefab": lambda d, p: None}):
+        indexed = await start_pipeline(client, on.task_queue, dirs["tasks"], "indexed")
+
+        async def attributes():
+            return (await indexed.describe()).typed_search_attributes.get(BUILD_NAME)
+
+        assert await eventually(attributes) == "indexed"
+        await indexed.terminate("test over")
+
+
+async def test_timings_and_routes_are_fixed_per_run(client, server, dirs):
+    """A worker restarted with other settings: the running build keeps its own (block deadline
+    and agent routes), the next build gets the new ones."""
+    from datetime import UTC, datetime, timedelta
+
+    from testbed.helpers import quiet_notifier
+
+    quiet_notifier(dirs["home"])
+    queue = f"fixed-{uuid.uuid4().hex[:8]}"
+    hold = {"on": True}
+    agents = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["b"]}),
+              "build_plan": lambda d, p: None if hold["on"] else ("success", "built"),
+              "build_closeout": lambda d, p: None}
+    first = worker_env(server, dirs, TASK_QUEUE=queue, BLOCK_WAIT_TIMEOUT="1h")
+    async with running_worker(client, load_config(first)), AgentSim(dirs["tasks"], first,
+                                                                    agents):
+        old = await start_pipeline(client, queue, dirs["tasks"], "old-settings")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+    second = worker_env(server, dirs, TASK_QUEUE=queue, BLOCK_WAIT_TIMEOUT="1s",
+                        AGENT_QUEUES=f"dev={queue}-nobody")
+    async with running_worker(client, load_config(second)), AgentSim(dirs["tasks"], second,
+                                                                     agents):
+        hold["on"] = False
+        parked = await eventually(lambda: _parked(old), 60)
+        assert parked.deadline - datetime.now(UTC) > timedelta(minutes=30)  # its own 1h
+        assert parked.queue is None  # dev was not routed when it started
+        new = await start_pipeline(client, queue, dirs["tasks"], "new-settings")
+        progress = await eventually(lambda: _routed(new), 60)
+        assert progress.queue == f"{queue}-nobody"  # the new route, for the new run only
+        await old.signal("approve", {"by": "alice"})
+        await eventually(lambda: [d for d in files_of_type(dirs["tasks"], "build_closeout")
+                                  if d["payload"]["build_name"] == "old-settings"], 60)
+        await old.terminate("test over")
+        await new.terminate("test over")
+
+
+async def _parked(handle) -> Progress | None:
+    progress = await handle.query("progress", result_type=Progress)
+    return progress if progress.stage == "wait" else None
+
+
+async def _routed(handle) -> Progress | None:
+    progress = await handle.query("progress", result_type=Progress)
+    return progress if progress.queue else None

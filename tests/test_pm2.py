@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -137,3 +138,22 @@ def test_ecosystem_interpreter_is_dot_venv_else_venv(tmp_path, venvs, chosen):
         ["node", "-e", "process.stdout.write(require(process.argv[1]).apps[0].interpreter)",
          str(tmp_path / "ecosystem.config.js")], capture_output=True, text=True, check=True)
     assert node.stdout == str(tmp_path / chosen / "bin" / "python")
+
+
+@pytest.mark.parametrize("queue", ["", "helm-build"])
+def test_ecosystem_refuses_a_host_role_without_a_queue_of_its_own(queue):
+    """Node evaluates the process file as pm2 does: a host role on the workflow queue (or
+    none) is refused with one line naming the fix."""
+    node = shutil.which("node")
+    assert node, "node is required (scripts/ensure-pm2.sh installs it with npm)"
+    ecosystem = str(ROOT / "ecosystem.config.js")
+    ran = subprocess.run([node, "-e", "require(process.argv[1])", ecosystem],
+                         env={**os.environ, "WORKER_ROLE": "host", "TASK_QUEUE": queue},
+                         capture_output=True, text=True, timeout=30)
+    assert ran.returncode != 0
+    assert "WORKER_ROLE=host needs the host's own TASK_QUEUE" in ran.stderr
+    fine = subprocess.run([node, "-e", "console.log(require(process.argv[1]).apps[0].name)",
+                           ecosystem],
+                          env={**os.environ, "WORKER_ROLE": "host", "TASK_QUEUE": "helm-build-x"},
+                          capture_output=True, text=True, timeout=30)
+    assert fine.stdout.strip() == "temporal-build-worker@helm-build-x"

@@ -265,7 +265,13 @@ async def test_upstream_mode_pipeline_rejected_by_a_tooling_cancel(client, cfg, 
 
 
 async def test_dead_lettered_stage_is_reported_not_recreated_and_requeue_works(
-        client, cfg, dirs, env, worker):
+        client, cfg, dirs, env, worker, caplog):
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    sent = dirs["home"] / "sent.txt"
+    script = dirs["home"] / "send-matrix.sh"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$2" >> {sent}\n')
+    script.chmod(0o755)
     tool = TaskQueueTool(dirs["tasks"])
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "dead")
@@ -279,6 +285,12 @@ async def test_dead_lettered_stage_is_reported_not_recreated_and_requeue_works(
 
     await eventually(alerted)
     assert not any(t["id"] == prefab for t in tool.tasks())  # never silently re-created
+    said = [r for r in caplog.records if r.getMessage() == "stage_dead_lettered"]
+    assert said and said[0].task_id == prefab  # the log line
+    await eventually(lambda: sent.exists() and "stage task dead-lettered" in sent.read_text())
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "**Attention:** task" in metadata.current_details  # the Web UI's note
+    assert "dead-letters/" in metadata.current_details
     tool.requeue(prefab, "alice")
     tool._move(prefab, "approved", "alice", "route by hand", None)
     tool.claim(prefab, "claudebox")

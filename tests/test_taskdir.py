@@ -95,19 +95,38 @@ def test_status_cache_follows_every_rewrite(tmp_path):
         assert tasks.read_status(task_id) == status
 
 
+def counting_loads(monkeypatch) -> list[str]:
+    """The names of the files the directory parses (behaviour, not its private cache)."""
+    parsed: list[str] = []
+    real = taskdir_module.load
+
+    def load(path):
+        parsed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(taskdir_module, "load", load)
+    return parsed
+
+
 def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
     # Ids that differ in their first 8 chars: each lookup parses only its own file, whatever
     # order the directory lists in.
     monkeypatch.setattr(taskdir_module, "MAX_CACHED_HEADERS", 3)
     ids = {n: f"{n * 8}-0000-4000-8000-000000000000" for n in "abcd"}
     writer = TaskDirectory(tmp_path)
-    paths = [writer.dispatch(spec(task_id=ids[n]), "dA==") for n in "abcd"]
+    paths = {n: writer.dispatch(spec(task_id=ids[n]), "dA==") for n in "abcd"}
     tasks = TaskDirectory(tmp_path)
+    parsed = counting_loads(monkeypatch)
     for n in "abca":
         assert tasks.read_status(ids[n]) == "submitted"
-    assert tasks.read_status(ids["d"]) == "submitted"
-    assert len(tasks._headers) == 3
-    assert [path in tasks._headers for path in paths] == [True, False, True, True]
+    assert parsed == [paths[n].name for n in "abc"]  # the second look at a: cached
+    assert tasks.read_status(ids["d"]) == "submitted"  # evicts b, the least recently used
+    parsed.clear()
+    for n in "acd":
+        tasks.read_status(ids[n])
+    assert parsed == []  # a, c and d still cached
+    tasks.read_status(ids["b"])
+    assert parsed == [paths["b"].name]  # b was evicted: parsed again
 
 
 def test_lookup_of_a_short_id_parses_only_its_own_file(tmp_path, monkeypatch):
@@ -115,9 +134,10 @@ def test_lookup_of_a_short_id_parses_only_its_own_file(tmp_path, monkeypatch):
     paths = {n: writer.dispatch(spec(task_id=n), "dA==") for n in ("t-a", "t-b")}
     for wanted, path in paths.items():  # both ways round: one of them is listed second
         tasks = TaskDirectory(tmp_path)
+        parsed = counting_loads(monkeypatch)
         assert tasks.find(wanted) == path
-        assert [p in tasks._headers for p in paths.values()] == [
-            p == path for p in paths.values()]
+        assert parsed == [path.name]
+        monkeypatch.undo()
 
 
 def test_status_of_an_archived_originating_task_is_set_in_place(tmp_path):

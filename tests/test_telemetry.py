@@ -58,3 +58,26 @@ def test_disabled_telemetry_imports_no_opentelemetry():
             "bad = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+async def test_with_both_set_metrics_go_to_prometheus_and_spans_to_otlp(client, server, dirs,
+                                                                         tmp_path):
+    bind = f"127.0.0.1:{free_port()}"
+
+    async def scrape() -> str | None:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{bind}/metrics")).text
+        return text if "activity_dispatched" in text else None
+
+    with OtlpReceiver() as receiver:
+        env = worker_env(server, dirs, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                         PROMETHEUS_BIND_ADDRESS=bind, METRICS_INTERVAL="0.5s")
+        async with started_worker(env, tmp_path / "worker.log"):
+            async with AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
+                handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "both")
+                await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"))
+            await eventually(lambda: "dispatch:prefab_scaffolding" in receiver.spans, 30)
+            assert "activity_dispatched" in await eventually(scrape, 30, 0.2)
+        await handle.terminate("done")
+    assert not any(name.startswith("temporal_") for name in receiver.metrics)  # not both
+

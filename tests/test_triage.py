@@ -47,7 +47,7 @@ def test_alias_bomb_is_bounded():
         name = chr(ord("a") + index)
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     lines.append("flags: [*i]")
-    with pytest.raises(TriageFormatError):
+    with pytest.raises(TriageFormatError, match="YAML aliases"):
         parse_triage("\n".join(lines).encode())
 
 
@@ -83,7 +83,7 @@ def test_ten_megabyte_triage_file_is_refused_after_a_bounded_read(tmp_path):
     huge = tmp_path / "triage-output.yml"
     huge.write_bytes(b"flags:\n" + b"  - x\n" * (10 * 1024 * 1024 // 6))
     assert huge.stat().st_size >= 10 * 1024 * 1024
-    with pytest.raises(FileTooLarge):
+    with pytest.raises(FileTooLarge, match="larger than 1048576 bytes"):
         read_regular(huge, MAX_TRIAGE_BYTES)  # reads at most 1 MiB + 1 byte, never 10 MB
 
 
@@ -158,3 +158,24 @@ def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
                     summary="fix", payload={**fields, "instruction": text})
     path = TaskDirectory(tmp_path).dispatch(spec, "dG9rZW4=")
     assert path.stat().st_size < 1024 * 1024 and load(path)["payload"]["flags_cut"] == cut
+
+
+async def test_triage_is_read_from_the_legacy_audit_dir_for_v05_requests(tmp_path):
+    """A build whose request.md v0.5 wrote under LEGACY_AUDIT_DIR has its triage file read
+    there (the SDK's activity environment runs the real activity)."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.deps import Deps
+    from activities.triage_stage import TriageStage
+    from config import load_config
+
+    legacy = tmp_path / "artifacts" / "old-build"
+    legacy.mkdir(parents=True)
+    (legacy / "request.md").write_text("# v0.5 request\n")
+    (legacy / "triage-output.yml").write_text("blocks: []\nflags: [legacy flag]\ninfo: []\n")
+    env = {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml"),
+           "LEGACY_AUDIT_DIR": str(tmp_path / "artifacts"), "NOTIFIERS": "none",
+           "TEMPORAL_AUDIT_DIR": str(tmp_path / "audit-requests")}
+    stage = TriageStage(Deps.for_config(load_config(env)))
+    result = await ActivityEnvironment().run(stage.process_triage_output, "old-build")
+    assert result.flags == ["legacy flag"]

@@ -17,7 +17,14 @@ from config import WorkerConfig, load_config
 from models import BlockDecision
 from taskdir import TaskDirectory
 from testbed.agents import AgentSim, default_behaviour, triage_writer
-from testbed.helpers import connect_client, eventually, files_of_type, make_origin, running_worker
+from testbed.helpers import (
+    connect_client,
+    eventually,
+    files_of_type,
+    make_origin,
+    running_worker,
+    start_pipeline,
+)
 from tests.task_queue_tool import override
 from tests.v05_emulator import V05_WORKFLOWS
 
@@ -174,3 +181,48 @@ async def test_parked_v05_plan_is_finished_by_our_worker(client, cfg, dirs, env)
             held = False
             result = await handle.result()
     assert result == {"status": "complete", "phases_run": 2}
+
+
+async def test_an_adopted_wait_keeps_v05s_seven_day_deadline(client, cfg, dirs, env):
+    """The deadline runs from when v0.5 began the wait, not from when we took it over."""
+    from datetime import timedelta
+
+    from models import Progress
+
+    async with AgentSim(dirs["tasks"], env, holding(set(), dirs["audit"])):
+        async with v05_worker(client, cfg):
+            handle, _ = await start_v05_pipeline(client, cfg, dirs["tasks"], "adopt-deadline")
+            await eventually(lambda: wait_activity_running(handle))
+        async with running_worker(client, cfg):
+            async def parked() -> Progress | None:
+                progress = await handle.query("progress", result_type=Progress)
+                return progress if progress.stage == "wait" else None
+
+            progress = await eventually(parked)
+            history = await handle.fetch_history()
+            began = next(e.event_time.ToDatetime(tzinfo=progress.deadline.tzinfo)
+                         for e in history.events
+                         if e.activity_task_scheduled_event_attributes.activity_type.name ==
+                         "wait_for_block_resolution")
+            assert abs(progress.deadline - began - timedelta(days=7)) < timedelta(seconds=2)
+            await handle.terminate("test over")
+
+
+async def test_a_v05_worker_fails_our_runs_tasks_until_ours_takes_them(client, cfg, dirs, env):
+    """v0.5 cannot replay our version marker: its workflow task fails (and is retried), and
+    the run goes on as soon as our worker polls again."""
+    hold = {"on": True}
+    agents = {"build_prefab": lambda d, p: None if hold["on"] else ("success", "scaffolded")}
+    async with AgentSim(dirs["tasks"], env, agents):
+        async with running_worker(client, cfg):
+            handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "marked")
+            await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        async with v05_worker(client, cfg):
+            await handle.signal("attention", "a new event: a workflow task for v0.5")
+            failures = await eventually(lambda: task_failures(handle), 60)
+        assert failures  # v0.5 took the task and failed it; nothing else happened
+        assert files_of_type(dirs["tasks"], "build_plan") == []
+        async with running_worker(client, cfg):
+            hold["on"] = False
+            await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"), 60)
+        await handle.terminate("test over")

@@ -49,7 +49,8 @@ def test_missing_field(tmp_path):
 
 
 def test_missing_secret_path(tmp_path):
-    with VaultFake("worker-role", SECRET_ID, {}) as vault, pytest.raises(CredentialError):
+    with VaultFake("worker-role", SECRET_ID, {}) as vault, pytest.raises(
+            CredentialError, match=r"Vault .*(refused the request|holds no key/value data)"):
         fetch_tls_material(settings(vault.url, tmp_path))
 
 

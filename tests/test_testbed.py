@@ -1,11 +1,15 @@
-"""The dev-server test bed survives a lost port race and keeps its address across restarts."""
+"""Tests of the test bed itself, not of the product (docs/reliability.md does not count
+them): the dev server survives a lost port race and keeps its address across restarts; the
+originating-task helper writes what the tooling would."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+from taskdir import TaskDirectory
 from testbed.devserver import DevServer, free_port, port_answers
+from testbed.helpers import make_origin
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_repeats():
@@ -33,3 +37,9 @@ def test_taken_ui_port_is_retried_and_restart_keeps_the_frontend(cli_path, tmp_p
     finally:
         squatter.close()
         dev.stop()
+
+
+def test_originating_status_helper(dirs):
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    task_id = make_origin(dirs["tasks"], status="approved")
+    assert TaskDirectory(dirs["tasks"]).read_status(task_id) == "approved"
