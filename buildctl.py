@@ -156,6 +156,10 @@ async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namesp
                               if description.status else "unknown",
                               "ui": ui_link(config, args.workflow_id)}
     running = result["status"] == "running"
+    if running:
+        beat = agent_progress(description)
+        if beat:
+            result["agent_progress"] = beat
     if not running:
         result["reason"] = await close_reason(client, description)
     elif await asyncio.to_thread(TaskDirectory(config.task_dir).sweep_turn_stuck):
@@ -172,6 +176,23 @@ async def cmd_status(client: Client, config: WorkerConfig, args: argparse.Namesp
             result["host_queue"] = {"name": progress.queue, "live_pollers": count,
                                     "last_poll": last.isoformat() if last else None}
     return result
+
+
+def agent_progress(description: WorkflowExecutionDescription) -> dict[str, Any] | None:
+    """The waiting stage's last heartbeat: the agent's progress message and when it came
+    (the pending activity's heartbeat details, as the Web UI shows them)."""
+    for pending in description.raw_description.pending_activities:
+        if not pending.HasField("last_heartbeat_time") or not pending.heartbeat_details.payloads:
+            continue
+        try:
+            details = json.loads(pending.heartbeat_details.payloads[0].data)
+            message = str(details.get("progress", ""))[:2048]
+        except (ValueError, AttributeError):
+            continue  # another kind of heartbeat (e.g. our own block wait's)
+        at = pending.last_heartbeat_time.ToDatetime(tzinfo=UTC)
+        return {"message": message, "at": at.isoformat(),
+                "activity": pending.activity_type.name}
+    return None
 
 
 async def close_reason(client: Client, description: WorkflowExecutionDescription) -> str | None:
@@ -255,6 +276,11 @@ def print_human(command: str, result: dict) -> None:
             print(f"done: {', '.join(progress['stages_done']) or '-'}")
             if result["status"] == "running":
                 print(f"waiting on: {progress['waiting_on'] or '-'}")
+            beat = result.get("agent_progress")
+            if beat:
+                seconds = int((datetime.now(UTC) - datetime.fromisoformat(beat["at"]))
+                              .total_seconds())
+                print(f"agent progress: {beat['message'] or '-'} ({max(seconds, 0)} s ago)")
             host = result.get("host_queue")
             if host:
                 print(f"host queue: {host['name']} ({polling_line(host)})")

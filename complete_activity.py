@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from exceptions import Exit
 
 USAGE = (
     "usage: complete_activity.py TOKEN|- success|failed [message]\n"
-    "       complete_activity.py --task-file PATH success|failed [message]"
+    "       complete_activity.py --task-file PATH success|failed [message]\n"
+    "       complete_activity.py heartbeat --task-file PATH|TOKEN|- [progress message]"
 )
 MAX_TOKEN_CHARS = 16384
 MAX_MESSAGE_BYTES = 256 * 1024
+MAX_PROGRESS_BYTES = 2048  # a heartbeat's progress message
 STATUSES = ("success", "failed")
 
 
@@ -75,23 +78,36 @@ def token_from_task_file(path: str) -> str:
     return token
 
 
-def check_message(message: str) -> str:
-    """The output an agent reports must survive the trip: valid UTF-8 text, bounded size."""
+def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "output") -> str:
+    """What an agent reports must survive the trip: valid UTF-8 text, bounded size."""
     try:
         size = len(message.encode("utf-8"))
     except UnicodeEncodeError:
-        raise CliError("the output is not valid UTF-8 text (undecodable bytes in the "
-                       "argument); nothing was sent", Exit.REFUSED) from None
-    if size > MAX_MESSAGE_BYTES:
-        raise CliError(f"the output is larger than {MAX_MESSAGE_BYTES} bytes; nothing was "
+        raise CliError(f"the {what} is not valid UTF-8 text (undecodable bytes in the "
+                       f"argument); nothing was sent", Exit.REFUSED) from None
+    if size > limit:
+        raise CliError(f"the {what} is larger than {limit} bytes; nothing was "
                        f"sent (write it to a file and pass the path)", Exit.REFUSED)
     return message
 
 
-def parse_args(argv: list[str]) -> tuple[str, str, str, str | None]:
-    """Return (token text, status, message, task file or None) or raise CliError(usage)."""
+@dataclass(frozen=True)
+class Request:
+    """One call of the CLI: finish a stage (success/failed) or report progress."""
+
+    verb: str  # "complete" or "heartbeat"
+    token_text: str
+    status: str  # success, failed; "progress" for a heartbeat
+    message: str
+    task_file: str | None
+
+
+def parse_args(argv: list[str]) -> Request:
+    """The Request ARGV asks for, or CliError(usage)."""
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, Exit.OK)
+    if argv[:1] == ["heartbeat"]:
+        return parse_heartbeat(argv[1:])
     task_file = None
     if argv[:1] == ["--task-file"]:
         if len(argv) < 2:
@@ -113,12 +129,31 @@ def parse_args(argv: list[str]) -> tuple[str, str, str, str | None]:
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
         raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
-    return token_text, status, check_message(" ".join(rest[1:])), task_file
+    return Request("complete", token_text, status, check_message(" ".join(rest[1:])), task_file)
 
 
-async def complete(token: bytes, status: str, message: str) -> None:
-    """Resume the activity with one workflow-service RPC on the SDK's service layer: the
-    bridge and one connection, no `temporalio.client` and no data converter."""
+def parse_heartbeat(argv: list[str]) -> Request:
+    """heartbeat --task-file PATH | TOKEN | - [message...]"""
+    task_file = None
+    if argv[:1] == ["--task-file"] and len(argv) >= 2:
+        task_file, rest = argv[1], argv[2:]
+    elif argv and argv[0].startswith("--task-file="):
+        task_file, rest = argv[0].split("=", 1)[1], argv[1:]
+    elif argv and not argv[0].startswith("--"):
+        token_text, rest = argv[0], argv[1:]
+        if token_text == "-":
+            token_text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
+    else:
+        raise CliError(USAGE, Exit.USAGE)
+    if task_file is not None:
+        token_text = token_from_task_file(task_file)
+    message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
+    return Request("heartbeat", token_text, "progress", message, task_file)
+
+
+async def call(request: Request, token: bytes) -> None:
+    """One workflow-service RPC on the SDK's service layer (the bridge and one connection, no
+    `temporalio.client`, no data converter): the completion, or the heartbeat."""
     from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient
 
     from connection.settings import agent_env, load_client_settings
@@ -142,8 +177,15 @@ async def complete(token: bytes, status: str, message: str) -> None:
     except RuntimeError:  # the bridge reports a failed connection this way
         raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
     try:
-        await respond(service, settings.namespace, config.identity, token, status, message)
+        if request.verb == "heartbeat":
+            await beat(service, settings.namespace, config.identity, token, request.message)
+        else:
+            await respond(service, settings.namespace, config.identity, token,
+                          request.status, request.message)
     except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND and request.verb == "heartbeat" and \
+                stage_withdrawn(request.task_file):
+            raise CliError(STOP_LINE, Exit.STOP) from None
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CliError("no such activity: already completed, timed out, cancelled, or "
                            "from another namespace", Exit.NOT_FOUND) from None
@@ -155,6 +197,47 @@ async def complete(token: bytes, status: str, message: str) -> None:
                            Exit.UNREACHABLE) from None
         raise CliError(f"Temporal refused the completion ({err.status.name})",
                        Exit.ERROR) from None
+
+
+STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
+
+
+def stage_withdrawn(task_file: str | None) -> bool:
+    """Whether the task file says the stage was cancelled (the run may be gone already)."""
+    if task_file is None:
+        return False
+    from taskdir import load
+
+    try:
+        return load(Path(task_file)).get("status") == "cancelled"
+    except Exception:
+        return False
+
+
+async def beat(service: Any, namespace: str, identity: str, token: bytes, message: str) -> None:
+    """RecordActivityTaskHeartbeat with the progress message (shown on the pending activity in
+    the Web UI and by `buildctl status`). When the stage was cancelled, acknowledge that (the
+    history records the activity as cancelled) and tell the agent to stop."""
+    from datetime import UTC, datetime
+
+    from temporalio.api.common.v1 import Payload, Payloads
+    from temporalio.api.workflowservice.v1 import (
+        RecordActivityTaskHeartbeatRequest,
+        RespondActivityTaskCanceledRequest,
+    )
+
+    details = json.dumps({"progress": message, "at": datetime.now(UTC).isoformat()},
+                         ensure_ascii=False).encode("utf-8")
+    payloads = Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=details)])
+    reply = await service.workflow_service.record_activity_task_heartbeat(
+        RecordActivityTaskHeartbeatRequest(task_token=token, namespace=namespace,
+                                           identity=identity, details=payloads), retry=True)
+    if reply.cancel_requested:
+        await service.workflow_service.respond_activity_task_canceled(
+            RespondActivityTaskCanceledRequest(task_token=token, namespace=namespace,
+                                               identity=identity, details=payloads),
+            retry=True)
+        raise CliError(STOP_LINE, Exit.STOP)
 
 
 async def respond(service: Any, namespace: str, identity: str, token: bytes, status: str,
@@ -245,12 +328,16 @@ def load_task_id(path: Path) -> object:
 
 def main(argv: list[str]) -> int:
     try:
-        token_text, status, message, task_file = parse_args(argv)
-        token = decode_token(token_text)
-        asyncio.run(complete(token, status, message))
-        own = Path(task_file) if task_file is not None else file_holding(token_text.strip())
+        request = parse_args(argv)
+        token = decode_token(request.token_text)
+        asyncio.run(call(request, token))
+        if request.verb == "heartbeat":
+            print("progress recorded")
+            return Exit.OK
+        own = (Path(request.task_file) if request.task_file is not None
+               else file_holding(request.token_text.strip()))
         if own is not None:
-            settle_own_file(own, status, message)
+            settle_own_file(own, request.status, request.message)
     except CliError as err:
         stream = sys.stdout if err.code == Exit.OK else sys.stderr
         print(f"complete_activity: {err}" if err.code != Exit.OK else str(err), file=stream)
@@ -261,7 +348,7 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # never a traceback for agents
         print(f"complete_activity: unexpected {type(err).__name__}", file=sys.stderr)
         return Exit.ERROR
-    print(f"activity completed: {status}")
+    print(f"activity completed: {request.status}")
     return Exit.OK
 
 

@@ -38,10 +38,12 @@ DURATIONS = {
     "TRIAGE_RETRY_INITIAL": "triage_retry_initial", "TRIAGE_RETRY_MAX": "triage_retry_max",
     "BLOCK_WAIT_TIMEOUT": "block_wait_timeout", "BLOCK_CHECK_INTERVAL": "block_check_interval",
     "METRICS_INTERVAL": "metrics_interval",
+    "AGENT_HEARTBEAT_TIMEOUT": "agent_heartbeat_timeout",
 }
 INTEGERS = {"MAX_CONCURRENT_ACTIVITIES": "max_concurrent_activities",
             "MAX_CACHED_WORKFLOWS": "max_cached_workflows",
-            "TRIAGE_MAX_ATTEMPTS": "triage_max_attempts"}
+            "TRIAGE_MAX_ATTEMPTS": "triage_max_attempts",
+            "AGENT_REOFFERS": "agent_reoffers"}
 _UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
@@ -257,7 +259,10 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
     if env.get("INDEX_BUILDS", "").strip():
         values["index_builds"] = parse_bool("INDEX_BUILDS", env["INDEX_BUILDS"])
-    numbers = {**_parsed(env, DURATIONS, parse_duration), **_parsed(env, INTEGERS, _integer)}
+    numbers: dict[str, object] = {**_parsed(env, DURATIONS, parse_duration),
+                                  **_parsed(env, INTEGERS, _integer)}
+    if env.get("AGENT_SILENCE", "").strip():
+        numbers["agent_silence"] = env["AGENT_SILENCE"].strip()
     timing_fields = StageTimings.model_fields
     values.update({k: v for k, v in numbers.items() if k not in timing_fields})
     values["warnings"] = tuple(warnings)

@@ -14,6 +14,7 @@ class Exit(IntEnum):
     UNREACHABLE = 5  # Temporal cannot be reached
     CONFIG = 6  # configuration, credentials, TLS
     REFUSED = 7  # refused: an output that cannot be sent, a decision that is not due
+    STOP = 8  # agents' heartbeat: this stage was cancelled, stop working on it
 
 
 class TemporalWorkerError(Exception):

@@ -242,6 +242,7 @@ class StageTask(_Model):
     # Lean runs: the finished stage's file, settled once this stage's file is written (same
     # host), instead of by a settle_task activity of its own.
     settle: TaskSettlement | None = None
+    note: str | None = None  # why the file is written again (its history entry), if it is
 
 
 class QueueProbe(_Model):
@@ -279,6 +280,11 @@ class StageTimings(BaseModel):
     triage_max_attempts: int = Field(default=5, ge=1, le=100)
     block_wait_timeout: float = 7 * 86400
     block_check_interval: float = 30
+    # Agent liveness (opt-in): an agent stage whose agent sends no heartbeat for this long is
+    # re-offered (the same file, a fresh token) up to agent_reoffers times, or failed.
+    agent_heartbeat_timeout: float | None = None
+    agent_silence: Literal["reoffer", "fail"] = "reoffer"
+    agent_reoffers: int = Field(default=2, ge=0, le=20)
 
 
 class StageSettings(StageTimings, _Model):

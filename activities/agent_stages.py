@@ -98,12 +98,15 @@ class AgentStages:
         spec = TaskSpec(
             task_id=task.task_id, target_agent=task.target_agent, task_type=task.kind,
             summary=instructions.summary(task.kind, fields),
-            payload={**fields, "instruction": instructions.for_stage(task.kind, fields)},
+            payload={**fields, "instruction": instructions.for_stage(task.kind, fields) + "\n"
+                     + instructions.progress_line(
+                         self.deps.config.timings.agent_heartbeat_timeout)},
             originating_task_id=task.originating_task_id, context_refs=tuple(refs),
             request=request)
         settlement = task.settle
         then = None if settlement is None else (lambda: TaskLifecycle(self.deps).settle(settlement))
-        await dispatch_and_suspend(self.deps, spec, task.build, STAGE_ACTIVITY[task.kind], then)
+        await dispatch_and_suspend(self.deps, spec, task.build, STAGE_ACTIVITY[task.kind], then,
+                                   task.note)
 
 
 def _v05(kind: StageKind, agent: str, build: str, **fields: Any) -> StageTask:

@@ -20,13 +20,15 @@ def current_task_id(stage_key: str) -> str:
 
 
 async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str, stage_activity: str,
-                               then: Callable[[], Awaitable[object]] | None = None) -> NoReturn:
+                               then: Callable[[], Awaitable[object]] | None = None,
+                               why: str | None = None) -> NoReturn:
     """Write (or rewrite) the one live task file for SPEC with this attempt's token, run
     THEN (once the file is there for its agent, or the write failed), then suspend the
-    activity until its agent completes it. STAGE_ACTIVITY names the span."""
+    activity until its agent completes it. STAGE_ACTIVITY names the span; WHY is the history
+    note of a rewrite the workflow asked for (a re-offer)."""
     info = activity.info()
     token = base64.b64encode(info.task_token).decode("ascii")
-    note = None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token"
+    note = why or (None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token")
     try:
         with deps.telemetry.dispatch_span(stage_activity, build):
             path = await patiently(deps.tasks.dispatch, spec, token, note,

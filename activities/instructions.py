@@ -24,6 +24,16 @@ def finish_line(output_hint: str) -> str:
     )
 
 
+def progress_line(heartbeat_timeout: float | None) -> str:
+    """How to report progress (heartbeats), and how often it is expected."""
+    how = (f"at least every {max(heartbeat_timeout / 2, 1):g} s: a stage silent for "
+           f"{heartbeat_timeout:g} s is offered again or failed" if heartbeat_timeout
+           else "every few minutes on long work (optional here)")
+    return (f"Report progress while you work, {how}: {COMPLETE} heartbeat --task-file <path "
+            f"of this task file> \"<what you are doing>\". If it exits 8, the stage was "
+            f"cancelled: stop.")
+
+
 def prefab(build_name: str, plan_path: str) -> str:
     return (f"Scaffold build '{build_name}' from the plan at {plan_path}: create the "
             f"repository layout, tooling and stubs the plan calls for.\n"

@@ -272,6 +272,49 @@ class Bench:
         await handle.terminate("bench")
         await asyncio.sleep(SAMPLE_GAP)
 
+    async def heartbeats(self, server: DevServer, client: Client) -> None:
+        """The heartbeat CLI's wall time against its import floor, and what 1,000 heartbeats
+        cost the worker (they go to the server, not to the worker)."""
+        from temporalio.api.workflowservice.v1 import RecordActivityTaskHeartbeatRequest
+
+        dirs = self.dirs("heartbeats")
+        worker, env = await self.start_worker(server, dirs)
+        samples, beats = (3, 100) if self.quick else (15, 1000)
+        try:
+            handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "beats")
+            prefab = await wait_file(dirs["tasks"], stage_id(handle.result_run_id or "",
+                                                             "build_prefab"))
+            walls, floors = [], []
+            for _ in range(samples):
+                started = time.perf_counter()
+                await asyncio.to_thread(subprocess.run, [
+                    sys.executable, str(ROOT / "complete_activity.py"), "heartbeat",
+                    "--task-file", str(prefab), "bench"], env=env, check=True,
+                    stdout=subprocess.DEVNULL)
+                walls.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await asyncio.to_thread(subprocess.run, [sys.executable, "-c",
+                                                         "import temporalio.service"],
+                                        check=True)
+                floors.append(time.perf_counter() - started)
+            ratio = median(walls) / median(floors)
+            self.row("Heartbeat CLI wall ÷ `python -c 'import temporalio.service'`",
+                     f"{ratio:.2f}× ({ms(median(walls))} vs {ms(median(floors))})", "≤ 1.15×",
+                     "met" if ratio <= 1.15 else "missed")
+            token = base64.b64decode(token_of(prefab))
+            assert worker.process is not None
+            before = cpu_seconds(worker.process.pid)
+            for _ in range(beats):
+                await client.workflow_service.record_activity_task_heartbeat(
+                    RecordActivityTaskHeartbeatRequest(task_token=token,
+                                                       namespace=client.namespace))
+            spent = (cpu_seconds(worker.process.pid) - before) * 1000 / beats
+            self.row("Worker CPU per 1,000 agent heartbeats", f"{spent * 1000:.0f} ms",
+                     "~0 (heartbeats go to the server)", "met" if spent < 0.5 else "missed")
+            await handle.terminate("bench")
+        finally:
+            await worker.stop()
+
     async def park(self, client: Client, queue: str, dirs: dict[str, Path], count: int,
                    env: dict[str, str]) -> list[Any]:
         blocked = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["decide"]})}
@@ -519,6 +562,7 @@ async def main() -> None:
     try:
         client = await connect_client(server.address)
         await bench.handoffs(server, client)
+        await bench.heartbeats(server, client)
         await bench.decisions(server, client)
         await bench.capacity(server, client)
         await bench.throughput(server, client)

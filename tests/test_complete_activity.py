@@ -265,3 +265,39 @@ async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, w
         sent = completed[0].activity_task_completed_event_attributes.result.payloads[0].data
         assert len(json.loads(sent)["output"].encode()) == 256 * 1024
         await handle.terminate("test over")
+
+
+async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(client, cfg, dirs,
+                                                                           env, worker):
+    from tests.test_buildctl import buildctl
+
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "beating")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = next(p for p in dirs["tasks"].glob("*.yml")
+                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        token = yaml.safe_load(path.read_text())["payload"]["task_token"]
+        before = len((await handle.fetch_history()).events)
+        code, out, err = await run_cli("heartbeat", "--task-file", str(path),
+                                       "scaffolding: 3 of 5 done", env=env)
+        assert (code, out.strip()) == (0, "progress recorded"), err
+        assert token not in out + err
+
+        async def shown() -> dict | None:
+            _, text, _ = await buildctl(env, "--json", "status", handle.id)
+            return json.loads(text).get("agent_progress")
+
+        beat = await eventually(shown, 1.0)  # within a second of the heartbeat
+        assert beat["message"] == "scaffolding: 3 of 5 done"
+        assert len((await handle.fetch_history()).events) == before  # not a signal
+        _, text, _ = await buildctl(env, "status", handle.id)
+        assert "agent progress: scaffolding: 3 of 5 done (" in text
+        code, _, err = await run_cli("heartbeat", "-", "x" * 2049, stdin=token.encode(),
+                                     env=env)
+        assert code == EXIT_BAD_OUTPUT and "progress message is larger than 2048" in err
+        code, _, err = await run_cli("heartbeat", "--task-file", str(path), b"bad \xff",
+                                     env=env)
+        assert code == EXIT_BAD_OUTPUT and "not valid UTF-8" in err
+        code, _, err = await run_cli("heartbeat", env=env)
+        assert code == EXIT_USAGE and "heartbeat" in err
+        await handle.terminate("test over")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from temporalio.client import WorkflowFailureError
 
 from config import load_config
 from models import BuildPipelineResult, Progress
-from testbed.agents import AgentSim, triage_writer
+from testbed.agents import AgentSim, run_cli, triage_writer
 from testbed.helpers import (
     eventually,
     files_of_type,
@@ -278,3 +279,87 @@ async def _parked(handle) -> Progress | None:
 async def _routed(handle) -> Progress | None:
     progress = await handle.query("progress", result_type=Progress)
     return progress if progress.queue else None
+
+
+EXIT_STOP = 8
+
+
+def stage_file(task_dir: Path, task_type: str) -> Path:
+    return next(p for p in task_dir.glob("*.yml")
+                if yaml.safe_load(p.read_text())["task_type"] == task_type)
+
+
+async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
+    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_REOFFERS="1")
+    config = load_config(env)
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
+                                                         {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "silent")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert ("Stage prefab failed: agent claudebox sent no heartbeat for 1 s "
+            "(AGENT_HEARTBEAT_TIMEOUT)") in str(caught.value.cause)
+    prefab = files_of_type(dirs["tasks"], "build_prefab")
+    assert len(prefab) == 1 and prefab[0]["status"] == "failed"  # one file, offered twice
+    notes = [entry["note"] for entry in prefab[0]["history"]]
+    assert any("re-offered (1 of 1): agent claudebox sent no heartbeat for 1 s" in n
+               for n in notes)
+
+
+async def test_with_agent_silence_fail_a_silent_stage_fails_at_once(client, server, dirs):
+    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_SILENCE="fail")
+    config = load_config(env)
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
+                                                         {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "fail-fast")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "agent claudebox sent no heartbeat for 1 s" in str(caught.value.cause)
+    notes = [e["note"] for e in files_of_type(dirs["tasks"], "build_prefab")[0]["history"]]
+    assert not any("re-offered" in n for n in notes)
+
+
+async def test_a_heartbeating_agent_is_never_timed_out(client, server, dirs):
+    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s")
+    config = load_config(env)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {}),
+                  "build_prefab": lambda d, p: None}
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "alive")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = stage_file(dirs["tasks"], "build_prefab")
+        for step in range(10):  # 3 s of work, three times the silence allowed
+            code, _, err = await run_cli("heartbeat", "--task-file", str(path),
+                                         f"step {step}", env=env)
+            assert code == 0, err
+            await asyncio.sleep(0.3)  # the agent's own pace, not a wait for a condition
+        code, _, err = await run_cli("--task-file", str(path), "success", "done", env=env)
+        assert code == 0, err
+        result = await handle.result()
+    assert Path(result.summary_path).exists()
+    notes = [e["note"] for e in files_of_type(dirs["tasks"], "build_prefab")[0]["history"]]
+    assert not any("re-offered" in n for n in notes)
+
+
+@pytest.mark.parametrize("liveness", ["", "30s"])
+async def test_a_cancelled_builds_agent_is_told_to_stop(client, server, dirs, liveness):
+    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT=liveness)
+    config = load_config(env)
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
+                                                         {"build_prefab": lambda d, p: None}):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "stopped")
+        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+        path = stage_file(dirs["tasks"], "build_prefab")
+        code, _, err = await run_cli("heartbeat", "--task-file", str(path), "working", env=env)
+        assert code == 0, err
+        await handle.cancel()
+        await eventually(lambda: yaml.safe_load(path.read_text())["status"] == "cancelled")
+        code, _, err = await run_cli("heartbeat", "--task-file", str(path), "still?", env=env)
+        assert code == EXIT_STOP and len(err.strip().splitlines()) == 1
+        assert "stop: this stage was cancelled" in err
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    if liveness:  # acknowledged as cancelled in the history, not left to time out
+        history = await handle.fetch_history()
+        assert any(e.HasField("activity_task_canceled_event_attributes")
+                   for e in history.events)

@@ -10,7 +10,13 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutType,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout  # not the builtin
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -105,10 +111,14 @@ def stage_result(raw: RawValue, label: str) -> BuildPhaseResult:
             type=PHASE_FAILED, non_retryable=True) from None
 
 
-def stage_failure(label: str, error: BaseException) -> ApplicationError:
-    """A non-retryable workflow failure naming the stage and the agent's message."""
+def stage_failure(label: str, error: BaseException,
+                  silence: str | None = None) -> ApplicationError:
+    """A non-retryable workflow failure naming the stage and the agent's message (or, for a
+    heartbeat timeout, the agent's silence)."""
     cause = error.cause if isinstance(error, ActivityError) and error.cause else error
     message = getattr(cause, "message", None) or str(cause)
+    if silence and isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.HEARTBEAT:
+        message = silence
     return ApplicationError(f"{label} failed: {message}", type=PHASE_FAILED,
                             non_retryable=True)
 
@@ -127,6 +137,8 @@ class DispatchingWorkflow:
         self._unsettled: list[tuple[TaskSettlement, str | None]] = []  # lean runs
         self._memo_task: str | None = None  # DISPATCH_MEMO as last upserted (lean runs)
         self._memo_queue: str | None = None
+        self._liveness: float | None = None  # AGENT_HEARTBEAT_TIMEOUT of this run
+        self._silence, self._reoffers = "reoffer", 0
 
     def choose_handoff(self) -> None:
         """Call right after `started_by_v05()`: runs started before 0.8 keep their order."""
@@ -145,6 +157,8 @@ class DispatchingWorkflow:
             SettingsActivities.load_stage_settings,
             start_to_close_timeout=timedelta(seconds=30), summary="load stage settings")
         self._routes, self._recheck = settings.agent_queues, settings.block_check_interval
+        self._liveness = settings.agent_heartbeat_timeout
+        self._silence, self._reoffers = settings.agent_silence, settings.agent_reoffers
         return settings
 
     def host_queue(self, agent: str) -> str | None:
@@ -354,6 +368,55 @@ class DispatchingWorkflow:
 
         self._soon(clear)
 
+    async def _handed_over(self, task: StageTask, queue: str | None, timeout: float,
+                           attempts: int, summary: str, stage: str) -> workflow.ActivityHandle:
+        """Start the stage's activity and wait until it is done; started again when
+        `redispatch` arrives (the sweeper found no task file)."""
+        liveness = self._liveness
+        while True:
+            self._redispatch = False
+            # Only start-to-close: time queued for a host that is down is not the agent's.
+            # With liveness on, a silent agent ends the attempt, and a cancellation waits for
+            # the agent's acknowledgement (its next heartbeat) or that silence.
+            handle = workflow.start_activity(
+                DISPATCH_STAGE, task, result_type=RawValue, task_queue=queue,
+                start_to_close_timeout=timedelta(seconds=timeout),
+                heartbeat_timeout=timedelta(seconds=liveness) if liveness else None,
+                retry_policy=agent_retry(attempts), summary=summary,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if liveness else workflow.ActivityCancellationType.TRY_CANCEL)
+            try:
+                await self._await_dispatch(handle, queue)
+            except asyncio.CancelledError:
+                await self._withdraw(task.task_id, stage, queue)
+                if liveness:
+                    handle.cancel()
+                    with contextlib.suppress(ActivityError, CancelledError,
+                                             asyncio.CancelledError):
+                        await handle
+                raise
+            if handle.done():
+                return handle
+            workflow.logger.warning("stage_redispatched", extra={"stage": stage})
+            handle.cancel()
+            with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
+                await handle
+
+    def _reoffer(self, error: ActivityError, done: int, agent: str, stage: str) -> bool:
+        """A silent agent's stage is offered again (AGENT_SILENCE=reoffer) while re-offers
+        remain; anything else ends the stage."""
+        silent = (isinstance(error.cause, ActivityTimeout)
+                  and error.cause.type == TimeoutType.HEARTBEAT)
+        if not silent or self._silence != "reoffer" or done >= self._reoffers:
+            return False
+        workflow.logger.warning("stage_reoffered", extra={"stage": stage, "agent": agent,
+                                                          "reoffer": done + 1})
+        return True
+
+    def _silence_note(self, agent: str) -> str | None:
+        return (f"agent {agent} sent no heartbeat for {self._liveness:g} s "
+                f"(AGENT_HEARTBEAT_TIMEOUT)" if self._liveness else None)
+
     async def run_agent_stage(self, stage: str, agent: str, kind: StageKind, build: str,
                               fields: dict[str, Any], timeout: float, attempts: int = 1,
                               label: str | None = None, origin: str | None = None,
@@ -375,31 +438,28 @@ class DispatchingWorkflow:
             routed = {QUEUE_MEMO: None}  # the last stage was routed; this one is not
         workflow.upsert_memo({DISPATCH_MEMO: task_id, **routed})
         self._memo_task, self._memo_queue = task_id, queue
+        reoffers = 0
         while True:
-            self._redispatch = False
-            # Only start-to-close: time queued for a host that is down is not the agent's.
-            handle = workflow.start_activity(
-                DISPATCH_STAGE, task, result_type=RawValue, task_queue=queue,
-                start_to_close_timeout=timedelta(seconds=timeout),
-                retry_policy=agent_retry(attempts), summary=summary,
-                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL)
+            handle = await self._handed_over(task, queue, timeout, attempts, summary, stage)
             try:
-                await self._await_dispatch(handle, queue)
-            except asyncio.CancelledError:
-                await self._withdraw(task_id, stage, queue)
-                raise
-            if handle.done():
+                raw, error = await handle, None
+            except ActivityError as err:
+                raw, error = None, err
+            if error is None or not self._reoffer(error, reoffers, agent, stage):
                 break
-            workflow.logger.warning("stage_redispatched", extra={"stage": stage})
-            handle.cancel()
-            with contextlib.suppress(ActivityError, CancelledError, asyncio.CancelledError):
-                await handle
+            reoffers += 1
+            task = task.model_copy(update={"settle": None, "note": (
+                f"re-offered ({reoffers} of {self._reoffers}): agent {agent} sent no "
+                f"heartbeat for {self._liveness:g} s")})
         self._clear_dispatch_memo(task_id, routed)
         try:
-            result = stage_result(await handle, label or f"Stage {stage}")
+            if error is not None:
+                raise error
+            result = stage_result(raw, label or f"Stage {stage}")
         except (ActivityError, ApplicationError) as err:
             failure = (err if isinstance(err, ApplicationError)
-                       else stage_failure(label or f"Stage {stage}", err))
+                       else stage_failure(label or f"Stage {stage}", err,
+                                          self._silence_note(agent)))
             self.settle(task_id, "failed", failure.message, failure.message, agent, queue)
             await self.settled()
             raise failure from None
