@@ -1,5 +1,5 @@
 """Record workflow histories for the replay test:
-`python -m tests.record_histories [routed|refused]`.
+`python -m tests.record_histories [routed|refused|liveness]`.
 
 Re-record only on purpose (a deliberate, versioned workflow change); CI replays these files
 so that a change which would break running workflows fails. `routed` records only the
@@ -139,6 +139,31 @@ async def record_refused() -> None:
             (await handle.fetch_history()).to_json())
 
 
+async def record_liveness() -> None:
+    """A pipeline with AGENT_HEARTBEAT_TIMEOUT: the prefab agent is silent once (re-offered),
+    then finishes on the fresh token; the rest runs clean."""
+    async with recording_server() as (base, server, client):
+        dirs = host_dirs(base, "main")
+        quiet_notifier(dirs["home"])
+        env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_REOFFERS="1")
+        config = load_config(env)
+        first: list[str] = []
+
+        def silent_once(document, _path):
+            token = document["payload"]["task_token"]
+            first[:] = first or [token]
+            return None if token == first[0] else ("success", "scaffolded")
+
+        behaviours = {"build_prefab": silent_once,
+                      "security_audit": triage_writer(dirs["audit"], {"info": ["fine"]})}
+        async with running_worker(client, config), \
+                AgentSim(dirs["tasks"], env, behaviours, client=client):
+            handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                          "replay-liveness")
+            await handle.result()
+        (OUT / "pipeline-liveness.json").write_text((await handle.fetch_history()).to_json())
+
+
 async def _unpolled(handle) -> bool:
     return bool((await handle.query("progress")).get("queue_unpolled"))
 
@@ -154,5 +179,5 @@ async def _stage_is(handle, stage: str) -> bool:
 if __name__ == "__main__":
     import sys
 
-    modes = {"routed": record_routed, "refused": record_refused}
+    modes = {"routed": record_routed, "refused": record_refused, "liveness": record_liveness}
     asyncio.run(modes.get(sys.argv[1] if sys.argv[1:] else "", record)())

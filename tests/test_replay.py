@@ -28,7 +28,7 @@ def test_histories_are_present():
     names = {path.stem for path in ROOT.glob("*.json")}
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
             "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed",
-            "pipeline-triage-refused"} <= names
+            "pipeline-triage-refused", "pipeline-liveness"} <= names
     assert len(V05) == 11 and len(list((ROOT / "0.7").glob("*.json"))) == 7
     assert [p.stem for p in (ROOT / "0.8").glob("*.json")] == ["pipeline-routed"]
 
@@ -85,3 +85,14 @@ def test_new_paths_record_their_release_markers():
     refused = scheduled(ROOT / "pipeline-triage-refused.json")
     assert refused.count("process_triage_output") == 1  # refused, not retried
     assert "notify_blocks" in refused and refused.count("dispatch_stage") == 3  # no close
+
+
+def test_a_silent_agents_stage_is_offered_again_in_the_recorded_run():
+    """AGENT_HEARTBEAT_TIMEOUT recorded with the run's settings: the prefab stage's first
+    attempt timed out on its heartbeat and a second dispatch_stage offered it again."""
+    events = WorkflowHistory.from_json("liveness", (ROOT / "pipeline-liveness.json")
+                                       .read_text()).events
+    timed_out = [e for e in events if e.HasField("activity_task_timed_out_event_attributes")]
+    assert len(timed_out) == 1
+    assert scheduled(ROOT / "pipeline-liveness.json")[:2] == ["dispatch_stage"] * 2
+
