@@ -8,5 +8,6 @@ cd "$ROOT"
 TEMPORAL_CLI="$(./scripts/ensure-temporal.sh)"
 PM2_BIN="$(./scripts/ensure-pm2.sh)"
 TEMPORAL_SERVER_DIR="$(./scripts/ensure-temporal-server.sh)"
-export TEMPORAL_CLI PM2_BIN TEMPORAL_SERVER_DIR
+TEMPORAL_TEST_SERVER="$(./scripts/ensure-test-server.sh)"
+export TEMPORAL_CLI PM2_BIN TEMPORAL_SERVER_DIR TEMPORAL_TEST_SERVER
 exec .venv/bin/python -m pytest "$@"

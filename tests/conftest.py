@@ -12,12 +12,14 @@ import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from config import WorkerConfig, load_config
 from logs import JsonFormatter
 from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, running_worker, tokens_in, worker_env
+from testbed.timeskipping import start_time_skipping
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,17 @@ def cluster(cli_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def cluster_client(cluster: TemporalCluster) -> Client:
     return await connect_client(cluster.address)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's Java test server with time-skipping (one per test module)."""
+    try:
+        env = await start_time_skipping()
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+    yield env
+    await env.shutdown()
 
 
 @pytest.fixture

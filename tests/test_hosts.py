@@ -269,8 +269,11 @@ async def test_host_stopped_before_its_stage_is_noticed_and_never_holds_the_buil
     async with started_worker(box_env, tmp_path / "box-1.log"):
         # the box host polls, then stops: the server goes on counting its poller for 90 s
         await eventually(lambda: live_pollers(client, box_queue), 30)
+    # The agent completes by token from a shell whose TASK_QUEUE_DIR is elsewhere, so its CLI
+    # cannot mark the file: only the box host's worker can settle it.
+    agent_env = {**box_env, "TASK_QUEUE_DIR": str(tmp_path / "elsewhere")}
     async with running_worker(client, load_config(env)), \
-            AgentSim(dirs["tasks"], env, main_agents), AgentSim(place["tasks"], box_env,
+            AgentSim(dirs["tasks"], env, main_agents), AgentSim(place["tasks"], agent_env,
                                                                 box_agent):
         handle = await start_pipeline(client, main_queue, dirs["tasks"], "box-stops")
         await eventually(lambda: _unpolled(handle), 180)
