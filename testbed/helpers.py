@@ -88,6 +88,18 @@ def files_of_type(task_dir: Path, task_type: str) -> list[dict[str, Any]]:
     return [d for d in task_files(task_dir) if d.get("task_type") == task_type]
 
 
+def stage_file(task_dir: Path, task_type: str) -> Path | None:
+    """The path of the (first) task file of TASK_TYPE in TASK_DIR, None while there is none."""
+    for path in sorted(task_dir.glob("*.yml")):
+        try:
+            document = load(path)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if document.get("task_type") == task_type:
+            return path
+    return None
+
+
 async def connect_client(address: str, attempts: int = 100,
                          namespace: str = "default") -> Client:
     """Connect once the namespace answers (the port opens a little earlier)."""

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from testbed.agents import COMPLETE, AgentSim, run_cli
-from testbed.helpers import eventually, files_of_type, start_pipeline
+from testbed.helpers import eventually, files_of_type, stage_file, start_pipeline
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 
@@ -91,9 +91,7 @@ async def test_stdin_task_file_and_double_completion(client, cfg, dirs, env, wor
     held = {"build_prefab": lambda d, p: None, "build_plan": lambda d, p: None}
     async with AgentSim(dirs["tasks"], env, held):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "cli-paths")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         token = yaml.safe_load(path.read_text())["payload"]["task_token"]
         code, out, err = await run_cli("--task-file", str(path), "success", "scaffolded",
                                        env=env)
@@ -150,9 +148,7 @@ async def test_hostile_arguments_get_documented_codes_and_send_nothing(client, c
                                                                        worker, tmp_path):
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "hostile-cli")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         cases = [
             ((f"--task-file={path}",), EXIT_USAGE),
             (("--task-file", str(path)), EXIT_USAGE),
@@ -212,9 +208,7 @@ async def test_agents_can_hold_credentials_of_their_own(client, cfg, dirs, env, 
     """AGENT_TEMPORAL_* replace the worker's TEMPORAL_* (and Vault) for the agents' CLI."""
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "own-creds")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         theirs = {**env, "TEMPORAL_ADDRESS": "127.0.0.1:1", "VAULT_ADDR": "http://127.0.0.1:1",
                   "AGENT_TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"]}
         code, _, err = await run_cli("--task-file", str(path), "success", "mine", env=theirs)
@@ -230,9 +224,7 @@ async def test_the_token_form_marks_its_own_file_too(client, cfg, dirs, env, wor
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
                                               "build_plan": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "token-form")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         token = yaml.safe_load(path.read_text())["payload"]["task_token"]
         code, _, err = await run_cli("-", "success", "by token", stdin=token.encode(), env=env)
         assert code == 0, err
@@ -246,9 +238,7 @@ async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, w
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
                                               "build_plan": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "limit")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         third = (256 * 1024 - 2) // 3  # one argument may hold at most 128 KiB on Linux
         parts = ["é" * (third // 2), "x" * third, "x" * (256 * 1024 - 2 - third - third)]
         assert len(" ".join(parts).encode()) == 256 * 1024
@@ -273,9 +263,7 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
 
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "beating")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = next(p for p in dirs["tasks"].glob("*.yml")
-                    if yaml.safe_load(p.read_text())["task_type"] == "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         token = yaml.safe_load(path.read_text())["payload"]["task_token"]
         before = len((await handle.fetch_history()).events)
         code, out, err = await run_cli("heartbeat", "--task-file", str(path),

@@ -98,6 +98,14 @@ async def _parked(handle) -> Progress | None:
     return progress if progress.stage == "wait" else None
 
 
+def forged_approval(dirs: dict[str, Path]) -> tuple[dict, str]:
+    """A copy of the originating task that says `approved`, and the task's id."""
+    origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
+    forged = load(TaskDirectory(dirs["tasks"]).find(origin))
+    forged["status"] = "approved"
+    return forged, origin
+
+
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
     return any(record.getMessage() == event for record in caplog.records)
 
@@ -112,9 +120,7 @@ async def test_a_planted_duplicate_never_approves(client, cfg, dirs, env, worker
             return (await handle.query("progress", result_type=Progress)).stage == "wait"
 
         await eventually(parked, 60)
-        origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
-        forged = load(TaskDirectory(dirs["tasks"]).find(origin))
-        forged["status"] = "approved"
+        forged, origin = forged_approval(dirs)
         planted = plant(dirs["tasks"], f"20260101-000000-{origin[:8]}.yml",
                         dump(forged))
         await eventually(lambda: logged(caplog, "duplicate_task_id"), 30)
@@ -263,9 +269,7 @@ async def test_a_planted_copy_under_another_name_is_reported(client, cfg, dirs, 
             return (await handle.query("progress", result_type=Progress)).stage == "wait"
 
         await eventually(parked, 60)
-        origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
-        forged = load(TaskDirectory(dirs["tasks"]).find(origin))
-        forged["status"] = "approved"
+        forged, origin = forged_approval(dirs)
         plant(dirs["tasks"], "20260101-000000-zzzzzzzz.yml", dump(forged))  # another prefix
         override(dirs["tasks"], origin, "approved", "alice", "reviewed")
         await eventually(lambda: logged(caplog, "duplicate_task_id"), 30)

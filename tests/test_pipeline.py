@@ -18,6 +18,7 @@ from testbed.helpers import (
     eventually,
     files_of_type,
     running_worker,
+    stage_file,
     start_pipeline,
     task_files,
     worker_env,
@@ -284,11 +285,6 @@ async def _routed(handle) -> Progress | None:
 EXIT_STOP = 8
 
 
-def stage_file(task_dir: Path, task_type: str) -> Path:
-    return next(p for p in task_dir.glob("*.yml")
-                if yaml.safe_load(p.read_text())["task_type"] == task_type)
-
-
 async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
     env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_REOFFERS="1")
     config = load_config(env)
@@ -326,8 +322,7 @@ async def test_a_heartbeating_agent_is_never_timed_out(client, server, dirs):
                   "build_prefab": lambda d, p: None}
     async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "alive")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = stage_file(dirs["tasks"], "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         for step in range(10):  # 3 s of work, three times the silence allowed
             code, _, err = await run_cli("heartbeat", "--task-file", str(path),
                                          f"step {step}", env=env)
@@ -348,8 +343,7 @@ async def test_a_cancelled_builds_agent_is_told_to_stop(client, server, dirs, li
     async with running_worker(client, config), AgentSim(dirs["tasks"], env,
                                                          {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "stopped")
-        await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-        path = stage_file(dirs["tasks"], "build_prefab")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         code, _, err = await run_cli("heartbeat", "--task-file", str(path), "working", env=env)
         assert code == 0, err
         await handle.cancel()
