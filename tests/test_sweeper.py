@@ -160,3 +160,31 @@ def test_bookkeeping_directories_that_are_files_are_worked_around(tmp_path, capl
         assert mine
     said = [r for r in caplog.records if r.getMessage() == "task_dir_entry_not_a_directory"]
     assert {Path(r.path).name for r in said} == {".locks", "archive", "dead-letters"}
+
+
+async def test_a_held_sweep_turn_is_said_in_the_log_and_by_buildctl(client, cfg, dirs, env,
+                                                                   caplog):
+    """Something other than a worker holds the sweep's turn lock: the sweeper says so once
+    after three passes without its turn, and `buildctl status` says so too."""
+    import fcntl
+
+    from taskdir.directory import SWEEP_LOCK
+    from tests.test_buildctl import buildctl
+
+    (dirs["tasks"] / ".locks").mkdir(parents=True)
+    lock = open(dirs["tasks"] / ".locks" / SWEEP_LOCK, "a")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        async with worker_without_sweep(client, cfg) as sweeper, \
+                AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+            handle, _, _ = await held_at_prefab(client, cfg, dirs, "turn")
+            for _ in range(4):
+                assert await sweep_once(sweeper) == 0  # never its turn
+            said = [r for r in caplog.records if r.getMessage() == "sweep_turn_held"]
+            assert len(said) == 1 and said[0].lock_file.endswith(SWEEP_LOCK)
+            code, out, err = await buildctl(env, "status", handle.id)
+            assert code == 0, err
+            assert f"sweep turn lock held 3 s or more: {dirs['tasks']}/.locks/{SWEEP_LOCK}" in out
+            await handle.terminate("test over")
+    finally:
+        lock.close()
