@@ -187,7 +187,7 @@ async def worker_without_sweep(client: Client, config: WorkerConfig) -> AsyncIte
         yield sweeper
 
 
-_TOKEN = re.compile(rb"^\s*task_token:\s*['\"]?([A-Za-z0-9+/=]{16,})", re.M)
+_TOKEN = re.compile(rb"^\s*task_token:\s*['\"]?([A-Za-z0-9+/=]{4,})", re.M)
 
 
 def tokens_in(base: Path) -> tuple[set[str], bool]:
