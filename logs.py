@@ -13,9 +13,11 @@ from typing import Any
 
 WORKER_ID = str(uuid.uuid4())
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-# The SDK's own DEBUG lines print task tokens as bytes (`b'...'`) or as a protobuf field.
+# The SDK's own lines print task tokens as bytes (`b'...'`), as a protobuf field, or (the
+# core's "Activity not found on completion" warning) as `TaskToken(<base64>)`.
 _TOKEN_TEXT = re.compile(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\""
-                         r"|task_token: \"(?:[^\"\\]|\\.)*\"")
+                         r"|task_token: \"(?:[^\"\\]|\\.)*\""
+                         r"|TaskToken\([^)]*\)")
 
 
 class TokenRedactor(logging.Filter):

@@ -85,3 +85,17 @@ async def test_worker_failing_to_start_exits_with_its_code_and_one_line(
     errors = [e for e in worker.events() if e.get("level") == "ERROR"]
     assert [e["event"] for e in errors] == [event]
     assert detail in errors[0]["error"]
+
+
+def test_the_cores_activity_not_found_warning_loses_its_token():
+    """The SDK core's "Activity not found on completion" warning prints `TaskToken(<base64>)`
+    (seen after a run was terminated while one of its activities ran)."""
+    from logs import TokenRedactor
+
+    record = logging.makeLogRecord({
+        "name": "temporal_core-sdk_core::temporalio_sdk_core::worker::activities",
+        "levelno": logging.WARNING, "levelname": "WARNING",
+        "msg": "Activity not found on completion. {'task_token': 'TaskToken(CiQwMWEy"
+               "MjhiMS1lNTdj==)', 'details': '<redacted>'}"})
+    TokenRedactor().filter(record)
+    assert "CiQwMWEy" not in record.getMessage() and "<redacted>" in record.getMessage()
