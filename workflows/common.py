@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from taskdir.documents import stage_task_id
 
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P")
 
 PHASE_FAILED = "PhaseFailedError"
 # Version marker recorded at the start of every run this code starts. A run without it was
@@ -220,15 +221,16 @@ class DispatchingWorkflow:
             f"**Stage:** {progress.stage}\n\n**Waiting on:** "
             f"{progress.waiting_on or 'nothing (running)'}{host}{alert}")
 
-    async def _queue_polled(self, queue: str) -> bool:
-        """Ask (and record) whether a host worker polls QUEUE; unknown counts as yes."""
+    async def _probe(self, probe: Callable[[Any, QueueProbe], Awaitable[P]], queue: str,
+                     unknown: P) -> P:
+        """Ask (and record) about QUEUE's pollers with the local activity PROBE (0.8 runs:
+        queue_polled, later: host_queue_state); UNKNOWN when it cannot tell (no alarm)."""
         try:
             return await workflow.execute_local_activity_method(
-                QueueActivities.queue_polled, QueueProbe(task_queue=queue),
-                start_to_close_timeout=timedelta(seconds=10),
+                probe, QueueProbe(task_queue=queue), start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=2), summary=f"pollers of {queue}")
         except ActivityError:
-            return True
+            return unknown
 
     async def _await_dispatch(self, handle: workflow.ActivityHandle[Any],
                               queue: str | None) -> None:
@@ -240,12 +242,13 @@ class DispatchingWorkflow:
         if queue is not None and workflow.patched(HOST_LIVENESS):
             await self._watch_host(queue, ready)
             return
-        unpolled = queue is not None and not await self._queue_polled(queue)
+        polled = QueueActivities.queue_polled
+        unpolled = queue is not None and not await self._probe(polled, queue, True)
         while unpolled and not ready():
             self._mark_unpolled(True)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
-            unpolled = not ready() and not await self._queue_polled(queue)
+            unpolled = not ready() and not await self._probe(polled, queue, True)
         self._mark_unpolled(False)
         await workflow.wait_condition(ready)
 
@@ -254,7 +257,8 @@ class DispatchingWorkflow:
         a host that stops before (or just as) the stage is queued is reported once the
         server stops counting it (90 s), whenever that is."""
         while not ready():
-            state = await self._queue_state(queue)
+            state = await self._probe(QueueActivities.host_queue_state, queue,
+                                      QueueState(polled=True, started=False))
             self._mark_unpolled(not state.polled and not state.started)
             if state.started:
                 break
@@ -262,15 +266,6 @@ class DispatchingWorkflow:
                 await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
         self._mark_unpolled(False)
         await workflow.wait_condition(ready)
-
-    async def _queue_state(self, queue: str) -> QueueState:
-        try:
-            return await workflow.execute_local_activity_method(
-                QueueActivities.host_queue_state, QueueProbe(task_queue=queue),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=2), summary=f"pollers of {queue}")
-        except ActivityError:
-            return QueueState(polled=True, started=False)
 
     def _mark_unpolled(self, unpolled: bool) -> None:
         if self._progress.queue_unpolled != unpolled:
