@@ -107,22 +107,10 @@ def parse_args(argv: list[str]) -> Request:
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, Exit.OK)
     if argv[:1] == ["heartbeat"]:
-        return parse_heartbeat(argv[1:])
-    task_file = None
-    if argv[:1] == ["--task-file"]:
-        if len(argv) < 2:
-            raise CliError(USAGE, Exit.USAGE)
-        task_file, rest = argv[1], argv[2:]
-    elif argv and argv[0].startswith("--task-file="):
-        task_file, rest = argv[0].split("=", 1)[1], argv[1:]
-    if task_file is not None:
-        token_text = token_from_task_file(task_file)
-    else:
-        if len(argv) < 2:
-            raise CliError(USAGE, Exit.USAGE)
-        token_text, rest = argv[0], argv[1:]
-        if token_text == "-":
-            token_text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
+        token_text, task_file, rest = token_source(argv[1:])
+        message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
+        return Request("heartbeat", token_text, "progress", message, task_file)
+    token_text, task_file, rest = token_source(argv)
     if not rest:
         raise CliError(USAGE, Exit.USAGE)
     status = rest[0]
@@ -132,23 +120,19 @@ def parse_args(argv: list[str]) -> Request:
     return Request("complete", token_text, status, check_message(" ".join(rest[1:])), task_file)
 
 
-def parse_heartbeat(argv: list[str]) -> Request:
-    """heartbeat --task-file PATH | TOKEN | - [message...]"""
-    task_file = None
+def token_source(argv: list[str]) -> tuple[str, str | None, list[str]]:
+    """(token text, task file or None, the arguments after it) from `--task-file PATH`,
+    `--task-file=PATH`, `-` (stdin) or the token itself."""
     if argv[:1] == ["--task-file"] and len(argv) >= 2:
-        task_file, rest = argv[1], argv[2:]
-    elif argv and argv[0].startswith("--task-file="):
-        task_file, rest = argv[0].split("=", 1)[1], argv[1:]
-    elif argv and not argv[0].startswith("--"):
-        token_text, rest = argv[0], argv[1:]
-        if token_text == "-":
-            token_text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
-    else:
+        return token_from_task_file(argv[1]), argv[1], argv[2:]
+    if argv and argv[0].startswith("--task-file="):
+        path = argv[0].split("=", 1)[1]
+        return token_from_task_file(path), path, argv[1:]
+    if not argv or argv[0].startswith("--"):
         raise CliError(USAGE, Exit.USAGE)
-    if task_file is not None:
-        token_text = token_from_task_file(task_file)
-    message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
-    return Request("heartbeat", token_text, "progress", message, task_file)
+    if argv[0] == "-":
+        return sys.stdin.read(MAX_TOKEN_CHARS + 2), None, argv[1:]
+    return argv[0], None, argv[1:]
 
 
 async def call(request: Request, token: bytes) -> None:
