@@ -43,6 +43,7 @@ log = logging.getLogger("taskdir")
 MAX_CACHED_HEADERS = 50_000
 SWEEP_LOCK = ".temporal-build-worker-sweep.lock"  # a dot name: never a task id's lock
 RECENT_CHANGE_NS = 2_000_000_000  # a directory changed this recently may hide a new name
+MTIME_TICK_NS = 50_000_000  # coarser than any file system's mtime tick we meet
 _NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 _UNREADABLE = (OSError, ValueError, yaml.YAMLError)
 
@@ -204,7 +205,7 @@ class TaskDirectory:
         self.approvers = approvers
         self._index = _DirIndex()
         self._headers = _HeaderCache()
-        self._ids: dict[Path, tuple[int, dict[str, list[Path]]]] = {}
+        self._ids: dict[Path, tuple[int, int, dict[str, list[Path]]]] = {}  # mtime, built
         self._ids_lock = threading.Lock()
 
     # -- lookups ---------------------------------------------------------------------------
@@ -308,16 +309,19 @@ class TaskDirectory:
             return {}
         with self._ids_lock:
             cached = self._ids.get(place)
-            recent = time.time_ns() - info.st_mtime_ns < RECENT_CHANGE_NS
-            if cached is not None and cached[0] == info.st_mtime_ns and not recent:
-                return cached[1]
+            # Built well after the directory's last change: a later change moves its mtime
+            # (a map built within the same coarse mtime tick is not trusted).
+            if cached is not None and cached[0] == info.st_mtime_ns and \
+                    cached[1] - info.st_mtime_ns > MTIME_TICK_NS:
+                return cached[2]
+        built = time.time_ns()
         mapping: dict[str, list[Path]] = {}
         for path in place.glob("*.yml"):
             header = self.header(path)
             if header is not None:
                 mapping.setdefault(header.id, []).append(path)
         with self._ids_lock:
-            self._ids[place] = (info.st_mtime_ns, mapping)
+            self._ids[place] = (info.st_mtime_ns, built, mapping)
         return mapping
 
     def unreadable_named(self, task_id: str) -> list[Path]:
