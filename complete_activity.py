@@ -258,15 +258,16 @@ async def respond(service: Any, namespace: str, identity: str, token: bytes, sta
 def settle_own_file(path: Path, status: str, message: str) -> None:
     """The stage is done: say so in its task file at once, so that it never looks like open
     work to another agent (the worker's own settlement then finds it finished)."""
-    from taskdir import TaskDirectory
+    from taskdir import TaskDirectory, load
 
     moved = "completed" if status == "success" else "failed"
     try:
+        document = load(path)
         directory = TaskDirectory(path.resolve().parent)
-        task_id = str(load_task_id(path))
-        directory.set_status(task_id, moved, f"stage {moved} with complete_activity.py",
-                             output=message, by="complete_activity", unless_terminal=True,
-                             path=path)
+        directory.set_status(str(document.get("id")), moved,
+                             f"stage {moved} with complete_activity.py", output=message,
+                             by=str(document.get("target_agent") or "complete_activity"),
+                             unless_terminal=True, path=path)
     except Exception as err:  # the completion went through; the worker settles the file too
         print(f"complete_activity: note: task file not updated ({type(err).__name__}); the "
               f"worker settles it", file=sys.stderr)
@@ -302,12 +303,6 @@ def file_holding(token_text: str) -> Path | None:
         finally:
             os.close(fd)
     return None
-
-
-def load_task_id(path: Path) -> object:
-    from taskdir import load
-
-    return load(path).get("id")
 
 
 def main(argv: list[str]) -> int:
