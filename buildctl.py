@@ -23,14 +23,14 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.queues import queue_pollers
 from config import WorkerConfig, load_config
 from connection.client import connect
-from connection.search_attributes import BUILD_NAME, TARGET_AGENT, namespace_has_build_attributes
+from connection.pollers import queue_pollers
+from connection.rpc_exits import rpc_exit
+from contract import BUILDS_QUERY
 from exceptions import Exit, TemporalUnreachable, TemporalWorkerError
 from models import (
     BlockDecision,
@@ -42,10 +42,10 @@ from models import (
 )
 from safeio import untrusted_yaml
 from taskdir import TaskDirectory
-from taskdir.directory import SWEEP_LOCK
+from taskdir.locks import SWEEP_LOCK
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
-from workflows.common import BUILDS_QUERY, DispatchingWorkflow
+from workflows.dispatching import DispatchingWorkflow
 
 MAX_PLAN_BYTES = 1024 * 1024
 
@@ -91,15 +91,9 @@ async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespa
     if not args.without_origin_file:
         await asyncio.to_thread(check_origin, config, params.task_id)
     workflow_id = args.id or f"build-{params.build_name}-{uuid.uuid4().hex[:8]}"
-    attributes = TypedSearchAttributes.empty
-    if await namespace_has_build_attributes(client):
-        attributes = TypedSearchAttributes([
-            SearchAttributePair(BUILD_NAME, params.build_name),
-            SearchAttributePair(TARGET_AGENT, params.target_agent)])
     await client.start_workflow(
         BuildPipelineWorkflow.run, params.model_dump(), id=workflow_id,
         task_queue=config.task_queue,
-        search_attributes=attributes,
         static_summary=f"Build {params.build_name} for agent {params.target_agent}",
         static_details=f"Plan: {params.plan_path}\n\nOriginating task: {params.task_id}")
     return {"workflow_id": workflow_id, "ui": ui_link(config, workflow_id)}
@@ -359,16 +353,14 @@ async def run(args: argparse.Namespace) -> dict:
         raise Failure(f"a workflow with id {getattr(args, 'id', None) or '?'} is already "
                       f"running (choose another --id)", Exit.REFUSED) from None
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise Failure(f"not found: {getattr(args, 'workflow_id', '')}".strip(),
-                          Exit.NOT_FOUND) from None
+        code = rpc_exit(err, Exit.REFUSED)
+        messages = {
+            Exit.NOT_FOUND: f"not found: {getattr(args, 'workflow_id', '')}".strip(),
+            Exit.UNREACHABLE: f"cannot reach Temporal at {config.client.address}"}
         if err.status == RPCStatusCode.ALREADY_EXISTS:
-            raise Failure("a workflow with that id is already running", Exit.REFUSED) from None
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise Failure(f"cannot reach Temporal at {config.client.address}",
-                          Exit.UNREACHABLE) from None
-        raise Failure(f"Temporal refused: {err.status.name}: {err.message[:200]}",
-                      Exit.REFUSED) from None
+            messages[code] = "a workflow with that id is already running"
+        raise Failure(messages.get(code, f"Temporal refused: {err.status.name}: "
+                                         f"{err.message[:200]}"), code) from None
 
 
 def main(argv: list[str] | None = None) -> int:

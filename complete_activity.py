@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import errno
-import json
 import os
 import socket
 import sys
@@ -15,6 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract import (
+    FAILED,
+    JSON_ENCODING,
+    PHASE_FAILED,
+    SUCCESS,
+    TOKEN_FIELD,
+    completion_json,
+    decode_token,
+    progress_json,
+    token_text,
+)
 from exceptions import Exit
 
 USAGE = (
@@ -25,7 +33,7 @@ USAGE = (
 MAX_TOKEN_CHARS = 16384
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_PROGRESS_BYTES = 2048  # a heartbeat's progress message
-STATUSES = ("success", "failed")
+STATUSES = (SUCCESS, FAILED)
 
 
 class CliError(Exception):
@@ -36,20 +44,16 @@ class CliError(Exception):
         self.code = code
 
 
-def decode_token(text: str) -> bytes:
-    """Strict base64 → bytes; the token itself never appears in a message."""
-    text = text.strip()
-    if not text:
+def checked_token(text: str) -> bytes:
+    """The contract's token from TEXT; the token itself never appears in a message."""
+    if not text.strip():
         raise CliError("task token is empty", Exit.INVALID)
-    if len(text) > MAX_TOKEN_CHARS:
+    if len(text.strip()) > MAX_TOKEN_CHARS:
         raise CliError(f"task token is longer than {MAX_TOKEN_CHARS} characters", Exit.INVALID)
     try:
-        token = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise CliError("task token is not valid base64", Exit.INVALID) from None
-    if not token:
-        raise CliError("task token is empty", Exit.INVALID)
-    return token
+        return decode_token(text)
+    except ValueError as err:
+        raise CliError(str(err), Exit.INVALID) from None
 
 
 def token_from_task_file(path: str) -> str:
@@ -71,10 +75,9 @@ def token_from_task_file(path: str) -> str:
     except (ValueError, yaml.YAMLError) as err:
         detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
         raise CliError(f"task file {path}: {detail}", Exit.INVALID) from None
-    payload = document.get("payload")
-    token = payload.get("task_token") if isinstance(payload, dict) else None
-    if not isinstance(token, str):
-        raise CliError(f"task file {path} has no payload.task_token", Exit.INVALID)
+    token = token_text(document)
+    if token is None:
+        raise CliError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
     return token
 
 
@@ -138,8 +141,9 @@ def token_source(argv: list[str]) -> tuple[str, str | None, list[str]]:
 async def call(request: Request, token: bytes) -> None:
     """One workflow-service RPC on the SDK's service layer (the bridge and one connection, no
     `temporalio.client`, no data converter): the completion, or the heartbeat."""
-    from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient
+    from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
+    from connection.rpc_exits import rpc_exit
     from connection.settings import agent_env, load_client_settings
     from connection.tls import tls_config
     from exceptions import TemporalWorkerError
@@ -167,20 +171,17 @@ async def call(request: Request, token: bytes) -> None:
             await respond(service, settings.namespace, config.identity, token,
                           request.status, request.message)
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND and request.verb == "heartbeat" and \
+        code = rpc_exit(err, Exit.ERROR)
+        if code == Exit.NOT_FOUND and request.verb == "heartbeat" and \
                 stage_withdrawn(request.task_file):
             raise CliError(STOP_LINE, Exit.STOP) from None
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise CliError("no such activity: already completed, timed out, cancelled, or "
-                           "from another namespace", Exit.NOT_FOUND) from None
-        if err.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise CliError("Temporal rejected the task token as malformed",
-                           Exit.INVALID) from None
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise CliError(f"cannot reach Temporal at {settings.address}",
-                           Exit.UNREACHABLE) from None
-        raise CliError(f"Temporal refused the completion ({err.status.name})",
-                       Exit.ERROR) from None
+        messages = {
+            Exit.NOT_FOUND: "no such activity: already completed, timed out, cancelled, or "
+                            "from another namespace",
+            Exit.INVALID: "Temporal rejected the task token as malformed",
+            Exit.UNREACHABLE: f"cannot reach Temporal at {settings.address}"}
+        raise CliError(messages.get(code, f"Temporal refused the completion "
+                                          f"({err.status.name})"), code) from None
 
 
 STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
@@ -210,9 +211,8 @@ async def beat(service: Any, namespace: str, identity: str, token: bytes, messag
         RespondActivityTaskCanceledRequest,
     )
 
-    details = json.dumps({"progress": message, "at": datetime.now(UTC).isoformat()},
-                         ensure_ascii=False).encode("utf-8")
-    payloads = Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=details)])
+    details = progress_json(message, datetime.now(UTC).isoformat())
+    payloads = Payloads(payloads=[Payload(metadata={"encoding": JSON_ENCODING}, data=details)])
     reply = await service.workflow_service.record_activity_task_heartbeat(
         RecordActivityTaskHeartbeatRequest(task_token=token, namespace=namespace,
                                            identity=identity, details=payloads), retry=True)
@@ -236,10 +236,8 @@ async def respond(service: Any, namespace: str, identity: str, token: bytes, sta
     )
 
     workflow_service = service.workflow_service
-    if status == "success":
-        result = json.dumps({"status": "success", "output": message}, separators=(",", ":"),
-                            ensure_ascii=False).encode("utf-8")
-        payload = Payload(metadata={"encoding": b"json/plain"}, data=result)
+    if status == SUCCESS:
+        payload = Payload(metadata={"encoding": JSON_ENCODING}, data=completion_json(message))
         await workflow_service.respond_activity_task_completed(
             RespondActivityTaskCompletedRequest(task_token=token, namespace=namespace,
                                                 identity=identity,
@@ -248,7 +246,7 @@ async def respond(service: Any, namespace: str, identity: str, token: bytes, sta
     else:
         failure = Failure(message=message or "Phase failed", source="PythonSDK",
                           application_failure_info=ApplicationFailureInfo(
-                              type="PhaseFailedError", non_retryable=True))
+                              type=PHASE_FAILED, non_retryable=True))
         await workflow_service.respond_activity_task_failed(
             RespondActivityTaskFailedRequest(task_token=token, namespace=namespace,
                                              identity=identity, failure=failure),
@@ -260,7 +258,7 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
     work to another agent (the worker's own settlement then finds it finished)."""
     from taskdir import TaskDirectory, load
 
-    moved = "completed" if status == "success" else "failed"
+    moved = "completed" if status == SUCCESS else "failed"
     try:
         document = load(path)
         directory = TaskDirectory(path.resolve().parent)
@@ -308,7 +306,7 @@ def file_holding(token_text: str) -> Path | None:
 def main(argv: list[str]) -> int:
     try:
         request = parse_args(argv)
-        token = decode_token(request.token_text)
+        token = checked_token(request.token_text)
         asyncio.run(call(request, token))
         if request.verb == "heartbeat":
             print("progress recorded")

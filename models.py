@@ -15,6 +15,9 @@ from pydantic import (
     field_validator,
 )
 
+from contract import DISPATCH_STAGE
+from stages import Stage, stage_named
+
 BUILD_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$")
@@ -182,6 +185,11 @@ class BlockDecision(_Model):
 Outcome = Literal["success", "partial", "rejected", "timed_out"]
 
 
+def finished_outcome(blocks_hit: int) -> Outcome:
+    """How a pipeline that reached its close ended: blocks approved past make it partial."""
+    return "partial" if blocks_hit else "success"
+
+
 class WorkflowSummary(_Model):
     """Input of summarize_workflow: the record written to the summary directory."""
 
@@ -207,16 +215,12 @@ class BlockCheck(_Model):
     reason: str | None = None
 
 
-StageKind = Literal["build_prefab", "build_plan", "security_audit", "security_fix",
-                    "build_closeout", "build_phase"]
-# Each stage kind's upstream activity: v0.5's name for it, the key of its task id within a
-# run (phases add "/<n>"), and the label of its dispatch span and metric.
-STAGE_ACTIVITY: dict[str, str] = {
-    "build_prefab": "prefab_scaffolding", "build_plan": "implement_build",
-    "security_audit": "request_security_audit", "security_fix": "apply_flag_fixes",
-    "build_closeout": "close_build", "build_phase": "execute_build_phase"}
-PREFAB_AGENT, AUDIT_AGENT = "claudebox", "security-agent"  # fixed by the upstream contract
-DISPATCH_STAGE = "dispatch_stage"  # the activity of every agent stage our runs hand out
+def _stage_kind(value: str) -> str:
+    """Our stage kind; the upstream name a 0.9 worker scheduled (in flight) is read as it."""
+    return stage_named(value).kind
+
+
+StageKind = Annotated[str, AfterValidator(_stage_kind)]
 
 
 class TaskSettlement(_Model):
@@ -249,7 +253,7 @@ class QueueProbe(_Model):
     """Input of queue_polled / host_queue_state: the host task queue a stage is handed to."""
 
     task_queue: str
-    activity_type: str = "dispatch_stage"  # the stage's activity, pending on that queue
+    activity_type: str = DISPATCH_STAGE  # the stage's activity, pending on that queue
 
 
 class QueueState(_Model):
@@ -285,6 +289,10 @@ class StageTimings(BaseModel):
     agent_heartbeat_timeout: float | None = None
     agent_silence: Literal["reoffer", "fail"] = "reoffer"
     agent_reoffers: int = Field(default=2, ge=0, le=20)
+
+    def limit(self, stage: Stage) -> float:
+        """STAGE's time limit (seconds): the field the stage table names."""
+        return float(getattr(self, stage.timeout))
 
 
 class StageSettings(StageTimings, _Model):

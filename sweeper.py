@@ -16,7 +16,6 @@ a flock, and every action is idempotent, so any number of them may run.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -31,19 +30,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import Deps
 from connection.task_token import TokenFacts, read_task_token
+from contract import PHASE_FAILED, RUNNING_BUILDS_QUERY, Memo, decode_token, token_text
 from models import BlockDecision, BuildPhaseResult
 from taskdir import SOURCE_AGENT, DuplicateTaskId, load
-from taskdir.directory import SWEEP_LOCK, TaskLocked
+from taskdir.locks import SWEEP_LOCK, TaskLocked
 from taskdir.vocabulary import DECISIONS, TERMINAL
 from workflows.build_pipeline import BuildPipelineWorkflow
-from workflows.common import (
-    AWAIT_MEMO,
-    DISPATCH_MEMO,
-    PHASE_FAILED,
-    QUEUE_MEMO,
-    RUNNING_BUILDS_QUERY,
-    DispatchingWorkflow,
-)
+from workflows.dispatching import DispatchingWorkflow
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
@@ -141,13 +134,13 @@ class Sweeper:
         async for execution in self.client.list_workflows(self.query, page_size=1000):
             memo = await execution.memo()
             try:  # one build's file is handled on its own: it never stops the others'
-                if memo.get(AWAIT_MEMO) and self.main:  # originating tasks: the main host
-                    acted += await self._check_block(execution, str(memo[AWAIT_MEMO]))
-                elif memo.get(DISPATCH_MEMO) and self._ours(memo.get(QUEUE_MEMO)):
-                    current.add(str(memo[DISPATCH_MEMO]))
-                    acted += await self._check_stage(execution, str(memo[DISPATCH_MEMO]))
+                if memo.get(Memo.AWAIT) and self.main:  # originating tasks: the main host
+                    acted += await self._check_block(execution, str(memo[Memo.AWAIT]))
+                elif memo.get(Memo.DISPATCH) and self._ours(memo.get(Memo.QUEUE)):
+                    current.add(str(memo[Memo.DISPATCH]))
+                    acted += await self._check_stage(execution, str(memo[Memo.DISPATCH]))
             except Exception as err:
-                task_id = str(memo.get(AWAIT_MEMO) or memo.get(DISPATCH_MEMO))
+                task_id = str(memo.get(Memo.AWAIT) or memo.get(Memo.DISPATCH))
                 await self._attention(execution, task_id, "sweep_item_failed",
                                       f"task {task_id} could not be handled: "
                                       f"{type(err).__name__}: {err}"[:400])
@@ -169,7 +162,7 @@ class Sweeper:
                 if age < max(STALE_AFTER, 4 * self.interval):
                     continue
                 document = await asyncio.to_thread(load, path)
-                facts = read_task_token(base64.b64decode(document["payload"]["task_token"]))
+                facts = read_task_token(decode_token(token_text(document) or ""))
                 ending = await activity_ending(self.client, facts)
             except (OSError, ValueError, KeyError, TypeError) as err:
                 self._stale.add(header.id)
@@ -280,7 +273,7 @@ class Sweeper:
             return 0
         try:
             document = await asyncio.to_thread(load, path)
-            token = base64.b64decode(document["payload"]["task_token"], validate=True)
+            token = decode_token(token_text(document) or "")
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("stage_file_unusable", extra={"task_id": task_id, "error": str(err)})
             return 0

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import yaml
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import BlockCheck
-from taskdir import Decision
-from taskdir.vocabulary import DECISIONS
+from taskdir import UNREADABLE, Decision
 from taskdir.waiting import patiently
 
 
@@ -24,7 +21,7 @@ async def _heartbeat_every(seconds: float) -> None:
 
 
 class BlockActivities:
-    """notify_blocks, v0.5's blocking wait, and our workflow's one-shot status check."""
+    """notify_blocks and the one-shot status check of a parked build's originating task."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -52,40 +49,21 @@ class BlockActivities:
         try:
             found = tasks.set_status(task_id, tasks.style.awaiting_decision, note,
                                      include_archive=True)  # as v0.5: live or archived
-        except (ValueError, yaml.YAMLError, UnsafePathError, OSError) as err:
+        except (*UNREADABLE, UnsafePathError) as err:
             activity.logger.warning("originating_task_unreadable",
                                     extra={"task_id": task_id, "error": str(err)[:200]})
             return
         if not found:
             activity.logger.warning("originating_task_missing", extra={"task_id": task_id})
 
-    @activity.defn(name="wait_for_block_resolution")
-    async def wait_for_block_resolution(self, build_name: str, task_id: str) -> None:
-        """v0.5's contract: return (nothing) only once the originating task is `approved`.
-
-        Polls the task file and heartbeats until then; a refusal ends the attempt with a
-        non-retryable error instead of ever letting the build close without approval.
-        """
-        interval = self.deps.config.timings.block_check_interval
-        while True:
-            activity.heartbeat()
-            status = (await self._credible(task_id)).status
-            if status == "approved":
-                activity.logger.info("block_wait_approved", extra={"task_id": task_id})
-                return
-            if DECISIONS.get(status or "") == "rejected":
-                raise ApplicationError(
-                    f"Build {build_name}: originating task {task_id} was set to {status}",
-                    type="BuildRejected", non_retryable=True)
-            await asyncio.sleep(interval)
-
     @activity.defn(name="check_block_status")
     async def check_block_status(self, task_id: str) -> BlockCheck:
         """Read the originating task's status once; the workflow does the waiting."""
-        decision = await self._credible(task_id)
+        decision = await self.credible_decision(task_id)
         return BlockCheck(status=decision.status, by=decision.by, reason=decision.reason)
 
-    async def _credible(self, task_id: str) -> Decision:
+    async def credible_decision(self, task_id: str) -> Decision:
+        """What the originating task file decides, when files may decide (FILE_CHANNEL)."""
         if self.deps.config.file_channel == "closed":
             return Decision(None)  # files decide nothing: signal, update, buildctl, Web UI
         return await asyncio.to_thread(self.deps.tasks.read_decision, task_id)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from temporalio import activity
 
 from activities.deps import Deps
+from contract import encode_token
 from taskdir import TaskSpec
-from taskdir.documents import stage_task_id
 from taskdir.waiting import patiently
-
-
-def current_task_id(stage_key: str) -> str:
-    """The deterministic task id of STAGE_KEY in the current workflow run."""
-    return stage_task_id(activity.info().workflow_run_id, stage_key)
 
 
 async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str, stage_activity: str,
@@ -24,10 +18,10 @@ async def dispatch_and_suspend(deps: Deps, spec: TaskSpec, build: str, stage_act
                                why: str | None = None) -> NoReturn:
     """Write (or rewrite) the one live task file for SPEC with this attempt's token, run
     THEN (once the file is there for its agent, or the write failed), then suspend the
-    activity until its agent completes it. STAGE_ACTIVITY names the span; WHY is the history
-    note of a rewrite the workflow asked for (a re-offer)."""
+    activity until its agent completes it. STAGE_ACTIVITY (v0.5's name of the stage) labels
+    the span; WHY is the history note of a rewrite the workflow asked for (a re-offer)."""
     info = activity.info()
-    token = base64.b64encode(info.task_token).decode("ascii")
+    token = encode_token(info.task_token)
     note = why or (None if info.attempt == 1 else f"attempt {info.attempt}: fresh task token")
     try:
         with deps.telemetry.dispatch_span(stage_activity, build):

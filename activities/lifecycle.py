@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import yaml
 from temporalio import activity
 
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import TaskCancellation, TaskSettlement
+from taskdir import UNREADABLE
 from taskdir.waiting import patiently
 
-_TROUBLE = (ValueError, yaml.YAMLError, UnsafePathError, OSError)
+_TROUBLE = (*UNREADABLE, UnsafePathError)  # a file we cannot read, or must not write
 
 
 def _heartbeat() -> None:

@@ -1,40 +1,16 @@
-"""queue_polled: whether a host's task queue has a live worker (a local activity of the main)."""
+"""Local activities of the main worker: is a host queue polled, is the stage taken from it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import (
-    DescribeTaskQueueRequest,
-    DescribeWorkflowExecutionRequest,
-)
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from connection.pollers import live_pollers
 from models import QueueProbe, QueueState
-
-# A live worker long-polls about once a minute; the server remembers pollers for minutes.
-POLLER_FRESH = timedelta(seconds=90)
-
-
-async def queue_pollers(client: Client, queue: str) -> tuple[int, datetime | None]:
-    """How many workers polled QUEUE for activities within POLLER_FRESH, and when the last
-    poll the server remembers began (None: none remembered)."""
-    response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=client.namespace, task_queue=TaskQueue(name=queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY))
-    seen = [poller.last_access_time.ToDatetime(tzinfo=UTC) for poller in response.pollers]
-    cutoff = datetime.now(UTC) - POLLER_FRESH
-    return sum(1 for moment in seen if moment >= cutoff), max(seen, default=None)
-
-
-async def live_pollers(client: Client, queue: str) -> int:
-    """How many workers polled QUEUE for activities within POLLER_FRESH."""
-    return (await queue_pollers(client, queue))[0]
 
 
 class QueueActivities:

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
 from activities.deps import Deps
+from activities.legacy import legacy_activities
 from activities.lifecycle import TaskLifecycle
 from activities.queues import QueueActivities
 from activities.settings import SettingsActivities
@@ -27,16 +28,13 @@ def host_activities(deps: Deps) -> list[Callable[..., Any]]:
 def main_activities(deps: Deps, client: Client, index_builds: bool) -> list[Callable[..., Any]]:
     """The main worker's: the host ones (unmapped agents live here), v0.5's names, blocks
     and the originating task, summaries, and the local activities of every run."""
-    stages = AgentStages(deps)
     blocks = BlockActivities(deps)
     summaries = SummaryActivities(deps)
     queues = QueueActivities(client)
     return [
         *host_activities(deps),
-        stages.prefab_scaffolding, stages.implement_build, stages.request_security_audit,
-        stages.apply_flag_fixes, stages.close_build, stages.execute_build_phase,
-        blocks.notify_blocks, blocks.wait_for_block_resolution, blocks.check_block_status,
-        summaries.write_summary, summaries.summarize_workflow,
+        *legacy_activities(deps),
+        blocks.notify_blocks, blocks.check_block_status, summaries.write_summary,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
         queues.queue_polled, queues.host_queue_state,
     ]

@@ -28,15 +28,17 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from models import STAGE_ACTIVITY, BlockDecision
+from models import BlockDecision
+from stages import stage_named
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
-from taskdir.directory import RECENT_CHANGE_NS
 from taskdir.documents import stage_task_id
+from taskdir.index import RECENT_CHANGE_NS
 from testbed.agents import AgentSim, triage_writer
 from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, start_pipeline, worker_env
 from testbed.processes import ROOT, WorkerProcess
+from workflows.build_pipeline import BuildPipelineWorkflow
 
 DOC = ROOT / "docs" / "benchmarks.md"
 # Pause between hand-off samples, for ours and the floor alike: back-to-back samples (one
@@ -60,7 +62,7 @@ def p99(values: list[float]) -> float:
 
 def stage_id(run_id: str, kind: str) -> str:
     """The task id our workflow gives stage KIND of RUN_ID."""
-    return stage_task_id(run_id, STAGE_ACTIVITY[kind])
+    return stage_task_id(run_id, stage_named(kind).task_key())
 
 
 async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
@@ -342,7 +344,7 @@ class Bench:
             signal_lat = []
             for handle in handles:
                 started = time.perf_counter()
-                await handle.signal("approve", BlockDecision(by="bench"))
+                await handle.signal(BuildPipelineWorkflow.approve, BlockDecision(by="bench"))
                 await wait_file(dirs["tasks"],
                                 stage_id(handle.result_run_id or "", "build_closeout"))
                 signal_lat.append(time.perf_counter() - started)

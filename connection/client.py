@@ -1,4 +1,4 @@
-"""Open a Temporal client with the project's converter and TLS policy (Vault > profile > off)."""
+"""Open a Temporal client with the pydantic converter and TLS policy (Vault > profile > off)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, Interceptor
-from temporalio.converter import DataConverter
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from connection.settings import ClientSettings
@@ -19,22 +19,15 @@ async def connect(
     *,
     interceptors: Sequence[Interceptor] = (),
     runtime: Runtime | None = None,
-    data_converter: DataConverter | None = None,
 ) -> Client:
-    """Connect using the settings; raises CredentialError or TemporalUnreachable.
-
-    The pydantic converter is the default; the agents' CLI passes the plain one to stay light.
-    """
-    if data_converter is None:
-        from temporalio.contrib.pydantic import pydantic_data_converter
-
-        data_converter = pydantic_data_converter
+    """Connect with the pydantic converter (every payload is a model); raises
+    CredentialError or TemporalUnreachable. The agents' CLI needs no client (one RPC)."""
     options: dict[str, Any] = dict(settings.connect)
     options["tls"] = tls_config(settings) or False
     try:
         return await Client.connect(
             **options,
-            data_converter=data_converter,
+            data_converter=pydantic_data_converter,
             interceptors=list(interceptors),
             runtime=runtime,
         )

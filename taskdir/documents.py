@@ -14,6 +14,9 @@ from safeio import untrusted_yaml
 
 SOURCE_AGENT = "temporal-worker"
 MAX_TASK_FILE_BYTES = 1024 * 1024
+# What reading a task file can raise (the safe loader's refusals are ValueErrors): the one
+# definition of "this file cannot be read".
+UNREADABLE = (OSError, ValueError, yaml.YAMLError)
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from stages import stage_named
 from taskdir.documents import SOURCE_AGENT, TaskSpec, history_entry
 
 Vocabulary = Literal["upstream", "task-queue"]
@@ -14,11 +15,16 @@ TERMINAL = ("completed", "failed", "cancelled")
 # Originating-task statuses that decide a parked pipeline, and the verdict each carries.
 DECISIONS = {"approved": "approved", "rejected": "rejected", "cancelled": "rejected",
              "failed": "rejected"}
-# Upstream stage kind -> the tooling's task type (the kind stays in payload.stage).
-TOOLING_TYPES = {"build_prefab": "build", "build_plan": "build", "security_audit": "audit",
-                 "security_fix": "fix", "build_closeout": "review", "build_phase": "build"}
 WorkflowMode = Literal["semi-auto", "auto", "manual-then-auto"]
 Priority = Literal["normal", "high", "urgent"]
+
+
+def _tooling_type(upstream: str) -> str:
+    """The tooling's task type of a stage (its upstream name stays in payload.stage)."""
+    try:
+        return stage_named(upstream).tooling_type
+    except ValueError:
+        return "build"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class TaskStyle:
             "created": created,
             "source_agent": SOURCE_AGENT,
             "target_agent": self.agent_map.get(spec.target_agent, spec.target_agent),
-            "task_type": TOOLING_TYPES.get(spec.task_type, "build") if native else spec.task_type,
+            "task_type": _tooling_type(spec.task_type) if native else spec.task_type,
             "risk_level": "low",
             "requires_approval": False,
         }

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from taskdir.directory import TaskLocked
+from taskdir.locks import TaskLocked
 
 T = TypeVar("T")
 log = logging.getLogger("taskdir")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import sys
@@ -15,7 +14,8 @@ from typing import Any
 import yaml
 from temporalio.client import Client
 
-from taskdir import load
+from contract import PHASE_FAILED, SUCCESS, completion, decode_token, token_text
+from taskdir import UNREADABLE, load
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETE = str(ROOT / "complete_activity.py")
@@ -118,11 +118,11 @@ class AgentSim:
                     continue  # unchanged since we last looked
                 document = load(path)  # agents' dirs hold hostile files too
                 self._mtimes[str(path)] = mtime
-            except (OSError, ValueError, yaml.YAMLError):
+            except UNREADABLE:
                 continue
             if not isinstance(document, dict) or document.get("status") != "submitted":
                 continue
-            token = document.get("payload", {}).get("task_token")
+            token = token_text(document)
             if not token or (str(path), token) in self.handled:
                 continue
             behaviour = self.behaviours.get(document["task_type"], default_behaviour)
@@ -151,12 +151,12 @@ class AgentSim:
             from temporalio.exceptions import ApplicationError
             from temporalio.service import RPCError, RPCStatusCode
 
-            handle = self.client.get_async_activity_handle(task_token=base64.b64decode(token))
+            handle = self.client.get_async_activity_handle(task_token=decode_token(token))
             try:
-                if status == "success":
-                    await handle.complete({"status": "success", "output": message})
+                if status == SUCCESS:
+                    await handle.complete(completion(message))
                 else:
-                    await handle.fail(ApplicationError(message, type="PhaseFailedError",
+                    await handle.fail(ApplicationError(message, type=PHASE_FAILED,
                                                        non_retryable=True))
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:

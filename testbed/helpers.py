@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,7 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from config import WorkerConfig
 from models import BuildPipelineInput, BuildPipelineResult
 from safeio.writing import write_private
-from taskdir import dump, file_name, load, utc_now
+from taskdir import UNREADABLE, TaskDirectory, dump, file_name, load, utc_now
 from testbed.devserver import DevServer
 from worker import build_worker
 
@@ -79,7 +78,7 @@ def task_files(task_dir: Path) -> list[dict[str, Any]]:
     for path in sorted(task_dir.glob("*.yml")):
         try:
             documents.append(load(path))
-        except (OSError, ValueError, yaml.YAMLError):
+        except UNREADABLE:
             continue
     return [d for d in documents if isinstance(d, dict)]
 
@@ -93,7 +92,7 @@ def stage_file(task_dir: Path, task_type: str) -> Path | None:
     for path in sorted(task_dir.glob("*.yml")):
         try:
             document = load(path)
-        except (OSError, ValueError, yaml.YAMLError):
+        except UNREADABLE:
             continue
         if document.get("task_type") == task_type:
             return path
@@ -207,3 +206,7 @@ def tokens_in(base: Path) -> tuple[set[str], bool]:
                                     and b"task_token:" in raw)
     return tokens, dispatched
 
+
+def file_status(task_dir: Path, task_id: str) -> str | None:
+    """The `status` TASK_ID's file says, credible or not (None: no single readable file)."""
+    return TaskDirectory(task_dir).read_decision(task_id, credible_only=False).status

@@ -15,7 +15,14 @@ from models import BlockDecision, Progress
 from sweeper import Sweeper
 from taskdir import TaskDirectory
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, make_origin, running_worker, start_pipeline, worker_env
+from testbed.helpers import (
+    eventually,
+    file_status,
+    make_origin,
+    running_worker,
+    start_pipeline,
+    worker_env,
+)
 from tests.task_queue_tool import override
 
 BLOCKS = {"blocks": [{"description": "exposes docker socket"}, "root in container"]}
@@ -39,7 +46,7 @@ async def parked(handle) -> Progress:
 
 
 def origin_status(dirs, task_id: str) -> str | None:
-    return TaskDirectory(dirs["tasks"]).read_status(task_id)
+    return file_status(dirs["tasks"], task_id)
 
 
 async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env, worker,

@@ -23,6 +23,7 @@ from taskdir import TaskDirectory, dump, load
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
+    file_status,
     files_of_type,
     make_origin,
     running_worker,
@@ -143,7 +144,7 @@ async def test_only_file_approvers_decide_through_the_file(client, dirs, env, ca
         async def announced() -> bool:
             nonlocal origin
             origin = next(d["id"] for d in files_of_type(dirs["tasks"], "build"))
-            return TaskDirectory(dirs["tasks"]).read_status(origin) == "input-required"
+            return file_status(dirs["tasks"], origin) == "input-required"
 
         await eventually(announced, 60)
         override(dirs["tasks"], origin, "approved", "dev", "lgtm")  # the build's own agent
@@ -185,7 +186,7 @@ def test_junk_files_are_parsed_once_per_version(tmp_path, monkeypatch):
     assert tasks.find(missing) is None
     assert len(parses) == 50  # and remembered that none of them is a task
     origin = make_origin(tmp_path)  # a real task among the junk is still found
-    assert tasks.read_status(origin) == "in-progress"
+    assert tasks.read_decision(origin, credible_only=False).status == "in-progress"
 
 
 def test_misnamed_task_file_is_found_by_its_id(tmp_path):

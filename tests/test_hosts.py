@@ -13,8 +13,8 @@ from typing import Any
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
-from activities.queues import live_pollers
 from config import load_config
+from connection.pollers import live_pollers
 from models import Progress
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (

@@ -74,13 +74,13 @@ def test_one_version_everywhere():
     import tomllib
     from pathlib import Path
 
-    from workflows import common
+    from contract import Marker
 
     root = Path(__file__).resolve().parent.parent
     version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (root / "CHANGELOG.md").read_text(), re.M)
     assert releases[0] == version
-    markers = [value for name, value in vars(common).items()
+    markers = [value for name, value in vars(Marker).items()
                if name.isupper() and isinstance(value, str) and re.search(r"-\d+\.\d+$", value)]
     newest = max(markers, key=lambda m: tuple(int(x) for x in m.rsplit("-", 1)[1].split(".")))
     assert version.startswith(newest.rsplit("-", 1)[1] + ".")

@@ -168,7 +168,7 @@ async def test_a_held_sweep_turn_is_said_in_the_log_and_by_buildctl(client, cfg,
     after three passes without its turn, and `buildctl status` says so too."""
     import fcntl
 
-    from taskdir.directory import SWEEP_LOCK
+    from taskdir.locks import SWEEP_LOCK
     from tests.test_buildctl import buildctl
 
     (dirs["tasks"] / ".locks").mkdir(parents=True)

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowFailureError
 from config import load_config
 from models import Progress
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
-from taskdir.directory import TaskLocked
+from taskdir.locks import TaskLocked
 from taskdir.waiting import patiently
 from testbed.helpers import eventually, make_origin, running_worker, start_pipeline
 from tests.task_queue_tool import (

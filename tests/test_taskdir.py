@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
-from taskdir import directory as taskdir_module
+from taskdir import index as taskdir_module
 
 
 def spec(task_id: str | None = None, **payload) -> TaskSpec:
@@ -74,7 +74,7 @@ def test_set_status_appends_history(tmp_path):
     document = yaml.safe_load(path.read_text())
     assert document["status"] == "input-required"
     assert document["history"][-1]["status"] == "input-required"
-    assert tasks.read_status(document["id"]) == "input-required"
+    assert tasks.read_decision(document["id"], credible_only=False).status == "input-required"
 
 
 def test_malformed_task_files_are_skipped(tmp_path):
@@ -82,17 +82,17 @@ def test_malformed_task_files_are_skipped(tmp_path):
     (tmp_path / f"20260101-000000-{task_id[:8]}.yml").write_bytes(b"\xff\xfe: [")
     tasks = TaskDirectory(tmp_path)
     assert tasks.find(task_id) is None
-    assert tasks.read_status(task_id) is None
+    assert tasks.read_decision(task_id, credible_only=False).status is None
 
 
 def test_status_cache_follows_every_rewrite(tmp_path):
     tasks = TaskDirectory(tmp_path)
     path = tasks.dispatch(spec(), "dA==")
     task_id = yaml.safe_load(path.read_text())["id"]
-    assert tasks.read_status(task_id) == "submitted"
+    assert tasks.read_decision(task_id, credible_only=False).status == "submitted"
     for status in ("input-required", "approved", "rejected"):
         tasks.set_status(task_id, status, "n")
-        assert tasks.read_status(task_id) == status
+        assert tasks.read_decision(task_id, credible_only=False).status == status
 
 
 def counting_loads(monkeypatch) -> list[str]:
@@ -118,14 +118,15 @@ def test_header_cache_evicts_the_least_recently_used(tmp_path, monkeypatch):
     tasks = TaskDirectory(tmp_path)
     parsed = counting_loads(monkeypatch)
     for n in "abca":
-        assert tasks.read_status(ids[n]) == "submitted"
+        assert tasks.read_decision(ids[n], credible_only=False).status == "submitted"
     assert parsed == [paths[n].name for n in "abc"]  # the second look at a: cached
-    assert tasks.read_status(ids["d"]) == "submitted"  # evicts b, the least recently used
+    # d evicts b, the least recently used
+    assert tasks.read_decision(ids["d"], credible_only=False).status == "submitted"
     parsed.clear()
     for n in "acd":
-        tasks.read_status(ids[n])
+        tasks.read_decision(ids[n], credible_only=False)
     assert parsed == []  # a, c and d still cached
-    tasks.read_status(ids["b"])
+    tasks.read_decision(ids["b"], credible_only=False)
     assert parsed == [paths["b"].name]  # b was evicted: parsed again
 
 
@@ -188,8 +189,8 @@ def test_warm_lookups_do_not_rescan_a_quiet_directory(tmp_path, monkeypatch):
     for directory in (tmp_path, tmp_path / "archive"):
         os.utime(directory, (old, old))
     scans = []
-    real_scan = taskdir_module._DirIndex._scan
-    monkeypatch.setattr(taskdir_module._DirIndex, "_scan",
+    real_scan = taskdir_module.NameIndex._scan
+    monkeypatch.setattr(taskdir_module.NameIndex, "_scan",
                         staticmethod(lambda d: scans.append(d) or real_scan(d)))
     assert live.find(task_id) == path
     first = len(scans)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from taskdir import TaskDirectory
 from testbed.devserver import DevServer, free_port, port_answers
-from testbed.helpers import make_origin
+from testbed.helpers import file_status, make_origin
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_repeats():
@@ -42,4 +41,4 @@ def test_taken_ui_port_is_retried_and_restart_keeps_the_frontend(cli_path, tmp_p
 def test_originating_status_helper(dirs):
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
-    assert TaskDirectory(dirs["tasks"]).read_status(task_id) == "approved"
+    assert file_status(dirs["tasks"], task_id) == "approved"

@@ -150,9 +150,10 @@ def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
     kept, cut = bounded_findings(flags)
     assert sum(len(f.encode()) for f in kept) <= FINDINGS_BUDGET and cut == 400 - len(kept)
     from activities.instructions import for_stage
+    from stages import FIXES
 
     fields = {"build_name": "big", "flags": kept, "flags_cut": cut}
-    text = for_stage("security_fix", fields)
+    text = for_stage(FIXES, fields)
     assert f"{cut} more finding(s) were left out" in text
     spec = TaskSpec(task_id="big-fix-0001", target_agent="dev", task_type="security_fix",
                     summary="fix", payload={**fields, "instruction": text})

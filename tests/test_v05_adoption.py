@@ -15,11 +15,11 @@ from activities.deps import Deps
 from activities.registry import main_activities
 from config import WorkerConfig, load_config
 from models import BlockDecision
-from taskdir import TaskDirectory
 from testbed.agents import AgentSim, default_behaviour, triage_writer
 from testbed.helpers import (
     connect_client,
     eventually,
+    file_status,
     files_of_type,
     make_origin,
     running_worker,
@@ -78,7 +78,7 @@ async def wait_activity_running(handle: WorkflowHandle, heartbeated: bool = Fals
 
 async def approve_when_asked(task_dir: Path, origin: str) -> None:
     """The operator approves the originating task once the blocks are announced."""
-    await eventually(lambda: TaskDirectory(task_dir).read_status(origin) == "input-required",
+    await eventually(lambda: file_status(task_dir, origin) == "input-required",
                      60)
     override(task_dir, origin, "approved", "operator", "reviewed")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.py"))
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").rglob("*.py"))
 # Every member of these modules differs between an execution and its replay, or does I/O.
 BANNED_MODULES = {"time", "random", "uuid", "os", "sys", "subprocess", "threading", "socket",
                   "httpx", "requests", "shutil", "pathlib", "tempfile", "io", "secrets",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,32 +16,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from connection.search_attributes import BUILD_NAME, TARGET_AGENT
+    from contract import PIPELINE, Handler, Marker, Memo
     from models import (
-        AUDIT_AGENT,
-        PREFAB_AGENT,
-        BlockCheck,
         BlockDecision,
         BuildPhaseResult,
         BuildPipelineInput,
         BuildPipelineResult,
-        StageKind,
         StageSettings,
         TriageOutput,
         WorkflowSummary,
+        finished_outcome,
         plan_path_problem,
     )
-    from taskdir.vocabulary import DECISIONS
-    from workflows.common import (
-        ABSOLUTE_PLAN_PATH,
-        AWAIT_MEMO,
-        PIPELINE,
-        TRIAGE_REFUSAL_PARKS,
-        checked_input,
-        invalid_input,
-        note_ignored_keys,
-        started_by_v05,
-    )
-    from workflows.v05 import V05PipelinePath
+    from stages import AUDIT, AUDIT_AGENT, CLOSE, FIXES, IMPLEMENT, PREFAB, Stage
+    from workflows.decisions import DecisionGate
+    from workflows.dispatching import DispatchingWorkflow, StageCall
+    from workflows.legacy import V05Pipeline, started_by_v05
+    from workflows.run_input import checked_input, invalid_input, note_ignored_keys
 
 SHORT = RetryPolicy(maximum_attempts=3)
 
@@ -52,6 +43,8 @@ def triage_refusal(error: ActivityError) -> str | None:
     if isinstance(cause, ApplicationError) and cause.type == "TriageFormatError":
         return cause.message
     return None
+
+
 # Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
 # worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
 LIVENESS = timedelta(seconds=30)
@@ -59,23 +52,22 @@ LIVENESS = timedelta(seconds=30)
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PIPELINE, failure_exception_types=[ValidationError])
-class BuildPipelineWorkflow(V05PipelinePath):
+class BuildPipelineWorkflow(DispatchingWorkflow):
     """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._parked = False
-        self._decision: tuple[str, BlockDecision] | None = None
+        self.gate = DecisionGate()
 
     @workflow.run
     async def run(self, raw: dict[str, Any]) -> BuildPipelineResult:
         """RAW is a BuildPipelineInput as JSON, validated here (see `checked_input`)."""
         params = self._input(raw)
         if started_by_v05():
-            return await self.run_v05(params)
+            return await V05Pipeline(self).run(params)
         problem = plan_path_problem(params.plan_path)
-        if problem and workflow.patched(ABSOLUTE_PLAN_PATH):
-            self._progress.stage = "invalid input"
+        if problem and workflow.patched(Marker.ABSOLUTE_PLAN_PATH):
+            self.status.stage = "invalid input"
             raise invalid_input(problem)
         self.choose_handoff()
         note_ignored_keys(params)
@@ -104,7 +96,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
         try:
             return checked_input(BuildPipelineInput, raw)
         except ApplicationError:
-            self._progress.stage = "invalid input"
+            self.status.stage = "invalid input"
             raise
 
     async def _stages(self, params: BuildPipelineInput,
@@ -113,30 +105,25 @@ class BuildPipelineWorkflow(V05PipelinePath):
         build, agent, origin = params.build_name, params.target_agent, params.task_id
         refs = (params.plan_path,)
 
-        async def stage(name: str, who: str, kind: StageKind, timeout: float,
-                        **fields: Any) -> BuildPhaseResult:
-            return await self.run_agent_stage(name, who, kind, build,
-                                              {"build_name": build, **fields}, timeout,
-                                              origin=origin, refs=refs)
+        async def stage(kind: Stage, **fields: Any) -> BuildPhaseResult:
+            return await self.run_agent_stage(StageCall(
+                kind, kind.agent or agent, build, {"build_name": build, **fields},
+                settings.limit(kind), origin=origin, refs=refs))
 
-        await stage("prefab", PREFAB_AGENT, "build_prefab", settings.timeout_prefab,
-                    plan_path=params.plan_path)
-        await stage("implement", agent, "build_plan", settings.timeout_implement,
-                    originating_task_id=origin)
-        await stage("audit", AUDIT_AGENT, "security_audit", settings.timeout_audit,
-                    plan_path=params.plan_path)
+        await stage(PREFAB, plan_path=params.plan_path)
+        await stage(IMPLEMENT, originating_task_id=origin)
+        await stage(AUDIT, plan_path=params.plan_path)
         triage, refused = await self._read_triage(build, settings)
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
-            await stage("fixes", agent, "security_fix", settings.timeout_fixes,
-                        flags=triage.flags)
+            await stage(FIXES, flags=triage.flags)
             phases.append("fixes")
         if triage.blocks:
             outcome = await self._resolve_blocks(params, triage.blocks, settings)
             if outcome != "approved":
                 await self.summarize(params, started, phases, triage, outcome, None)
                 raise self.ending_error(build, outcome)
-            decided = self._decision[1] if self._decision else BlockDecision(by="task-file")
+            decided = self.gate.decided or BlockDecision(by="task-file")
             why = f": {decided.reason}" if decided.reason else ""
             self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
                                                f"the build goes on")
@@ -145,14 +132,13 @@ class BuildPipelineWorkflow(V05PipelinePath):
             if fixed is not None:
                 triage = TriageOutput(blocks=triage.blocks + fixed.blocks, flags=fixed.flags,
                                       info=fixed.info)
-                self._progress.blocks, self._progress.flags = len(triage.blocks), len(fixed.flags)
+                self.status.blocks, self.status.flags = len(triage.blocks), len(fixed.flags)
                 if fixed.flags:
-                    await stage("fixes", agent, "security_fix", settings.timeout_fixes,
-                                flags=fixed.flags)
+                    await stage(FIXES, flags=fixed.flags)
                     phases.append("fixes")
-        close = await stage("close", agent, "build_closeout", settings.timeout_close)
+        close = await stage(CLOSE)
         phases.append("close")
-        outcome = "partial" if triage.blocks else "success"
+        outcome = finished_outcome(len(triage.blocks))
         path = await self.summarize(params, started, phases, triage, outcome,
                                     close.output or None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
@@ -165,10 +151,10 @@ class BuildPipelineWorkflow(V05PipelinePath):
             return await self._triage(build, settings), False
         except ActivityError as err:
             reason = triage_refusal(err)
-            if reason is None or not workflow.patched(TRIAGE_REFUSAL_PARKS):
+            if reason is None or not workflow.patched(Marker.TRIAGE_REFUSAL_PARKS):
                 raise
         workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
-        self._progress.blocks, self._progress.flags = 1, 0
+        self.status.blocks, self.status.flags = 1, 0
         self.done("triage")
         return TriageOutput(blocks=[f"triage file unreadable: {reason}"]), True
 
@@ -197,7 +183,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
                 maximum_attempts=settings.triage_max_attempts,
                 non_retryable_error_types=["TriageFormatError"]),
             summary=f"triage · read triage-output.yml for {build}")
-        self._progress.blocks, self._progress.flags = len(triage.blocks), len(triage.flags)
+        self.status.blocks, self.status.flags = len(triage.blocks), len(triage.flags)
         self.done("triage")
         return triage
 
@@ -213,7 +199,7 @@ class BuildPipelineWorkflow(V05PipelinePath):
             summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
         self.done("notify")
         deadline = workflow.now() + timedelta(seconds=settings.block_wait_timeout)
-        self._progress.deadline = deadline
+        self.status.deadline = deadline
         self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
                            f"(signal/update), or set task {task_id} to approved; "
                            f"deadline {deadline:%Y-%m-%d %H:%M} UTC")
@@ -227,74 +213,55 @@ class BuildPipelineWorkflow(V05PipelinePath):
 
         The sweeper reads the memo to look at the originating task file for this run.
         """
-        self._parked = True
-        workflow.upsert_memo({AWAIT_MEMO: task_id})
+        self.gate.parked = True
+        workflow.upsert_memo({Memo.AWAIT: task_id})
         check = await workflow.execute_activity_method(
             BlockActivities.check_block_status, task_id,
             start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"wait · check originating task {task_id}")
-        self._take_file_status(check)
+        self.gate.take_file_status(check)
         try:
-            await workflow.wait_condition(lambda: self._decision is not None,
+            await workflow.wait_condition(lambda: self.gate.decision is not None,
                                           timeout=timedelta(seconds=max(timeout, 0.001)))
-            verdict = self._decision[0] if self._decision else "timed_out"
+            verdict = self.gate.verdict or "timed_out"
         except TimeoutError:
             verdict = "timed_out"
-        self._parked = False
-        workflow.upsert_memo({AWAIT_MEMO: None})
-        self._progress.decision, self._progress.deadline = verdict, None
+        self.gate.parked = False
+        workflow.upsert_memo({Memo.AWAIT: None})
+        self.status.decision, self.status.deadline = verdict, None
         return verdict
 
-    def _take_file_status(self, check: BlockCheck) -> None:
-        verdict = DECISIONS.get(check.status or "")
-        if self._decision is None and verdict:
-            self._decision = (verdict, BlockDecision(by=check.by or "task-file",
-                                                     reason=check.reason or ""))
-
-    def _decide(self, verdict: str, decision: BlockDecision) -> bool:
-        if not self._parked or self._decision is not None:
-            workflow.logger.info("decision_ignored", extra={"verdict": verdict})
-            return False
-        self._decision = (verdict, decision)
-        return True
-
-    @workflow.signal(name="approve")
+    @workflow.signal(name=Handler.APPROVE)
     def approve(self, decision: BlockDecision) -> None:
-        self._decide("approved", decision)
+        self.gate.decide("approved", decision)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(name=Handler.REJECT)
     def reject(self, decision: BlockDecision) -> None:
-        self._decide("rejected", decision)
+        self.gate.decide("rejected", decision)
 
-    def _validate_decision(self, decision: BlockDecision) -> None:
-        if not self._parked:
-            raise ValueError("this pipeline is not waiting for a block decision")
-        if self._decision is not None:
-            raise ValueError(f"already decided: {self._decision[0]} by {self._decision[1].by}")
-
-    @workflow.update(name="approve_blocks")
+    @workflow.update(name=Handler.APPROVE_BLOCKS)
     def approve_blocks(self, decision: BlockDecision) -> str:
-        self._decide("approved", decision)
+        self.gate.decide("approved", decision)
         return "approved"
 
     @approve_blocks.validator
     def _validate_approve(self, decision: BlockDecision) -> None:
-        self._validate_decision(decision)
+        self.gate.refuse_unless_due(decision)
 
-    @workflow.update(name="reject_blocks")
+    @workflow.update(name=Handler.REJECT_BLOCKS)
     def reject_blocks(self, decision: BlockDecision) -> str:
-        self._decide("rejected", decision)
+        self.gate.decide("rejected", decision)
         return "rejected"
 
     @reject_blocks.validator
     def _validate_reject(self, decision: BlockDecision) -> None:
-        self._validate_decision(decision)
+        self.gate.refuse_unless_due(decision)
 
-    async def summarize(self, params: BuildPipelineInput, started, phases: list[str],
+    async def summarize(self, params: BuildPipelineInput, started: datetime, phases: list[str],
                          triage: TriageOutput, outcome: str, report: str | None) -> str:
         self.enter("summary", None)
-        decided = self._decision[1] if self._decision else None
+        decided = self.gate.decided
         record = WorkflowSummary(
             workflow_id=workflow.info().workflow_id, build_name=params.build_name,
             started=started, completed=workflow.now(), phases_completed=phases,
@@ -311,8 +278,8 @@ class BuildPipelineWorkflow(V05PipelinePath):
         return path
 
     def ending_error(self, build: str, outcome: str) -> ApplicationError:
-        if outcome == "rejected" and self._decision:
-            who = self._decision[1]
+        who = self.gate.decided
+        if outcome == "rejected" and who:
             why = f": {who.reason}" if who.reason else ""
             return ApplicationError(f"Build {build} rejected by {who.by}{why}",
                                     type="BuildRejected", non_retryable=True)

@@ -9,19 +9,17 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from contract import PLAN
     from models import BuildPhaseInput, BuildPlanInput, BuildPlanResult
-    from workflows.common import (
-        PLAN,
-        checked_input,
-        note_ignored_keys,
-        started_by_v05,
-    )
-    from workflows.v05 import V05PlanPath
+    from stages import PHASE
+    from workflows.dispatching import DispatchingWorkflow, StageCall
+    from workflows.legacy import V05Plan, started_by_v05
+    from workflows.run_input import checked_input, note_ignored_keys
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PLAN, failure_exception_types=[ValidationError])
-class BuildPlanWorkflow(V05PlanPath):
+class BuildPlanWorkflow(DispatchingWorkflow):
     """Phases run sequentially; a failed phase fails the plan."""
 
     @workflow.run
@@ -30,10 +28,10 @@ class BuildPlanWorkflow(V05PlanPath):
         try:
             plan = checked_input(BuildPlanInput, raw)
         except ApplicationError:
-            self._progress.stage = "invalid input"
+            self.status.stage = "invalid input"
             raise
         if started_by_v05():
-            return await self.run_v05(plan)
+            return await V05Plan(self).run(plan)
         self.choose_handoff()
         note_ignored_keys(plan)
         settings = await self.load_settings()
@@ -44,10 +42,9 @@ class BuildPlanWorkflow(V05PlanPath):
                 agent_type=phase.agent_type, description=phase.description,
                 context_refs=phase.context_refs, workflow_id=workflow_id,
             ).model_dump(exclude={"agent_type"})
-            await self.run_agent_stage(
-                f"phase {phase.number}", phase.agent_type, "build_phase", plan.plan_name,
-                fields, settings.timeout_phase, attempts=2, label=f"Phase {phase.number}",
-                refs=tuple(phase.context_refs), key_suffix=f"/{phase.number}")
+            await self.run_agent_stage(StageCall(
+                PHASE, phase.agent_type, plan.plan_name, fields, settings.limit(PHASE),
+                phase=phase.number, attempts=2, refs=tuple(phase.context_refs)))
         await self.settled()
         self.enter("complete", None)
         return BuildPlanResult(phases_run=len(plan.phases))

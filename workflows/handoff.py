@@ -1,0 +1,136 @@
+"""How a run hands over from one agent stage to the next: chosen once, at the run's start.
+
+Runs started before 0.8 settle each finished stage's file at once, with its own activity
+(`SettleFirst`); from 0.8 on the settlement waits for the end of the workflow step, where
+the next stage's dispatch on the same host carries it (`CarriedSettlement`: one activity
+and one memo command fewer per hand-off). Which one a run uses is recorded by the marker
+`lean-handoff-0.8`, so each run replays with the order it was started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lifecycle import TaskLifecycle
+    from contract import Marker, Memo
+    from models import TaskSettlement
+
+
+class SettleFirst:
+    """Each settlement is its own settle_task at once; the dispatch memo is cleared as soon
+    as a stage ends (runs started before 0.8)."""
+
+    def __init__(self) -> None:
+        self.recheck = 30.0  # the run's BLOCK_CHECK_INTERVAL, once its settings are loaded
+        self._settling: list[workflow.ActivityHandle[bool]] = []
+        self._routed: dict[str, Any] = {}
+
+    def show_dispatch(self, task_id: str, queue: str | None) -> None:
+        """Tell the sweeper (memo) which agent task the run waits on, and on which host."""
+        self._routed = {Memo.QUEUE: queue} if queue else {}  # the default memo is unchanged
+        workflow.upsert_memo({Memo.DISPATCH: task_id, **self._routed})
+
+    def clear_dispatch(self, task_id: str) -> None:
+        """The run waits on no agent task now."""
+        workflow.upsert_memo({Memo.DISPATCH: None, **dict.fromkeys(self._routed)})
+
+    def carry(self, queue: str | None) -> TaskSettlement | None:
+        """A settlement for the dispatch on QUEUE to carry: never, here."""
+        return None
+
+    def settle(self, settlement: TaskSettlement, queue: str | None) -> None:
+        """Move a task file along in the background (awaited by `settled`)."""
+        self._start(settlement, queue)
+
+    def _start(self, settlement: TaskSettlement, queue: str | None) -> None:
+        # Book-keeping on a host that is down must not hold the run: the host's sweep
+        # settles the file when it is back (sweeper: stale stage files).
+        bound = (timedelta(seconds=max(10.0, 4 * self.recheck))
+                 if queue is not None and workflow.patched(Marker.HOST_LIVENESS) else None)
+        self._settling.append(workflow.start_activity_method(
+            TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
+            task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
+            heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"task {settlement.task_id} → {settlement.status}"))
+
+    async def settled(self) -> None:
+        """Wait for every background task-file move (a failed one is only logged)."""
+        for handle in self._settling:
+            with contextlib.suppress(ActivityError):
+                await handle
+        self._settling.clear()
+
+
+class CarriedSettlement(SettleFirst):
+    """Settlements and the memo's clearing wait for the end of the workflow step: the next
+    stage's dispatch on the same host carries the settlement, and its memo replaces the last
+    (runs started from 0.8 on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._step_end: list[asyncio.Task[None]] = []
+        self._unsettled: list[tuple[TaskSettlement, str | None]] = []
+        self._memo_task: str | None = None  # Memo.DISPATCH as last upserted
+        self._memo_queue: str | None = None
+
+    def _at_step_end(self, action: Callable[[], None]) -> None:
+        """Run ACTION once this workflow step has issued its next command: the workflow's
+        event loop runs ready tasks, in order, only when the running coroutine yields."""
+        async def later() -> None:
+            action()
+
+        self._step_end.append(asyncio.create_task(later()))
+
+    def show_dispatch(self, task_id: str, queue: str | None) -> None:
+        routed: dict[str, Any] = {Memo.QUEUE: queue} if queue else {}
+        if self._memo_queue and not queue:
+            routed = {Memo.QUEUE: None}  # the last stage was routed; this one is not
+        workflow.upsert_memo({Memo.DISPATCH: task_id, **routed})
+        self._memo_task, self._memo_queue = task_id, queue
+
+    def clear_dispatch(self, task_id: str) -> None:
+        def clear() -> None:
+            if self._memo_task == task_id:  # no next stage took over
+                workflow.upsert_memo({Memo.DISPATCH: None, Memo.QUEUE: None}
+                                     if self._memo_queue else {Memo.DISPATCH: None})
+                self._memo_task = self._memo_queue = None
+
+        self._at_step_end(clear)
+
+    def carry(self, queue: str | None) -> TaskSettlement | None:
+        """The settlement waiting for this step's next command, if it is on QUEUE."""
+        for entry in self._unsettled:
+            if entry[1] == queue:
+                self._unsettled.remove(entry)
+                return entry[0]
+        return None
+
+    def settle(self, settlement: TaskSettlement, queue: str | None) -> None:
+        entry = (settlement, queue)
+        self._unsettled.append(entry)
+
+        def unless_carried() -> None:
+            if entry in self._unsettled:
+                self._unsettled.remove(entry)
+                self._start(settlement, queue)
+
+        self._at_step_end(unless_carried)
+
+    async def settled(self) -> None:
+        await asyncio.gather(*self._step_end)
+        self._step_end.clear()
+        await super().settled()
+
+
+def choose_handoff() -> SettleFirst:
+    """This run's hand-off, from its history (call right after the v0.5 check)."""
+    return CarriedSettlement() if workflow.patched(Marker.LEAN_HANDOFF) else SettleFirst()
