@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connection.settings import ClientSettings, load_client_settings, parse_bool
 from exceptions import ConfigError
 from models import StageTimings
+from stages import STAGES
 from taskdir.vocabulary import Priority, TaskStyle, Vocabulary, WorkflowMode
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -30,11 +31,9 @@ WorkerRole = Literal["main", "host"]
 FileChannel = Literal["open", "closed"]
 
 # Durations: env var -> field (of StageTimings, else of WorkerConfig); 30s / 15m / 2h / 7d.
-# Defaults live on the models' fields only.
+# Defaults live on the models' fields only. A stage's limit is TIMEOUT_<its field's suffix>.
 DURATIONS = {
-    "TIMEOUT_PREFAB": "timeout_prefab", "TIMEOUT_IMPLEMENT": "timeout_implement",
-    "TIMEOUT_AUDIT": "timeout_audit", "TIMEOUT_FIXES": "timeout_fixes",
-    "TIMEOUT_CLOSE": "timeout_close", "TIMEOUT_PHASE": "timeout_phase",
+    **{stage.timeout.upper(): stage.timeout for stage in STAGES},
     "TRIAGE_RETRY_INITIAL": "triage_retry_initial", "TRIAGE_RETRY_MAX": "triage_retry_max",
     "BLOCK_WAIT_TIMEOUT": "block_wait_timeout", "BLOCK_CHECK_INTERVAL": "block_check_interval",
     "METRICS_INTERVAL": "metrics_interval",
@@ -190,79 +189,52 @@ def _integer(text: str) -> int:
         raise ValueError(f"must be an integer, got {text!r}") from None
 
 
+# Variables taken as they are (text), and the WorkerConfig field each sets.
+PLAIN = {
+    "TASK_QUEUE": "task_queue",
+    "WORKER_ROLE": "role",
+    "WORKFLOW_TASK_QUEUE": "workflow_task_queue",
+    "MATRIX_ROOM": "matrix_room",
+    "SEND_MATRIX_SCRIPT": "send_matrix_script",
+    "NTFY_URL": "ntfy_url",
+    "MATRIX_HOMESERVER": "matrix_homeserver",
+    "MATRIX_ROOM_ID": "matrix_room_id",
+    "MATRIX_ACCESS_TOKEN_FILE": "matrix_access_token_file",
+    "TEMPORAL_AUDIT_DIR": "audit_dir",
+    "LEGACY_AUDIT_DIR": "legacy_audit_dir",
+    "TASK_QUEUE_DIR": "task_dir",
+    "SUMMARY_DIR": "summary_dir",
+    "LOG_FILE": "log_file",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otel_endpoint",
+    "OTEL_SERVICE_NAME": "otel_service_name",
+    "PROMETHEUS_BIND_ADDRESS": "prometheus_bind_address",
+    "TEMPORAL_UI_URL": "temporal_ui_url",
+    "TASK_VOCABULARY": "task_vocabulary",
+    "TASK_WORKFLOW_MODE": "workflow_mode",
+    "TASK_PRIORITY": "task_priority",
+    "FILE_CHANNEL": "file_channel",
+}
+Warnings = list[tuple[str, dict[str, object]]]
+
+
 def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     """Build the WorkerConfig from ENV (default os.environ); raise ConfigError when invalid."""
     env = os.environ if env is None else env
     client = load_client_settings(env)
     values: dict[str, object] = {"client": client}
-    plain = {
-        "TASK_QUEUE": "task_queue",
-        "WORKER_ROLE": "role",
-        "WORKFLOW_TASK_QUEUE": "workflow_task_queue",
-        "MATRIX_ROOM": "matrix_room",
-        "SEND_MATRIX_SCRIPT": "send_matrix_script",
-        "NTFY_URL": "ntfy_url",
-        "MATRIX_HOMESERVER": "matrix_homeserver",
-        "MATRIX_ROOM_ID": "matrix_room_id",
-        "MATRIX_ACCESS_TOKEN_FILE": "matrix_access_token_file",
-        "TEMPORAL_AUDIT_DIR": "audit_dir",
-        "LEGACY_AUDIT_DIR": "legacy_audit_dir",
-        "TASK_QUEUE_DIR": "task_dir",
-        "SUMMARY_DIR": "summary_dir",
-        "LOG_FILE": "log_file",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "otel_endpoint",
-        "OTEL_SERVICE_NAME": "otel_service_name",
-        "PROMETHEUS_BIND_ADDRESS": "prometheus_bind_address",
-        "TEMPORAL_UI_URL": "temporal_ui_url",
-        "TASK_VOCABULARY": "task_vocabulary",
-        "TASK_WORKFLOW_MODE": "workflow_mode",
-        "TASK_PRIORITY": "task_priority",
-        "FILE_CHANNEL": "file_channel",
-    }
-    for name, field in plain.items():
-        raw = env.get(name, "").strip()
-        if raw:
-            values[field] = raw
-    warnings: list[tuple[str, dict[str, object]]] = []
-    level = env.get("LOG_LEVEL", "").strip().upper()
-    level = LOG_LEVEL_ALIASES.get(level, level)
-    if level in get_args(LogLevel):
-        values["log_level"] = level
-    elif level:
-        warnings.append(("log_level_unknown", {"value": env["LOG_LEVEL"][:40], "using": "INFO"}))
+    values.update({field: env[name].strip() for name, field in PLAIN.items()
+                   if env.get(name, "").strip()})
+    warnings: Warnings = []
+    _log_level(env, values, warnings)
     if client.vault_missing:
         warnings.append(("vault_partial", {"missing": list(client.vault_missing),
                                            "effect": "Vault mTLS off (all three needed)"}))
-    home = env.get("HOME") or str(Path.home())
-    for field in PATH_FIELDS:
-        raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
-        values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
-    values["notifiers"] = _notifiers(env)
-    script = values["send_matrix_script"]
-    if "script" in values["notifiers"] and not (isinstance(script, Path) and os.access(
-            script, os.X_OK) and script.is_file()):
-        warnings.append(("notify_script_missing", {
-            "script": str(script), "effect": "block notifications fail; set "
-            "SEND_MATRIX_SCRIPT, another notifier, or NOTIFIERS=none"}))
-    values["agent_map"] = _pairs("AGENT_MAP", env.get("AGENT_MAP", ""), "roster-name")
-    if values.get("task_vocabulary") == "task-queue":
-        values["agent_map"] = {**FIXED_AGENT_ROSTER_NAMES, **values["agent_map"]}
-        roster = [n.strip() for n in env.get("TASK_ROSTER", "").split(",") if n.strip()]
-        roster = roster or list(DEFAULT_ROSTER)
-        strangers = sorted({name for name in values["agent_map"].values() if name not in roster})
-        if strangers:
-            warnings.append(("agent_not_in_roster", {
-                "targets": strangers, "roster": roster,
-                "effect": "the dispatcher cannot launch them; an operator must pick them up"}))
-    values["agent_queues"] = _pairs("AGENT_QUEUES", env.get("AGENT_QUEUES", ""), "task-queue")
-    values["file_approvers"] = frozenset(
-        name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
+    _paths(env, values)
+    _notifiers_and_script(env, values, warnings)
+    _agents(env, values, warnings)
     if env.get("INDEX_BUILDS", "").strip():
         values["index_builds"] = parse_bool("INDEX_BUILDS", env["INDEX_BUILDS"])
-    numbers: dict[str, object] = {**_parsed(env, DURATIONS, parse_duration),
-                                  **_parsed(env, INTEGERS, _integer)}
-    if env.get("AGENT_SILENCE", "").strip():
-        numbers["agent_silence"] = env["AGENT_SILENCE"].strip()
+    numbers = _numbers(env)
     timing_fields = StageTimings.model_fields
     values.update({k: v for k, v in numbers.items() if k not in timing_fields})
     values["warnings"] = tuple(warnings)
@@ -274,6 +246,66 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "config"
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    _check_combinations(config)
+    return config
+
+
+def _log_level(env: Mapping[str, str], values: dict[str, object], warnings: Warnings) -> None:
+    level = env.get("LOG_LEVEL", "").strip().upper()
+    level = LOG_LEVEL_ALIASES.get(level, level)
+    if level in get_args(LogLevel):
+        values["log_level"] = level
+    elif level:
+        warnings.append(("log_level_unknown", {"value": env["LOG_LEVEL"][:40], "using": "INFO"}))
+
+
+def _paths(env: Mapping[str, str], values: dict[str, object]) -> None:
+    """Every path setting as a Path, `~` as the environment's HOME."""
+    home = env.get("HOME") or str(Path.home())
+    for field in PATH_FIELDS:
+        raw = str(values.get(field) or WorkerConfig.model_fields[field].default)
+        values[field] = Path(home + raw[1:] if raw.startswith("~") else raw)
+
+
+def _notifiers_and_script(env: Mapping[str, str], values: dict[str, object],
+                          warnings: Warnings) -> None:
+    values["notifiers"] = _notifiers(env)
+    script = values["send_matrix_script"]
+    if "script" in values["notifiers"] and not (isinstance(script, Path) and os.access(
+            script, os.X_OK) and script.is_file()):
+        warnings.append(("notify_script_missing", {
+            "script": str(script), "effect": "block notifications fail; set "
+            "SEND_MATRIX_SCRIPT, another notifier, or NOTIFIERS=none"}))
+
+
+def _agents(env: Mapping[str, str], values: dict[str, object], warnings: Warnings) -> None:
+    """Agent names in task files (AGENT_MAP, the roster), their hosts, who may decide."""
+    agent_map = _pairs("AGENT_MAP", env.get("AGENT_MAP", ""), "roster-name")
+    if values.get("task_vocabulary") == "task-queue":
+        agent_map = {**FIXED_AGENT_ROSTER_NAMES, **agent_map}
+        roster = [n.strip() for n in env.get("TASK_ROSTER", "").split(",") if n.strip()]
+        roster = roster or list(DEFAULT_ROSTER)
+        strangers = sorted({name for name in agent_map.values() if name not in roster})
+        if strangers:
+            warnings.append(("agent_not_in_roster", {
+                "targets": strangers, "roster": roster,
+                "effect": "the dispatcher cannot launch them; an operator must pick them up"}))
+    values["agent_map"] = agent_map
+    values["agent_queues"] = _pairs("AGENT_QUEUES", env.get("AGENT_QUEUES", ""), "task-queue")
+    values["file_approvers"] = frozenset(
+        name.strip() for name in env.get("FILE_APPROVERS", "").split(",") if name.strip())
+
+
+def _numbers(env: Mapping[str, str]) -> dict[str, object]:
+    numbers: dict[str, object] = {**_parsed(env, DURATIONS, parse_duration),
+                                  **_parsed(env, INTEGERS, _integer)}
+    if env.get("AGENT_SILENCE", "").strip():
+        numbers["agent_silence"] = env["AGENT_SILENCE"].strip()
+    return numbers
+
+
+def _check_combinations(config: WorkerConfig) -> None:
+    """Settings that are each valid but do not go together."""
     if config.role == "host" and config.task_queue == config.workflow_task_queue:
         raise ConfigError(
             "WORKER_ROLE=host needs the host's own TASK_QUEUE (e.g. helm-build-claudebox), "
@@ -285,4 +317,3 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
             "NOTIFIERS includes matrix: set MATRIX_HOMESERVER, MATRIX_ROOM_ID and "
             "MATRIX_ACCESS_TOKEN_FILE"
         )
-    return config

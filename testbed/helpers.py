@@ -21,11 +21,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config import WorkerConfig
-from models import BuildPipelineInput, BuildPipelineResult
+from models import BuildPipelineInput, BuildPipelineResult, Progress
 from safeio.writing import write_private
 from taskdir import UNREADABLE, TaskDirectory, dump, file_name, load, utc_now
 from testbed.devserver import DevServer
 from worker import build_worker
+from workflows.dispatching import DispatchingWorkflow
 
 T = TypeVar("T")
 
@@ -210,3 +211,17 @@ def tokens_in(base: Path) -> tuple[set[str], bool]:
 def file_status(task_dir: Path, task_id: str) -> str | None:
     """The `status` TASK_ID's file says, credible or not (None: no single readable file)."""
     return TaskDirectory(task_dir).read_decision(task_id, credible_only=False).status
+
+
+async def progress_of(handle: WorkflowHandle) -> Progress:
+    """The run's `progress` query, by typed reference."""
+    return await handle.query(DispatchingWorkflow.progress)
+
+
+async def reaches_stage(handle: WorkflowHandle, stage: str, timeout: float = 30.0) -> Progress:
+    """Poll the run's progress until it is at STAGE; its progress then."""
+    async def there() -> Progress | None:
+        progress = await progress_of(handle)
+        return progress if progress.stage == stage else None
+
+    return await eventually(there, timeout)

@@ -295,12 +295,12 @@ async def test_v05_block_wait_ends_with_an_error_on_a_refusing_file(cfg, dirs, s
     from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
 
-    from activities.blocks import BlockActivities
+    from activities.legacy import V05Activities
 
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     origin = make_origin(dirs["tasks"])
     override(dirs["tasks"], origin, status, "operator", "no")
     with pytest.raises(ApplicationError, match=f"was set to {status}") as caught:
-        await ActivityEnvironment().run(BlockActivities(Deps.for_config(cfg))
+        await ActivityEnvironment().run(V05Activities(Deps.for_config(cfg))
                                         .wait_for_block_resolution, "old-build", origin)
     assert caught.value.type == "BuildRejected" and caught.value.non_retryable

@@ -12,7 +12,7 @@ import yaml
 
 from models import Progress
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, make_origin
+from testbed.helpers import eventually, make_origin, reaches_stage
 
 BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
 
@@ -45,10 +45,7 @@ async def test_start_status_list_approve(client, cfg, dirs, env, worker):
         description = await handle.describe()
         assert (await description.static_summary()) == "Build ctl-demo for agent dev"
 
-        async def parked() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-        await eventually(parked)
+        await reaches_stage(handle, "wait")
         code, out, _ = await buildctl(env, "--json", "status", "ctl-demo-1")
         status = json.loads(out)
         assert code == 0 and status["status"] == "running"
@@ -165,10 +162,7 @@ async def test_status_of_ended_builds_tells_why_and_awaits_nothing(client, cfg, 
         workflow_id = json.loads(out)["workflow_id"]
         handle = client.get_workflow_handle(workflow_id)
 
-        async def parked() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-        await eventually(parked)
+        await reaches_stage(handle, "wait")
         code, _, err = await buildctl(env, "reject", workflow_id, "--by", "bob", "--reason",
                                       "unsafe")
         assert code == 0, err

@@ -26,6 +26,7 @@ from testbed.helpers import (
     file_status,
     files_of_type,
     make_origin,
+    reaches_stage,
     running_worker,
     start_pipeline,
     worker_env,
@@ -117,10 +118,7 @@ async def test_a_planted_duplicate_never_approves(client, cfg, dirs, env, worker
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "dup")
 
-        async def parked() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-        await eventually(parked, 60)
+        await reaches_stage(handle, "wait", 60)
         forged, origin = forged_approval(dirs)
         planted = plant(dirs["tasks"], f"20260101-000000-{origin[:8]}.yml",
                         dump(forged))
@@ -266,10 +264,7 @@ async def test_a_planted_copy_under_another_name_is_reported(client, cfg, dirs, 
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "dup-name")
 
-        async def parked() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-        await eventually(parked, 60)
+        await reaches_stage(handle, "wait", 60)
         forged, origin = forged_approval(dirs)
         plant(dirs["tasks"], "20260101-000000-zzzzzzzz.yml", dump(forged))  # another prefix
         override(dirs["tasks"], origin, "approved", "alice", "reviewed")

@@ -285,16 +285,22 @@ async def _routed(handle) -> Progress | None:
 EXIT_STOP = 8
 
 
-async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
-    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_REOFFERS="1")
+async def silent_prefab_failure(client, server, dirs, build: str, **settings: str) -> str:
+    """Run a pipeline whose prefab agent never answers nor beats; the run's failure."""
+    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", **settings)
     config = load_config(env)
     async with running_worker(client, config), AgentSim(dirs["tasks"], env,
                                                          {"build_prefab": lambda d, p: None}):
-        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "silent")
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], build)
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
+    return str(caught.value.cause)
+
+
+async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
+    failure = await silent_prefab_failure(client, server, dirs, "silent", AGENT_REOFFERS="1")
     assert ("Stage prefab failed: agent claudebox sent no heartbeat for 1 s "
-            "(AGENT_HEARTBEAT_TIMEOUT)") in str(caught.value.cause)
+            "(AGENT_HEARTBEAT_TIMEOUT)") in failure
     prefab = files_of_type(dirs["tasks"], "build_prefab")
     assert len(prefab) == 1 and prefab[0]["status"] == "failed"  # one file, offered twice
     notes = [entry["note"] for entry in prefab[0]["history"]]
@@ -303,14 +309,9 @@ async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
 
 
 async def test_with_agent_silence_fail_a_silent_stage_fails_at_once(client, server, dirs):
-    env = worker_env(server, dirs, AGENT_HEARTBEAT_TIMEOUT="1s", AGENT_SILENCE="fail")
-    config = load_config(env)
-    async with running_worker(client, config), AgentSim(dirs["tasks"], env,
-                                                         {"build_prefab": lambda d, p: None}):
-        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "fail-fast")
-        with pytest.raises(WorkflowFailureError) as caught:
-            await handle.result()
-    assert "agent claudebox sent no heartbeat for 1 s" in str(caught.value.cause)
+    failure = await silent_prefab_failure(client, server, dirs, "fail-fast",
+                                          AGENT_SILENCE="fail")
+    assert "agent claudebox sent no heartbeat for 1 s" in failure
     notes = [e["note"] for e in files_of_type(dirs["tasks"], "build_prefab")[0]["history"]]
     assert not any("re-offered" in n for n in notes)
 

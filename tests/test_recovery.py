@@ -8,9 +8,9 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.worker import Worker
 
 from activities.settings import SettingsActivities
-from models import BuildPhaseResult, Progress, StageTask
+from models import BuildPhaseResult, StageTask
 from testbed.agents import AgentSim
-from testbed.helpers import eventually, files_of_type, running_worker, start_pipeline
+from testbed.helpers import eventually, files_of_type, reaches_stage, running_worker, start_pipeline
 from worker import WORKFLOWS
 
 
@@ -38,9 +38,6 @@ async def test_orphaned_stage_is_redispatched(client, cfg, dirs, env):
                                                      {"build_plan": lambda d, p: None}):
         await eventually(lambda: files_of_type(dirs["tasks"], "build_plan"), 60)
 
-        async def implementing() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "implement"
-
-        await eventually(implementing)
+        await reaches_stage(handle, "implement")
     assert len(files_of_type(dirs["tasks"], "build_prefab")) == 1
     await handle.terminate("done")

@@ -8,9 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from models import Progress
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, start_pipeline
+from testbed.helpers import reaches_stage, start_pipeline
 from tests.browser import Browser
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-ui-awaiting-decision.png"
@@ -39,10 +38,7 @@ async def test_workflow_page_shows_waiting_details_and_summaries(client, cfg, di
             static_summary="Build ui-demo for agent dev",
             static_details="Plan: /plans/ui-demo.md")
 
-        async def parked() -> bool:
-            return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-        await eventually(parked)
+        await reaches_stage(handle, "wait")
     url = f"http://127.0.0.1:{server.ui_port}/namespaces/default/workflows/{handle.id}"
     async with Browser() as browser:
         await browser.goto(url)

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from models import Progress
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, files_of_type, start_pipeline, task_files, worker_env
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    reaches_stage,
+    start_pipeline,
+    task_files,
+    worker_env,
+)
 from testbed.processes import WorkerProcess
 from tests.task_queue_tool import override
 
@@ -38,10 +44,7 @@ async def test_sigkill_during_agent_wait_and_block_wait(client, server, dirs, tm
             await worker.wait_event("worker_started", count=2)
             hold["build_plan"] = False
 
-            async def parked() -> bool:
-                return (await handle.query("progress", result_type=Progress)).stage == "wait"
-
-            await eventually(parked, 60)
+            await reaches_stage(handle, "wait", 60)
             worker.kill()  # blocks are waiting for an operator
             worker.start()
             await worker.wait_event("worker_started", count=3)
