@@ -22,7 +22,9 @@ from testbed.helpers import (
     files_of_type,
     host_dirs,
     host_worker_env,
+    progress_of,
     quiet_notifier,
+    reaches_stage,
     running_worker,
     start_pipeline,
     task_files,
@@ -43,10 +45,6 @@ def redispatches(documents: list[dict[str, Any]]) -> list[str]:
     """History notes that say a stage file got a new token (churn)."""
     return [entry.get("note", "") for d in documents for entry in d.get("history", [])
             if "fresh task token" in str(entry.get("note", ""))]
-
-
-async def progress_of(handle: WorkflowHandle) -> Progress:
-    return await handle.query("progress", result_type=Progress)
 
 
 async def test_pipeline_across_three_hosts(client: Client, server, dirs, tmp_path):
@@ -72,7 +70,7 @@ async def test_pipeline_across_three_hosts(client: Client, server, dirs, tmp_pat
         await asyncio.gather(*(worker.wait_event("worker_started") for worker in workers))
         async with running_worker(client, cfg), agents[0], agents[1], agents[2]:
             handle = await start_pipeline(client, main_queue, dirs["tasks"], "three-hosts")
-            progress = await eventually(lambda: _parked(handle), 120)
+            progress = await reaches_stage(handle, "wait", 120)
             assert progress.stages_done == ["prefab", "implement", "audit", "triage", "fixes",
                                             "notify"]
             origin = (await (await handle.describe()).memo())["awaiting_task_id"]
@@ -95,11 +93,6 @@ async def test_pipeline_across_three_hosts(client: Client, server, dirs, tmp_pat
     assert Path(result.summary_path).is_relative_to(dirs["summaries"])
     fixes = files_of_type(places["dev"]["tasks"], "security_fix")[0]
     assert "pin the base image" in str(fixes["payload"]["flags"])
-
-
-async def _parked(handle: WorkflowHandle) -> Progress | None:
-    progress = await progress_of(handle)
-    return progress if progress.stage == "wait" else None
 
 
 async def test_host_down_is_visible_and_costs_no_stage_time(client: Client, server, dirs,
@@ -232,7 +225,7 @@ async def test_two_main_workers_one_killed_while_parked(client: Client, server, 
             handles = [await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
                                             f"parked-{n}") for n in range(3)]
             for handle in handles:
-                await eventually(lambda h=handle: _parked(h), 120)
+                await reaches_stage(handle, "wait", 120)
             mains[0].kill()
             for handle in handles:
                 origin = (await (await handle.describe()).memo())["awaiting_task_id"]
