@@ -66,6 +66,8 @@ def _safe_str(value: object) -> str:
     except Exception:  # e.g. a dead weakref proxy handed to a third-party log call
         return f"<unprintable {type(value).__name__}>"
 
+CORE_RETRY_LOGGER = "temporal_core-sdk_core::temporalio_client::retry"
+
 
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     """Route all logging to JSON lines on stdout (and LOG_FILE when given)."""
@@ -85,3 +87,6 @@ def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "hvac", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The SDK core says every retried call of an outage ("retried 5 times", "6 times", ...);
+    # the sweeper says the outage once (temporal_unreachable) and its end once.
+    logging.getLogger(CORE_RETRY_LOGGER).setLevel(max(logging.ERROR, root.level))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.workflowservice.v1 import CountWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -41,8 +42,21 @@ from workflows.dispatching import DispatchingWorkflow
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
 TURNS_BEFORE_SAYING = 3  # sweep passes without the turn lock before it is reported
+# RPC statuses that mean Temporal (or its database) cannot be reached right now.
+OUTAGE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                    RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.INTERNAL,
+                    RPCStatusCode.UNKNOWN, RPCStatusCode.CANCELLED})
+LIST_TIMEOUT = timedelta(seconds=30)  # a pass's listing of running builds
+PROBE_TIMEOUT = timedelta(seconds=10)  # a server that does not answer is an outage
 RESIGNAL_AFTER = 30.0  # seconds before the same orphaned stage is signalled again
 STALE_AFTER = 10.0  # seconds a stage file must be untouched before it can count as stale
+
+
+def outage(err: RPCError) -> bool:
+    """ERR says Temporal cannot serve us right now. A frontend whose database is down says
+    our namespace (found at start) is not found."""
+    return err.status in OUTAGE or (err.status == RPCStatusCode.NOT_FOUND
+                                    and "namespace" in err.message.lower())
 
 
 async def activity_ending(client: Client, facts: TokenFacts) -> tuple[str, str] | None:
@@ -102,14 +116,49 @@ class Sweeper:
         self.stage_agents = frozenset(config.file_approvers)  # may finish any stage's file
         self.builds_queue = config.build_queue
         self.query = RUNNING_BUILDS_QUERY.format(task_queue=config.build_queue)
+        self.address = config.client.address
+        self._outage_since: float | None = None  # when Temporal stopped answering
 
     async def run_forever(self) -> None:
         while True:
             try:
-                await self.sweep()
+                if await self._reachable():
+                    await self.sweep()
             except Exception as err:  # a failed sweep is retried next interval
                 log.warning("sweep_failed", extra={"error": f"{type(err).__name__}: {err}"[:300]})
             await asyncio.sleep(self.interval)
+
+    async def _reachable(self) -> bool:
+        """One count of our builds, not retried: whether Temporal (and its database) answers
+        now. An outage is said once, and its end once; the pass waits for it to end."""
+        try:
+            await self.client.workflow_service.count_workflow_executions(
+                CountWorkflowExecutionsRequest(namespace=self.client.namespace,
+                                               query=self.query),
+                retry=False, timeout=PROBE_TIMEOUT)
+        except RPCError as err:
+            if not outage(err):
+                raise
+            self._note_outage(err)
+            return False
+        self._note_recovery()
+        return True
+
+    def _note_outage(self, err: RPCError) -> None:
+        """Temporal stopped answering: said once per outage (the worker keeps running; the
+        SDK reconnects by itself), not once per pass."""
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("temporal_unreachable", extra={
+                "address": self.address, "status": err.status.name,
+                "effect": "sweeps wait; the worker reconnects by itself"})
+
+    def _note_recovery(self) -> None:
+        if self._outage_since is not None:
+            log.info("temporal_reachable", extra={
+                "address": self.address,
+                "outage_seconds": round(time.monotonic() - self._outage_since, 1)})
+            self._outage_since = None
 
     async def sweep(self) -> int:
         """Return how many workflows were acted on (0 when another worker has the turn)."""
@@ -131,7 +180,8 @@ class Sweeper:
         cutoff = time.monotonic() - RESIGNAL_AFTER
         self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
         current: set[str] = set()
-        async for execution in self.client.list_workflows(self.query, page_size=1000):
+        async for execution in self.client.list_workflows(self.query, page_size=1000,
+                                                          rpc_timeout=LIST_TIMEOUT):
             memo = await execution.memo()
             try:  # one build's file is handled on its own: it never stops the others'
                 if memo.get(Memo.AWAIT) and self.main:  # originating tasks: the main host

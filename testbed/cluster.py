@@ -77,6 +77,17 @@ class Postgres:
         subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
                        capture_output=True, **self._as_owner())
+        self.run()
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut), keeping its data."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(60)
+        self.process = None
+
+    def run(self) -> None:
+        """Start the server on its data directory and wait until it answers."""
         log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
