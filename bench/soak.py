@@ -92,7 +92,7 @@ class Soak:
     async def _finish(self, document: dict[str, Any], audit_dir: Path | None) -> None:
         build = str(document["payload"].get("build_name", ""))
         now = time.monotonic()
-        if build in self.done_at:
+        if build in self.done_at and self.kinds.get(build) == "plain":  # no operator between
             self.latencies.append((now, now - self.done_at[build]))
         if self.kinds.get(build) == "cancelled" and build in self.handles:
             with contextlib.suppress(RPCError):
@@ -145,7 +145,7 @@ async def stream(soak: Soak, origin_dir: Path, queue: str, until: float) -> None
     n = 0
     while time.monotonic() < until:
         build = f"soak-{n:04d}"
-        soak.kinds[build] = ("blocked" if n % 5 == 2 else "cancelled" if n % 10 == 7
+        soak.kinds[build] = ("blocked" if n % 5 == 2 else "cancelled" if n % 10 == 4
                              else "plain")
         with contextlib.suppress(RPCError):
             soak.handles[build] = await start_pipeline(
@@ -265,11 +265,11 @@ async def main() -> None:
         main_dirs, sec_dirs = host_dirs(base, "main"), host_dirs(base, "sec")
         quiet_notifier(main_dirs["home"])
         env = worker_env(bed, main_dirs, TASK_QUEUE=main_queue, BLOCK_CHECK_INTERVAL="5s",
-                         AGENT_QUEUES=f"security-agent={sec_queue}", LOG_LEVEL="WARNING")
+                         AGENT_QUEUES=f"security-agent={sec_queue}")
         workers["main"] = WorkerProcess(env, base / "main.log")
-        workers["host"] = WorkerProcess(host_worker_env(bed, sec_dirs, sec_queue, main_queue,
-                                                        BLOCK_CHECK_INTERVAL="5s",
-                                                        LOG_LEVEL="WARNING"), base / "host.log")
+        host_env = host_worker_env(bed, sec_dirs, sec_queue, main_queue,
+                                   BLOCK_CHECK_INTERVAL="5s")
+        workers["host"] = WorkerProcess(host_env, base / "host.log")
         for worker in workers.values():
             worker.start()
             await worker.wait_event("worker_started", timeout=120)
