@@ -39,3 +39,16 @@ def ensure_dependencies(program: str, script: str) -> None:
     print(f"{program}: the project's Python packages are not installed ({where}: no module "
           f"'{missing[0]}'); set up once with: {REPO_DIR}/scripts/setup.sh", file=sys.stderr)
     sys.exit(SETUP_EXIT)
+
+
+def skip_grpc_stubs() -> None:
+    """Let the SDK import without the Python gRPC stubs it marks optional: it talks to
+    Temporal through its Rust core, and grpcio (installed for the OTLP exporter) would cost
+    the worker about 8 MB of RSS. Call before the first temporalio import; `allow_grpc()`
+    after the program's imports (an OTLP exporter may then load grpc)."""
+    sys.modules.setdefault("grpc", None)  # type: ignore[arg-type]
+
+
+def allow_grpc() -> None:
+    if "grpc" in sys.modules and sys.modules["grpc"] is None:
+        del sys.modules["grpc"]

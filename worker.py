@@ -5,6 +5,7 @@ from __future__ import annotations
 import bootstrap  # first: third-party imports below need the project's interpreter
 
 bootstrap.ensure_dependencies("worker", __file__)
+bootstrap.skip_grpc_stubs()
 
 import asyncio
 import contextlib
@@ -31,6 +32,7 @@ from sweeper import Sweeper
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
 
+bootstrap.allow_grpc()
 log = logging.getLogger("worker")
 WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
 # Our workflow modules are imported once, not re-run in the sandbox for every run (a third

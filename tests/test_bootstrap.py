@@ -73,3 +73,15 @@ def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
         assert len(lines) == 1 and "Traceback" not in ran.stderr, ran.stderr
         assert "no module 'temporalio'" in lines[0]
         assert f"{copy}/scripts/setup.sh" in lines[0]
+
+
+def test_the_worker_imports_the_sdk_without_python_grpc():
+    """The SDK's optional Python gRPC stubs (8 MB of RSS) are left out; grpc stays importable
+    afterwards for an OTLP exporter."""
+    import sys
+
+    code = ("import sys, worker; print('grpc' in sys.modules); "
+            "import grpc; print(grpc.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "grpc"]
