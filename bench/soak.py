@@ -156,13 +156,17 @@ async def stream(soak: Soak, origin_dir: Path, queue: str, until: float) -> None
 
 async def faults(soak: Soak, bed: TemporalCluster, workers: dict[str, WorkerProcess],
                  until: float) -> None:
-    """Every two to four minutes: kill one worker or history node b, and bring it back."""
+    """Every two to four minutes: kill one worker or history node b (each kind once per
+    round, in a random order), and bring it back."""
     rng = random.Random(7)
+    kinds: list[str] = []
     while True:
         await asyncio.sleep(rng.uniform(120, 240))
         if time.monotonic() > until:
             return
-        what = rng.choice(["main worker", "host worker", "history node b"])
+        if not kinds:  # each kind once per round, in a random order
+            kinds = rng.sample(["main worker", "host worker", "history node b"], 3)
+        what = kinds.pop()
         soak.faults.append((time.monotonic(), what))
         print(f"fault at {time.monotonic() - soak.started:.0f} s: {what}", flush=True)
         if what == "history node b":
