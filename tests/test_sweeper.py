@@ -188,3 +188,21 @@ async def test_a_held_sweep_turn_is_said_in_the_log_and_by_buildctl(client, cfg,
             await handle.terminate("test over")
     finally:
         lock.close()
+
+
+def test_what_counts_as_an_outage():
+    """Unreachable, timed out, or a frontend whose database is gone ("namespace not found"
+    for the namespace the worker started with); a refusal is not an outage."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from sweeper import outage
+
+    def error(status: RPCStatusCode, message: str = "x") -> RPCError:
+        return RPCError(message, status, b"")
+
+    assert outage(error(RPCStatusCode.UNAVAILABLE))
+    assert outage(error(RPCStatusCode.DEADLINE_EXCEEDED))
+    assert outage(error(RPCStatusCode.NOT_FOUND, "Namespace default is not found."))
+    assert not outage(error(RPCStatusCode.NOT_FOUND, "workflow not found"))
+    assert not outage(error(RPCStatusCode.PERMISSION_DENIED))
+    assert not outage(error(RPCStatusCode.INVALID_ARGUMENT))

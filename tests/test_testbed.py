@@ -42,3 +42,35 @@ def test_originating_status_helper(dirs):
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
     assert file_status(dirs["tasks"], task_id) == "approved"
+
+
+async def test_a_cut_link_moves_no_bytes_until_restored():
+    """testbed/netcut.py: bytes flow, stall while cut (held, not dropped), then arrive."""
+    import asyncio
+
+    import pytest
+
+    from testbed.netcut import net_cut
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with net_cut(f"127.0.0.1:{port}") as link:
+            reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+            writer.write(b"one")
+            assert await asyncio.wait_for(reader.readexactly(3), 5) == b"one"
+            link.cut()
+            writer.write(b"two")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reading := asyncio.ensure_future(
+                    reader.readexactly(3))), 0.5)
+            link.restore()
+            assert await asyncio.wait_for(reading, 5) == b"two"
+            writer.close()
+    finally:
+        server.close()
