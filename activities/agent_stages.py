@@ -55,11 +55,11 @@ class AgentStages:
             fields["flags"], cut = bounded_findings(fields["flags"])
             if cut:
                 fields["flags_cut"] = cut
+        summary, instruction = instructions.texts(stage, fields)
         spec = TaskSpec(
             task_id=task.task_id, target_agent=task.target_agent, task_type=stage.upstream,
-            summary=instructions.summary(stage, fields),
-            payload={**fields, "instruction": instructions.for_stage(stage, fields) + "\n"
-                     + instructions.progress_line(
+            summary=summary,
+            payload={**fields, "instruction": instruction + "\n" + instructions.progress_line(
                          self.deps.config.timings.agent_heartbeat_timeout)},
             originating_task_id=task.originating_task_id, context_refs=tuple(refs),
             request=request)

@@ -54,11 +54,9 @@ def _template_fields(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary(stage: Stage, fields: dict[str, Any]) -> str:
-    """The task file's one-line summary (the upstream contract's wording)."""
-    return stage.summary.format(**_template_fields(fields))
-
-
-def for_stage(stage: Stage, fields: dict[str, Any]) -> str:
-    """What the agent is asked, then how it finishes the stage."""
-    return stage.instruction.format(**_template_fields(fields)) + finish_line(stage.output_hint)
+def texts(stage: Stage, fields: dict[str, Any]) -> tuple[str, str]:
+    """The task file's one-line summary (the upstream contract's wording) and what the agent
+    is asked, then how it finishes the stage."""
+    values = _template_fields(fields)
+    return (stage.summary.format(**values),
+            stage.instruction.format(**values) + finish_line(stage.output_hint))

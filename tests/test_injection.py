@@ -69,7 +69,7 @@ def test_accepted_inputs_are_single_safe_lines():
             assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029\x85]", value)
         assert ".." not in params.plan_path.split("/")
         assert "/" not in params.target_agent and "/" not in params.task_id
-        text = instructions.for_stage(IMPLEMENT, {"build_name": params.build_name,
+        _, text = instructions.texts(IMPLEMENT, {"build_name": params.build_name,
                                                   "originating_task_id": params.task_id})
         assert text.splitlines()[-1].startswith(f"When done, run: {instructions.COMPLETE} ")
         assert len(text.splitlines()) == 2

@@ -32,8 +32,8 @@ def test_every_name_is_unique_and_no_kind_is_a_workflow():
 def test_each_row_is_complete(stage: Stage):
     assert stage_named(stage.kind) is stage_named(stage.upstream) is stage
     assert StageTimings().limit(stage) > 0  # its timeout names a real setting
-    text = instructions.for_stage(stage, FIELDS[stage.kind])
-    assert "{" not in stage.summary.format(**instructions._template_fields(FIELDS[stage.kind]))
+    summary, text = instructions.texts(stage, FIELDS[stage.kind])
+    assert "{" not in summary and "{" not in text
     assert text.endswith(f"\"<{stage.output_hint}>\", with TASK_TOKEN = payload.task_token.)")
 
 
@@ -47,9 +47,10 @@ def test_an_in_flight_stage_named_the_old_way_is_read_as_its_kind():
 
 
 def test_the_texts_are_the_upstream_wording():
-    assert instructions.summary(stage_named("fixes"), FIELDS["fixes"]) == (
+    assert instructions.texts(stage_named("fixes"), FIELDS["fixes"])[0] == (
         "Apply security flag fixes for build 'demo' (2 items)")
-    assert instructions.summary(stage_named("phase"), FIELDS["phase"]) == "Build phase 3: do it now"
-    assert instructions.for_stage(stage_named("phase"), FIELDS["phase"]).startswith(
+    summary, text = instructions.texts(stage_named("phase"), FIELDS["phase"])
+    assert summary == "Build phase 3: do it now"
+    assert text.startswith(
         "Build phase 3 of plan 'p': do  it\nnow\nContext to read first:\n- /r\nWhen done, run: ")
     assert stage_named("phase").task_key(3) == "execute_build_phase/3"

@@ -149,11 +149,11 @@ def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
     flags = ["漢" * 500] * 400  # 600 KB of findings: once 1.2 MB of task file
     kept, cut = bounded_findings(flags)
     assert sum(len(f.encode()) for f in kept) <= FINDINGS_BUDGET and cut == 400 - len(kept)
-    from activities.instructions import for_stage
+    from activities.instructions import texts
     from stages import FIXES
 
     fields = {"build_name": "big", "flags": kept, "flags_cut": cut}
-    text = for_stage(FIXES, fields)
+    _, text = texts(FIXES, fields)
     assert f"{cut} more finding(s) were left out" in text
     spec = TaskSpec(task_id="big-fix-0001", target_agent="dev", task_type="security_fix",
                     summary="fix", payload={**fields, "instruction": text})
