@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from config import WorkerConfig, load_config
-from models import BlockDecision, BuildPlanInput, PhaseSpec, Progress
+from models import BlockDecision, BuildPlanInput, PhaseSpec
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
     files_of_type,
+    progress_of,
     quiet_notifier,
+    reaches_stage,
     running_worker,
     start_pipeline,
     task_files,
@@ -38,9 +41,16 @@ def blocked(dirs: dict[str, Path]) -> dict[str, Any]:
     return {"security_audit": triage_writer(dirs["audit"], {"blocks": ["root password"]})}
 
 
-async def stage_of(handle: WorkflowHandle, stage: str) -> Progress | None:
-    progress = await handle.query("progress", result_type=Progress)
-    return progress if progress.stage == stage else None
+@contextlib.asynccontextmanager
+async def parked_build(time_env: Any, dirs: dict[str, Path],
+                       name: str) -> AsyncIterator[WorkflowHandle]:
+    """A build at its production defaults whose audit found a block: parked, waiting."""
+    env, config = setup(dirs)
+    async with running_worker(time_env.client, config), AgentSim(
+            dirs["tasks"], env, blocked(dirs), client=time_env.client):
+        handle = await start_pipeline(time_env.client, config.task_queue, dirs["tasks"], name)
+        await reaches_stage(handle, "wait", 60)
+        yield handle
 
 
 def origin_of(dirs: dict[str, Path]) -> dict[str, Any]:
@@ -59,13 +69,10 @@ def test_the_defaults_are_the_documented_ones(dirs):
 
 
 async def test_a_parked_build_times_out_after_exactly_seven_days(time_env, dirs):
-    env, config = setup(dirs)
-    async with running_worker(time_env.client, config), AgentSim(
-            dirs["tasks"], env, blocked(dirs), client=time_env.client):
-        handle = await start_pipeline(time_env.client, config.task_queue, dirs["tasks"], "week")
-        await eventually(lambda: stage_of(handle, "wait"), 60)
+    async with parked_build(time_env, dirs, "week") as handle:
         await time_env.sleep(timedelta(days=7) - timedelta(minutes=1))
-        assert await stage_of(handle, "wait")  # a minute before the deadline: still waiting
+        # a minute before the deadline: still waiting
+        assert (await progress_of(handle)).stage == "wait"
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()  # the last minute passes
     assert caught.value.cause.type == "BlockWaitTimedOut"
@@ -82,11 +89,7 @@ async def test_a_parked_build_times_out_after_exactly_seven_days(time_env, dirs)
 
 
 async def test_an_approval_on_day_six_passes(time_env, dirs):
-    env, config = setup(dirs)
-    async with running_worker(time_env.client, config), AgentSim(
-            dirs["tasks"], env, blocked(dirs), client=time_env.client):
-        handle = await start_pipeline(time_env.client, config.task_queue, dirs["tasks"], "day6")
-        await eventually(lambda: stage_of(handle, "wait"), 60)
+    async with parked_build(time_env, dirs, "day6") as handle:
         await time_env.sleep(timedelta(days=6))
         await handle.signal("approve", BlockDecision(by="alice", reason="day six"))
         result = await handle.result()
