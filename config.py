@@ -41,6 +41,7 @@ DURATIONS = {
 }
 INTEGERS = {"MAX_CONCURRENT_ACTIVITIES": "max_concurrent_activities",
             "MAX_CACHED_WORKFLOWS": "max_cached_workflows",
+            "MAX_CONCURRENT_WORKFLOW_TASKS": "max_concurrent_workflow_tasks",
             "TRIAGE_MAX_ATTEMPTS": "triage_max_attempts",
             "AGENT_REOFFERS": "agent_reoffers"}
 _UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -90,6 +91,9 @@ class WorkerConfig(BaseModel):
     temporal_ui_url: str = "http://localhost:8233"
     max_concurrent_activities: int = Field(default=200, ge=1, le=10000)
     max_cached_workflows: int = Field(default=500, ge=0, le=100000)
+    # Workflow tasks run under the GIL: a few at once keep both cores busy; the SDK's default
+    # (a thread per concurrent task, up to 500) only adds threads, each with its own heap.
+    max_concurrent_workflow_tasks: int = Field(default=4, ge=1, le=1000)
     metrics_interval: float = 10
     index_builds: bool = True
     file_approvers: frozenset[str] = frozenset()  # empty: any file edit decides (upstream)

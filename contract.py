@@ -98,3 +98,4 @@ class Marker:
     ABSOLUTE_PLAN_PATH = "absolute-plan-path-0.9"  # a relative plan_path is refused
     HOST_LIVENESS = "host-liveness-0.9"  # host queues watched until taken; bounded settles
     TRIAGE_REFUSAL_PARKS = "refused-triage-parks-0.9"  # a refused triage file parks the build
+    LEAN_START = "lean-start-0.10"  # a new run's one marker: it stands for all of the above

@@ -13,12 +13,12 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.deps import Deps
 from activities.registry import host_activities, main_activities
@@ -27,6 +27,7 @@ from connection.client import connect
 from connection.search_attributes import namespace_has_build_attributes
 from exceptions import ConfigError, CredentialError, Exit, TemporalUnreachable
 from logs import setup_logging
+from memory import release_forever
 from observability import Telemetry, setup_telemetry
 from sweeper import Sweeper
 from workflows.build_pipeline import BuildPipelineWorkflow
@@ -35,10 +36,10 @@ from workflows.build_plan import BuildPlanWorkflow
 bootstrap.allow_grpc()
 log = logging.getLogger("worker")
 WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
-# Our workflow modules are imported once, not re-run in the sandbox for every run (a third
-# of a start's CPU); tests/test_workflow_code.py checks their calls instead.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+# No sandbox: our workflow modules were already passed through it (so it policed nothing of
+# ours) while each run still paid its module views and per-activation import hooks;
+# tests/test_workflow_code.py checks the workflow code's calls instead.
+WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 
 
 async def build_worker(client: Client, config: WorkerConfig,
@@ -57,6 +58,9 @@ async def build_worker(client: Client, config: WorkerConfig,
         client, task_queue=config.task_queue, workflows=workflows, activities=activities,
         max_concurrent_activities=config.max_concurrent_activities,
         max_cached_workflows=config.max_cached_workflows,
+        max_concurrent_workflow_tasks=config.max_concurrent_workflow_tasks,
+        workflow_task_executor=ThreadPoolExecutor(config.max_concurrent_workflow_tasks,
+                                                  thread_name_prefix="workflow-task"),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=WORKFLOW_RUNNER,
     )
@@ -75,11 +79,13 @@ async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
                                       "namespace": client.namespace,
                                       "index_builds": index_builds})
     async with worker:
-        sweep = asyncio.create_task(sweeper.run_forever())
+        chores = [asyncio.create_task(sweeper.run_forever()),
+                  asyncio.create_task(release_forever())]
         await stop.wait()
-        sweep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweep
+        for chore in chores:
+            chore.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chore
     telemetry.shutdown()
 
 

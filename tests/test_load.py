@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -11,10 +12,18 @@ import pytest
 import yaml
 from temporalio.client import Client
 
+from config import load_config
 from models import Progress
 from testbed.agents import AgentSim, triage_writer
 from testbed.devserver import DevServer, free_port
-from testbed.helpers import connect_client, eventually, start_pipeline, worker_env
+from testbed.helpers import (
+    connect_client,
+    eventually,
+    running_worker,
+    stage_file,
+    start_pipeline,
+    worker_env,
+)
 from testbed.processes import WorkerProcess, started_worker
 
 SEED = 20261121
@@ -63,6 +72,24 @@ async def test_200_pipelines_at_once(client, server, dirs, tmp_path):
     counts = stage_files_per_pipeline(dirs["tasks"])
     assert len(counts) == 200 * 5 and set(counts.values()) == {1}
     assert worker_errors(worker) == []
+
+
+async def test_a_burst_of_starts_runs_on_a_few_workflow_threads(client, env, dirs):
+    """MAX_CONCURRENT_WORKFLOW_TASKS bounds the threads workflow tasks run on (the SDK's own
+    pool would grow to one per concurrent task, up to 500), and every start still goes through."""
+    def workflow_threads() -> int:
+        return sum(t.name.startswith("workflow-task") for t in threading.enumerate())
+
+    config = load_config({**env, "MAX_CONCURRENT_WORKFLOW_TASKS": "2"})
+    async with running_worker(client, config):
+        handles = await asyncio.gather(*(start_pipeline(client, env["TASK_QUEUE"],
+                                                        dirs["tasks"], f"burst-{i:02d}")
+                                         for i in range(24)))
+        await eventually(lambda: len(list(dirs["tasks"].glob("*.yml"))) >= 48, timeout=60)
+        assert stage_file(dirs["tasks"], "build_prefab") is not None
+        assert 1 <= workflow_threads() <= 2
+        for handle in handles:
+            await handle.terminate("test over")
 
 
 async def test_parked_pipelines_hold_no_slots(client, server, dirs, tmp_path):

@@ -3,6 +3,7 @@
 `histories/*.json` are ours (re-record deliberately with `python -m tests.record_histories`);
 `histories/0.7/` are the shape before the lean hand-off (runs without its marker);
 `histories/0.8/` the routed pipeline before host liveness (0.9: probes until the stage is taken);
+`histories/0.9/` every run as 0.9 started it (one marker per release, before `lean-start-0.10`);
 `histories/v0.5/` were recorded from the original v0.5 worker and must replay for ever.
 """
 
@@ -19,8 +20,8 @@ from temporalio.worker import Replayer
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
-OURS = [*sorted(ROOT.glob("*.json")), *sorted((ROOT / "0.7").glob("*.json")),
-        *sorted((ROOT / "0.8").glob("*.json"))]
+OURS = [path for shape in ("", "0.7", "0.8", "0.9")
+        for path in sorted((ROOT / shape).glob("*.json"))]
 V05 = sorted((ROOT / "v0.5").glob("*.json"))
 
 
@@ -30,6 +31,7 @@ def test_histories_are_present():
             "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed",
             "pipeline-triage-refused", "pipeline-liveness"} <= names
     assert len(V05) == 11 and len(list((ROOT / "0.7").glob("*.json"))) == 7
+    assert {path.stem for path in (ROOT / "0.9").glob("*.json")} == names
     assert [p.stem for p in (ROOT / "0.8").glob("*.json")] == ["pipeline-routed"]
 
 
@@ -74,14 +76,25 @@ def patches(path: Path) -> list[str]:
 
 
 def test_new_paths_record_their_release_markers():
-    """0.9's changes are recorded where their path is taken, and only there."""
-    assert patches(ROOT / "pipeline-routed.json") == [
+    """0.9's changes were recorded where their path was taken, and only there."""
+    earlier = ROOT / "0.9"
+    assert patches(earlier / "pipeline-routed.json") == [
         "native-run-0.7", "lean-handoff-0.8", "host-liveness-0.9"]
     assert patches(ROOT / "0.8" / "pipeline-routed.json") == [
         "native-run-0.7", "lean-handoff-0.8"]
-    assert patches(ROOT / "pipeline-triage-refused.json") == [
+    assert patches(earlier / "pipeline-triage-refused.json") == [
         "native-run-0.7", "lean-handoff-0.8", "refused-triage-parks-0.9"]
-    assert patches(ROOT / "pipeline-clean.json") == ["native-run-0.7", "lean-handoff-0.8"]
+    assert patches(earlier / "pipeline-clean.json") == ["native-run-0.7", "lean-handoff-0.8"]
+
+
+def test_a_new_run_records_one_marker_for_every_release():
+    """From 0.10 a run's one marker, first of all its commands, stands for all earlier ones,
+    whichever paths the run takes (routed, refused triage, plan)."""
+    for path in sorted(ROOT.glob("*.json")):
+        assert patches(path) == ["lean-start-0.10"], path.name
+        events = WorkflowHistory.from_json(path.stem, path.read_text()).events
+        first_command = next(e for e in events if e.event_type > 7)  # after the first task
+        assert first_command.marker_recorded_event_attributes.marker_name == "core_patch"
     refused = scheduled(ROOT / "pipeline-triage-refused.json")
     assert refused.count("process_triage_output") == 1  # refused, not retried
     assert "notify_blocks" in refused and refused.count("dispatch_stage") == 3  # no close

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dispatching import DispatchingWorkflow, StageCall
     from workflows.legacy import V05Pipeline, started_by_v05
     from workflows.run_input import checked_input, invalid_input, note_ignored_keys
+    from workflows.versions import follows
 
 SHORT = RetryPolicy(maximum_attempts=3)
 
@@ -66,7 +67,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         if started_by_v05():
             return await V05Pipeline(self).run(params)
         problem = plan_path_problem(params.plan_path)
-        if problem and workflow.patched(Marker.ABSOLUTE_PLAN_PATH):
+        if problem and follows(Marker.ABSOLUTE_PLAN_PATH):
             self.status.stage = "invalid input"
             raise invalid_input(problem)
         self.choose_handoff()
@@ -151,7 +152,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             return await self._triage(build, settings), False
         except ActivityError as err:
             reason = triage_refusal(err)
-            if reason is None or not workflow.patched(Marker.TRIAGE_REFUSAL_PARKS):
+            if reason is None or not follows(Marker.TRIAGE_REFUSAL_PARKS):
                 raise
         workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
         self.status.blocks, self.status.flags = 1, 0

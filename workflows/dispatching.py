@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         stage_failure,
         stage_result,
     )
+    from workflows.versions import follows
 
 P = TypeVar("P")
 
@@ -276,7 +277,7 @@ class DispatchingWorkflow:
         def ready() -> bool:
             return handle.done() or self._redispatch
 
-        if queue is not None and workflow.patched(Marker.HOST_LIVENESS):
+        if queue is not None and follows(Marker.HOST_LIVENESS):
             await self._watch_host(queue, ready)
             return
         polled = QueueActivities.queue_polled

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import TaskLifecycle
     from contract import Marker, Memo
     from models import TaskSettlement
+    from workflows.versions import follows
 
 
 class SettleFirst:
@@ -55,7 +56,7 @@ class SettleFirst:
         # Book-keeping on a host that is down must not hold the run: the host's sweep
         # settles the file when it is back (sweeper: stale stage files).
         bound = (timedelta(seconds=max(10.0, 4 * self.recheck))
-                 if queue is not None and workflow.patched(Marker.HOST_LIVENESS) else None)
+                 if queue is not None and follows(Marker.HOST_LIVENESS) else None)
         self._settling.append(workflow.start_activity_method(
             TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
             task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
@@ -133,4 +134,4 @@ class CarriedSettlement(SettleFirst):
 
 def choose_handoff() -> SettleFirst:
     """This run's hand-off, from its history (call right after the v0.5 check)."""
-    return CarriedSettlement() if workflow.patched(Marker.LEAN_HANDOFF) else SettleFirst()
+    return CarriedSettlement() if follows(Marker.LEAN_HANDOFF) else SettleFirst()
