@@ -107,10 +107,20 @@ class NameIndex:
         groups: dict[str | None, list[str]] = {}
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.name.endswith(".yml"):
-                    match = _NAME.match(entry.name)
-                    groups.setdefault(match.group(1) if match else None, []).append(entry.name)
+                name = entry.name
+                if name.endswith(".yml"):
+                    groups.setdefault(id_prefix(name), []).append(name)
         return groups
+
+
+def id_prefix(name: str) -> str | None:
+    """The id prefix a task file's name carries (None: not named as the tooling names files);
+    the common full-length name is sliced, not matched (a busy directory is rescanned often)."""
+    if len(name) == 28 and name[8] == name[15] == "-" and name[:8].isdecimal() \
+            and name[9:15].isdecimal() and "\n" not in name:
+        return name[16:24]
+    match = _NAME.match(name)
+    return match.group(1) if match else None
 
 
 class HeaderCache:
@@ -166,12 +176,19 @@ class TaskIndex:
         places = [self.root, self.root / "archive"] if include_archive else [self.root]
         return self._find_in(places, task_id)
 
+    def find_named(self, task_id: str) -> Path | None:
+        """The live file named for TASK_ID, as we name the files we write: the one a dispatch
+        may rewrite. A file under another name claiming the id is not ours to adopt (and
+        `find` then refuses to trust either); a new id costs no scan of every other file."""
+        return self._find_in([self.root], task_id, fallback=False)
+
     def find_dead_letter(self, task_id: str) -> Path | None:
         """TASK_ID's file in `dead-letters/`, where the dispatcher moves what it gave up on."""
         return self._find_in([self.root / "dead-letters"], task_id)
 
-    def _find_in(self, places: list[Path], task_id: str) -> Path | None:
-        for lookup in (self._names.candidates, self._names.others):
+    def _find_in(self, places: list[Path], task_id: str, fallback: bool = True) -> Path | None:
+        lookups = (self._names.candidates, self._names.others)
+        for lookup in lookups if fallback else lookups[:1]:
             matches = [path for place in places for path in lookup(place, task_id)
                        if (header := self.header(path)) is not None and header.id == task_id]
             if len(matches) > 1:

@@ -45,7 +45,7 @@ class TaskWriter:
         with self.locks.lock(spec.task_id):
             now = utc_now()
             fresh = self.style.document(spec, token_b64, now)
-            existing = self.index.find(spec.task_id, include_archive=False)
+            existing = self.index.find_named(spec.task_id)
             if existing is None:
                 path, document = self.root / file_name(spec.task_id, now), fresh
             else:

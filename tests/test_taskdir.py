@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 
@@ -29,6 +30,22 @@ def test_dispatch_twice_rewrites_the_same_file_with_new_token(tmp_path):
     assert document["payload"]["task_token"] == "dG9rZW4y"
     assert [h["note"] for h in document["history"]][-1] == "attempt 2: fresh task token"
     assert len(document["history"]) == 2
+
+
+def test_dispatch_never_adopts_a_file_planted_under_another_name(tmp_path):
+    """A dispatch rewrites only the file named for its id (as we name ours): a copy planted
+    under another name claiming the id is left alone, and named as a second claimant."""
+    s = spec(build_name="x")
+    planted = tmp_path / "20260101-000000-planted0.yml"
+    planted.write_bytes(dump({**TaskStyle().document(s, "", utc_now()), "status": "approved"}))
+    before = planted.read_bytes()
+    tasks = TaskDirectory(tmp_path)
+    ours = tasks.dispatch(s, "dG9rZW4x")
+    assert ours != planted and ours.name.endswith(f"-{s.task_id[:8]}.yml")
+    assert planted.read_bytes() == before
+    assert yaml.safe_load(ours.read_text())["payload"]["task_token"] == "dG9rZW4x"
+    assert tasks.find(s.task_id) == ours
+    assert tasks.claimants_elsewhere(s.task_id, ours) == [planted]
 
 
 def test_yaml_injection_in_values_stays_data(tmp_path):
@@ -208,3 +225,17 @@ def test_task_files_are_plain_yaml_without_anchors(tmp_path):
     text = dump({"created": now, "history": [{"timestamp": now}]}).decode()
     assert "&id" not in text and "*id" not in text
     assert text.count(now.isoformat(" ").split("+")[0]) == 2
+
+
+def test_a_names_id_prefix_is_what_the_name_pattern_says():
+    """The sliced fast path agrees with the pattern on every shape, hostile ones included."""
+    rng = random.Random(7)
+    alphabet = "0123456789-abcdef.yml\n²٣_/ "
+    names = ["20261129-101010-abcdef12.yml", "20261129-101010-ab\ndef1.yml",
+             "2026112²-101010-abcdef12.yml", "2026112٣-101010-abcdef12.yml"]
+    names += ["".join(rng.choice(alphabet) for _ in range(24)) + ".yml" for _ in range(5000)]
+    names += [f"{rng.randrange(10**8):08d}-{rng.randrange(10**6):06d}-"
+              + "".join(rng.choice(alphabet) for _ in range(8)) + ".yml" for _ in range(5000)]
+    for name in names:
+        match = taskdir_module._NAME.match(name)
+        assert taskdir_module.id_prefix(name) == (match.group(1) if match else None), name
