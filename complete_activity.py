@@ -271,12 +271,14 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
               f"worker settles it", file=sys.stderr)
 
 
-def file_holding(token_text: str) -> Path | None:
+def file_holding(token_text: str, token: bytes) -> Path | None:
     """The task file in this host's task directory that holds TOKEN_TEXT (the token was
-    given without --task-file), or None. Bounded: regular files of ours up to 1 MiB."""
-    import stat
-
-    from taskdir.documents import MAX_TASK_FILE_BYTES
+    given without --task-file), or None. Bounded: regular files of ours up to 1 MiB, the
+    ones named for a stage of the token's run first, then the newest first."""
+    from connection.task_token import read_task_token
+    from stages import run_task_keys
+    from taskdir.documents import stage_task_id
+    from taskdir.index import id_prefix
 
     home = os.environ.get("HOME") or str(Path.home())
     root = Path(os.environ.get("TASK_QUEUE_DIR") or f"{home}/.claude/task-queue")
@@ -284,23 +286,36 @@ def file_holding(token_text: str) -> Path | None:
     if len(needle) < 16:
         return None
     try:
-        names = sorted(root.glob("*.yml"))
-    except OSError:
+        run_id = read_task_token(token).run_id
+        with os.scandir(root) as entries:
+            names = sorted((entry.name for entry in entries if entry.name.endswith(".yml")),
+                           reverse=True)
+    except (OSError, ValueError):
         return None
-    for path in names:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TASK_FILE_BYTES:
-                continue
-            if needle in os.read(fd, MAX_TASK_FILE_BYTES + 1):
-                return path
-        finally:
-            os.close(fd)
+    ours = {stage_task_id(run_id, key)[:8] for key in run_task_keys()}
+    named = [name for name in names if id_prefix(name) in ours]
+    for name in [*named, *(name for name in names if name not in named)]:
+        if _holds(root / name, needle):
+            return root / name
     return None
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether the regular file at PATH (not a link, at most a task file's size) has NEEDLE."""
+    import stat
+
+    from taskdir.documents import MAX_TASK_FILE_BYTES
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        return (stat.S_ISREG(info.st_mode) and info.st_size <= MAX_TASK_FILE_BYTES
+                and needle in os.read(fd, MAX_TASK_FILE_BYTES + 1))
+    finally:
+        os.close(fd)
 
 
 def main(argv: list[str]) -> int:
@@ -312,7 +327,7 @@ def main(argv: list[str]) -> int:
             print("progress recorded")
             return Exit.OK
         own = (Path(request.task_file) if request.task_file is not None
-               else file_holding(request.token_text.strip()))
+               else file_holding(request.token_text.strip(), token))
         if own is not None:
             settle_own_file(own, request.status, request.message)
     except CliError as err:

@@ -77,3 +77,11 @@ def stage_named(name: str) -> Stage:
     except KeyError:
         raise ValueError(f"unknown stage {name!r}: one of "
                          f"{', '.join(stage.kind for stage in STAGES)}") from None
+
+
+def run_task_keys(phases: int = 20) -> list[str]:
+    """The task-id keys a run's stage files are most likely under: each stage of a build, and
+    the first PHASES phases of a plan (a lookup by them finds a stage's file without reading
+    every file; it reads the rest only when these miss)."""
+    return [stage.task_key() for stage in STAGES if stage is not PHASE] + [
+        PHASE.task_key(number) for number in range(phases + 1)]

@@ -233,6 +233,37 @@ async def test_the_token_form_marks_its_own_file_too(client, cfg, dirs, env, wor
         await handle.terminate("test over")
 
 
+def _token(workflow_id: str, run_id: str) -> bytes:
+    """A task token as the server shapes it (fields 2 and 3: workflow id, run id)."""
+    def text(field: int, value: str) -> bytes:
+        return bytes([field << 3 | 2, len(value)]) + value.encode()
+    return text(2, workflow_id) + text(3, run_id) + bytes([4 << 3, 9])
+
+
+@pytest.mark.parametrize("key", ["implement_build", "execute_build_phase/7",
+                                 "execute_build_phase/4242"])
+def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monkeypatch, key):
+    """The file named for a stage of the token's run is read first (no read of every file);
+    a decoy holding the same token under another (here older) name does not win; a phase beyond
+    the names tried first is still found by reading the rest, newest first (a decoy newer
+    than such a file would be marked instead: the worker's own settlement still finds the
+    right one by its id)."""
+    import complete_activity
+    from taskdir.documents import stage_task_id
+
+    token = _token("build-1", "0b6c3a1e-run")
+    text = base64.b64encode(token).decode()
+    ours = tmp_path / f"20261129-100000-{stage_task_id('0b6c3a1e-run', key)[:8]}.yml"
+    ours.write_text(f"payload:\n  task_token: {text}\n")
+    for index in range(30):  # older files of other builds
+        (tmp_path / f"20261128-0000{index:02d}-other{index:03d}.yml").write_text("id: x\n")
+    beyond = key.endswith("/4242")
+    if not beyond:
+        (tmp_path / "20261128-000000-decoy000.yml").write_text(f"note: {text}\n")
+    monkeypatch.setenv("TASK_QUEUE_DIR", str(tmp_path))
+    assert complete_activity.file_holding(text, token) == ours
+
+
 async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, worker):
     """Exactly 256 KiB (across arguments, joined by spaces) is sent; one byte more is not."""
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
