@@ -109,3 +109,17 @@ def test_a_silent_agents_stage_is_offered_again_in_the_recorded_run():
     assert len(timed_out) == 1
     assert scheduled(ROOT / "pipeline-liveness.json")[:2] == ["dispatch_stage"] * 2
 
+
+
+def test_the_start_marker_stands_only_for_older_markers():
+    """`lean-start-0.10` implies exactly the markers of earlier releases: one added later
+    must be asked on its own, or a run started by 0.10 would replay into the new path."""
+    from contract import Marker
+    from workflows.versions import IMPLIED_BY_START
+
+    def release(marker: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in marker.rsplit("-", 1)[1].split("."))
+
+    markers = [value for name, value in vars(Marker).items() if name.isupper()]
+    start = release(Marker.LEAN_START)
+    assert {m for m in markers if release(m) < start} == IMPLIED_BY_START

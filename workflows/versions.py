@@ -7,6 +7,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contract import Marker
 
+# What the start marker stands for: every marker added before it. A marker added after it is
+# asked on its own, since a run started by 0.10 took the old path where that marker is asked.
+IMPLIED_BY_START = frozenset({Marker.NATIVE_RUN, Marker.LEAN_HANDOFF, Marker.ABSOLUTE_PLAN_PATH,
+                              Marker.HOST_LIVENESS, Marker.TRIAGE_REFUSAL_PARKS})
+
 
 def follows(marker: str) -> bool:
     """Whether this run takes the path MARKER guards.
@@ -16,4 +21,6 @@ def follows(marker: str) -> bool:
     a run started before carries, or lacks, each marker of its own. The legacy door asks
     first in `run`, so that marker is a new run's first command.
     """
-    return workflow.patched(Marker.LEAN_START) or workflow.patched(marker)
+    if marker in IMPLIED_BY_START and workflow.patched(Marker.LEAN_START):
+        return True
+    return workflow.patched(marker)
