@@ -302,20 +302,13 @@ def file_holding(token_text: str, token: bytes) -> Path | None:
 
 def _holds(path: Path, needle: bytes) -> bool:
     """Whether the regular file at PATH (not a link, at most a task file's size) has NEEDLE."""
-    import stat
-
+    from safeio.untrusted_yaml import read_regular
     from taskdir.documents import MAX_TASK_FILE_BYTES
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        return needle in read_regular(path, MAX_TASK_FILE_BYTES)
+    except (OSError, ValueError):  # gone, a link, not a file, too large
         return False
-    try:
-        info = os.fstat(fd)
-        return (stat.S_ISREG(info.st_mode) and info.st_size <= MAX_TASK_FILE_BYTES
-                and needle in os.read(fd, MAX_TASK_FILE_BYTES + 1))
-    finally:
-        os.close(fd)
 
 
 def main(argv: list[str]) -> int:
