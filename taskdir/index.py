@@ -178,8 +178,9 @@ class TaskIndex:
 
     def find_named(self, task_id: str) -> Path | None:
         """The live file named for TASK_ID, as we name the files we write: the one a dispatch
-        may rewrite. A file under another name claiming the id is not ours to adopt (and
-        `find` then refuses to trust either); a new id costs no scan of every other file."""
+        may rewrite. A file under another name claiming the id is not ours to adopt (a
+        decision then finds it as a second claimant and trusts neither); a new id costs no
+        read of every other file."""
         return self._find_in([self.root], task_id, fallback=False)
 
     def find_dead_letter(self, task_id: str) -> Path | None:
