@@ -2,7 +2,9 @@
 
 `python -m bench.floor ADDRESS QUEUE DIR` runs a worker whose workflow has one activity
 that saves its token and completes async, then one activity that writes one file; its
-`FloorLocalWorkflow` runs one no-op local activity first (the price of one local activity).
+`FloorLocalWorkflow` runs one no-op local activity first (the price of one local activity);
+`FloorStagesWorkflow` has a parked pipeline's shape (the memory a cached run of that history
+costs the SDK itself).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -54,10 +57,37 @@ class FloorLocalWorkflow(FloorWorkflow):
         await super().run(name)
 
 
+@workflow.defn(name="FloorStagesWorkflow")
+class FloorStagesWorkflow:
+    """A blocked pipeline's commands up to its wait for an operator, with no code of ours:
+    one local activity; three waits; two plain activities at once; a wait; two plain at once;
+    then the last wait (`NAME-4`), where it parks."""
+
+    @workflow.run
+    async def run(self, name: str) -> None:
+        def wait(step: int) -> Any:
+            return workflow.execute_activity("floor_wait", f"{name}-{step}",
+                                             start_to_close_timeout=timedelta(hours=1))
+
+        def write(what: str) -> Any:
+            return workflow.execute_activity("floor_write", f"{name}-{what}",
+                                             start_to_close_timeout=timedelta(minutes=1))
+
+        await workflow.execute_local_activity("floor_noop",
+                                              start_to_close_timeout=timedelta(seconds=30))
+        for step in range(3):
+            await wait(step)
+        await asyncio.gather(write("triage"), write("settle-2"))
+        await wait(3)
+        await asyncio.gather(write("notify"), write("settle-3"))
+        await wait(4)
+
+
 async def main(address: str, queue: str, directory: str) -> None:
     client = await Client.connect(address)
     acts = FloorActivities(Path(directory))
-    worker = Worker(client, task_queue=queue, workflows=[FloorWorkflow, FloorLocalWorkflow],
+    worker = Worker(client, task_queue=queue,
+                    workflows=[FloorWorkflow, FloorLocalWorkflow, FloorStagesWorkflow],
                     activities=[acts.wait, acts.write, acts.noop])
     print("floor_ready", flush=True)
     await worker.run()

@@ -155,6 +155,23 @@ class Floor:
             while not token.exists() or not token.stat().st_size:
                 await asyncio.sleep(0.01)
 
+    async def park_stages(self, count: int) -> None:
+        """COUNT runs of the pipeline's parked shape (FloorStagesWorkflow), taken through
+        their first four waits, as parked builds are through their stages."""
+        assert self.client is not None
+        names = [f"s{index}" for index in range(count)]
+        for name in names:
+            await self.client.start_workflow("FloorStagesWorkflow", name,
+                                             id=f"{self.queue}-{name}", task_queue=self.queue)
+        for step in range(5):
+            for name in names:
+                token = self.directory / f"{name}-{step}.token"
+                while not token.exists() or not token.stat().st_size:
+                    await asyncio.sleep(0.01)
+                if step < 4:
+                    await self.client.get_async_activity_handle(
+                        task_token=token.read_bytes()).complete("ok")
+
     async def bursts(self, counts: list[int]) -> None:
         """Runs COUNTS at once in turn, each completed through its token, to the end."""
         assert self.client is not None
@@ -444,20 +461,15 @@ class Bench:
         self.row(f"Worker RSS with {got['few']} pipelines parked (idle {got['idle_rss']:.0f} MB)",
                  f"{got['few_rss']:.0f} MB", "≤ 88 MB (v0.5: 91)",
                  "met" if got["few_rss"] <= 88 else "missed")
-        floor = Floor(server.address, self.base / "floor-memory")
-        await floor.start()
-        try:
-            await asyncio.sleep(2.0)
-            idle = floor.rss()
-            await floor.park(got["few"])
-            await asyncio.sleep(1.0)
-            parked = floor.rss()
-        finally:
-            floor.stop()
+        idle, parked = await self.floor_parked(server, got["few"], stages=False)
         self.row(f"Floor worker RSS idle / with {got['few']} runs parked (the SDK, a plain "
                  "client, no code of ours)", f"{idle:.0f} / {parked:.0f} MB", "reference",
                  f"ours above it: {got['idle_rss'] - idle:+.0f} / "
                  f"{got['few_rss'] - parked:+.0f} MB")
+        _, shaped = await self.floor_parked(server, got["few"], stages=True)
+        self.row(f"Floor worker RSS with {got['few']} runs of a blocked pipeline's commands "
+                 "parked (`FloorStagesWorkflow`)", f"{shaped:.0f} MB", "reference",
+                 f"ours above it: {got['few_rss'] - shaped:+.0f} MB")
         self.row(f"Worker RSS with {count} pipelines parked", f"{rss:.0f} MB", "< 300 MB",
                  "met" if rss < 300 else "missed")
         self.row("Worker RSS per 1,000 parked (above idle)",
@@ -465,6 +477,21 @@ class Bench:
         self.row(f"Fresh hand-off while {count} parked ÷ idle (median)",
                  f"{during / before:.2f}× ({ms(during)} vs {ms(before)})", "≤ 1.5×",
                  "met" if during <= 1.5 * before else "missed")
+
+    async def floor_parked(self, server: DevServer, count: int,
+                           stages: bool) -> tuple[float, float]:
+        """A fresh floor worker's RSS MB idle and with COUNT runs parked: one activity each,
+        or (STAGES) a blocked pipeline's commands each."""
+        floor = Floor(server.address, self.base / f"floor-memory{'-stages' if stages else ''}")
+        await floor.start()
+        try:
+            await asyncio.sleep(2.0)
+            idle = floor.rss()
+            await (floor.park_stages(count) if stages else floor.park(count))
+            await asyncio.sleep(1.0)
+            return idle, floor.rss()
+        finally:
+            floor.stop()
 
     def parked_count(self) -> int:
         return 100 if self.quick else 1000

@@ -18,6 +18,7 @@ def test_quick_benchmark_writes_a_full_table(tmp_path):
                      "Start → first task file", "Worker CPU per sample", "Worker RSS idle",
                      "peak RSS", "signal `approve`", "task file `approved`", "Worker RSS",
                      "per 1,000 parked", "pipelines parked (idle", "Floor worker RSS",
+                     "blocked pipeline's commands",
                      "builds completed ÷ idle", "runs in the same bursts",
                      "after one local activity",
                      "Fresh hand-off", "Throughput", "Task lookup", "Cluster: hand-off",
