@@ -22,6 +22,7 @@ def test_quick_benchmark_writes_a_full_table(tmp_path):
                      "builds completed ÷ idle", "runs in the same bursts",
                      "after one local activity",
                      "Fresh hand-off", "Throughput", "Task lookup", "Cluster: hand-off",
-                     "Cluster: fresh hand-off", "Cluster: worker RSS"):
+                     "Cluster: fresh hand-off", "Cluster: worker RSS",
+                     "Cluster: throughput"):
         assert any(expected in measure for measure in measures), expected
     assert "## What dominates each figure" in output.read_text()
