@@ -22,6 +22,9 @@ class Deps:
 
     @classmethod
     def for_config(cls, config: WorkerConfig, telemetry: Telemetry | None = None) -> Deps:
-        tasks = TaskDirectory(config.task_dir, config.task_style(), config.file_approvers)
+        # The worker's one index lives as long as the worker: it follows the directories'
+        # events instead of listing them again after each change.
+        tasks = TaskDirectory(config.task_dir, config.task_style(), config.file_approvers,
+                              watch=True)
         return cls(config=config, notifiers=build_notifiers(config),
                    telemetry=telemetry or Telemetry(), tasks=tasks)

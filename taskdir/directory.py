@@ -27,8 +27,8 @@ class TaskDirectory(TaskIndex):
     lookups are its own (TaskIndex); locks and writes are handed to their owners."""
 
     def __init__(self, root: Path, style: TaskStyle | None = None,
-                 approvers: frozenset[str] = frozenset()) -> None:
-        super().__init__(root)
+                 approvers: frozenset[str] = frozenset(), watch: bool = False) -> None:
+        super().__init__(root, watch)
         self.style = style or TaskStyle()
         self.approvers = approvers
         self.locks = TaskLocks(root)

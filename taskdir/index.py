@@ -15,6 +15,7 @@ from pathlib import Path
 from contract import token_text
 from exceptions import ActivityRuntimeError
 from taskdir.documents import SOURCE_AGENT, UNREADABLE, load
+from taskdir.watch import DirectoryWatch, Groups
 
 log = logging.getLogger("taskdir")
 MAX_CACHED_HEADERS = 50_000
@@ -65,11 +66,17 @@ def odd_entry(path: Path, effect: str) -> None:
 
 
 class NameIndex:
-    """File names of one directory grouped by the 8-char id prefix, refreshed on mtime change."""
+    """File names of one directory grouped by the 8-char id prefix: refreshed on mtime change,
+    or (WATCH, a long-lived process on Linux) kept current from the directory's events."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: bool = False) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[int, dict[str | None, list[str]]]] = {}
+        self._cache: dict[Path, tuple[int, Groups]] = {}  # mtime (-1: watched), names
+        self._watch = DirectoryWatch.open() if watch else None
+
+    @property
+    def watching(self) -> bool:
+        return self._watch is not None
 
     def candidates(self, directory: Path, task_id: str) -> list[Path]:
         try:
@@ -79,37 +86,44 @@ class NameIndex:
         if not stat.S_ISDIR(info.st_mode):
             odd_entry(directory, "looked at as empty")
             return []
-        mtime = info.st_mtime_ns
         with self._lock:
-            cached = self._cache.get(directory)
-            # mtime ticks are coarse: a file made within the tick of the last scan leaves the
-            # mtime as it was, so a miss rescans while the directory changed only just now.
-            recent = time.time_ns() - mtime < RECENT_CHANGE_NS
-            if cached is None or cached[0] != mtime or (
-                    recent and task_id[:8] not in cached[1]):
-                cached = (mtime, self._scan(directory))
-                self._cache[directory] = cached
-        groups = cached[1]
-        names = groups.get(task_id[:8], []) + groups.get(None, [])
+            groups = self._groups(directory, info, task_id)
+            names = [*groups.get(task_id[:8], ()), *groups.get(None, ())]
         return [directory / name for name in names]
+
+    def _groups(self, directory: Path, info: os.stat_result, task_id: str) -> Groups:
+        if self._watch is not None:
+            watched = self._watch.groups(directory, info.st_ino, self._scan, id_prefix)
+            if watched is not None:
+                self._cache[directory] = (-1, watched)
+                return watched
+        mtime = info.st_mtime_ns
+        cached = self._cache.get(directory)
+        # mtime ticks are coarse: a file made within the tick of the last scan leaves the
+        # mtime as it was, so a miss rescans while the directory changed only just now.
+        recent = time.time_ns() - mtime < RECENT_CHANGE_NS
+        if cached is None or cached[0] != mtime or (recent and task_id[:8] not in cached[1]):
+            cached = (mtime, self._scan(directory))
+            self._cache[directory] = cached
+        return cached[1]
 
     def others(self, directory: Path, task_id: str) -> list[Path]:
         """Files whose name says they hold another id (a fallback: names can lie)."""
         with self._lock:
             cached = self._cache.get(directory)
-        if cached is None:
-            return []
-        return [directory / name for prefix, names in cached[1].items()
-                if prefix not in (task_id[:8], None) for name in names]
+            if cached is None:
+                return []
+            return [directory / name for prefix, names in cached[1].items()
+                    if prefix not in (task_id[:8], None) for name in names]
 
     @staticmethod
-    def _scan(directory: Path) -> dict[str | None, list[str]]:
-        groups: dict[str | None, list[str]] = {}
+    def _scan(directory: Path) -> Groups:
+        groups: Groups = {}
         with os.scandir(directory) as entries:
             for entry in entries:
                 name = entry.name
                 if name.endswith(".yml"):
-                    groups.setdefault(id_prefix(name), []).append(name)
+                    groups.setdefault(id_prefix(name), {})[name] = None
         return groups
 
 
@@ -158,9 +172,9 @@ class HeaderCache:
 class TaskIndex:
     """Which file holds a task id, in the directory, `archive/` or `dead-letters/`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, watch: bool = False) -> None:
         self.root = root
-        self._names = NameIndex()
+        self._names = NameIndex(watch)
         self._headers = HeaderCache()
         self._ids: dict[Path, tuple[int, int, dict[str, list[Path]]]] = {}  # mtime, built
         self._ids_lock = threading.Lock()

@@ -1,0 +1,131 @@
+"""The worker's name index follows the directory's events: right after every change, and
+listed again only when it must be (first look, lost events, another directory)."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from taskdir import TaskDirectory, TaskSpec
+from taskdir.index import NameIndex
+
+
+def spec(task_id: str | None = None) -> TaskSpec:
+    return TaskSpec(task_id=task_id or str(uuid.uuid4()), target_agent="dev",
+                    task_type="build_plan", summary="Implement build: x")
+
+
+@pytest.fixture
+def listings(monkeypatch) -> list[Path]:
+    """Every directory listing the name index makes, in order."""
+    seen: list[Path] = []
+    real = NameIndex._scan
+    monkeypatch.setattr(NameIndex, "_scan", staticmethod(lambda d: seen.append(d) or real(d)))
+    return seen
+
+
+def named(directory: Path, task_id: str, stamp: str = "20261130-010203") -> Path:
+    return directory / f"{stamp}-{task_id[:8]}.yml"
+
+
+def test_the_worker_index_watches(tmp_path):
+    assert TaskDirectory(tmp_path, watch=True)._names.watching
+    assert not TaskDirectory(tmp_path)._names.watching
+
+
+def test_changes_are_seen_at_once_without_listing_again(tmp_path, listings):
+    tasks = TaskDirectory(tmp_path, watch=True)
+    first = tasks.dispatch(spec(), "dA==")
+    assert len(listings) == 1  # the first look lists the directory
+    second_id = str(uuid.uuid4())
+    second = tasks.dispatch(spec(second_id), "dA==")
+    assert tasks.find(second_id) == second
+    # Another process's moves: a rename within the directory, a removal, a hard link.
+    moved = named(tmp_path, second_id, "20261130-111111")
+    os.rename(second, moved)
+    assert tasks.find(second_id) == moved
+    first_id = first.name[16:24]
+    first.unlink()
+    assert tasks.find(first_id) is None
+    os.link(moved, named(tmp_path, second_id, "20261130-222222"))
+    with pytest.raises(ValueError, match="2 task files claim id"):
+        tasks.find(second_id)
+    assert listings == [tmp_path]  # one listing for all of it (archive/ does not exist)
+
+
+def test_watched_names_match_a_fresh_listing_after_random_changes(tmp_path):
+    rng = random.Random(25)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    directory = tmp_path / "tasks"
+    directory.mkdir()
+    watched, plain = NameIndex(watch=True), NameIndex()
+    ids = [uuid.uuid4().hex for _ in range(40)]
+    watched.candidates(directory, ids[0])
+    for step in range(600):
+        names = sorted(os.listdir(directory))
+        op = rng.choice(["create", "create", "remove", "rename", "out", "in", "odd"])
+        task_id = rng.choice(ids)
+        if op == "create":
+            named(directory, task_id, f"20261130-{step:06d}").write_text("x")
+        elif op == "remove" and names:
+            (directory / rng.choice(names)).unlink()
+        elif op == "rename" and names:
+            target = named(directory, task_id, f"20261130-{step:06d}")
+            os.rename(directory / rng.choice(names), target)
+        elif op == "out" and names:
+            os.rename(directory / rng.choice(names), outside / f"{step}.yml")
+        elif op == "in":
+            source = outside / f"in-{step}.yml"
+            source.write_text("x")
+            os.rename(source, rng.choice([directory / f"{step}.yml", named(directory, task_id)]))
+        elif op == "odd":
+            (directory / f"{step}.txt").write_text("x")  # not a task file's name
+        if step % 25 == 0:
+            for probe in [*ids[:10], "ffffffff-none"]:
+                assert sorted(watched.candidates(directory, probe)) == \
+                    sorted(plain.candidates(directory, probe)), (step, op)
+                assert sorted(watched.others(directory, probe)) == \
+                    sorted(plain.others(directory, probe)), (step, op)
+
+
+def test_lost_events_make_it_list_again(tmp_path, listings):
+    """More changes than the kernel queues between two looks: the index lists afresh."""
+    queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    tasks = TaskDirectory(tmp_path, watch=True)
+    assert tasks.find("00000000-nothing-yet") is None
+    listed = len(listings)
+    count = queued + 50
+    for n in range(count):
+        os.close(os.open(tmp_path / f"20261130-010203-{n:08d}.yml", os.O_CREAT | os.O_WRONLY))
+    last_id = str(uuid.uuid4())
+    last = tasks.dispatch(spec(last_id), "dA==")
+    assert len(listings) > listed
+    assert tasks.find(last_id) == last
+    dropped = f"{count - 1:08d}"  # made after the queue was full: only a listing shows it
+    only = tmp_path / f"20261130-010203-{dropped}.yml"
+    assert tasks._names.candidates(tmp_path, dropped) == [only]
+
+
+def test_a_directory_put_in_its_place_is_listed_afresh(tmp_path, listings):
+    root = tmp_path / "tasks"
+    root.mkdir()
+    tasks = TaskDirectory(root, watch=True)
+    old_id = str(uuid.uuid4())
+    old = tasks.dispatch(spec(old_id), "dA==")
+    os.rename(root, tmp_path / "moved-away")
+    root.mkdir()
+    new_id = str(uuid.uuid4())
+    new = named(root, new_id)
+    new.write_bytes((tmp_path / "moved-away" / old.name).read_bytes().replace(
+        old_id.encode(), new_id.encode()))
+    assert tasks.find(new_id) == new
+    assert tasks.find(old_id) is None
+    # The moved directory is no longer followed: a change there is not this root's.
+    (tmp_path / "moved-away" / old.name).unlink()
+    assert tasks.find(new_id) == new
+    assert listings.count(root) == 2
