@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import struct
 import weakref
@@ -20,6 +21,7 @@ _ONLYDIR, _DONT_FOLLOW = 0x01000000, 0x02000000
 _NONBLOCK, _CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 _MASK = (_CREATE | _DELETE | _MOVED_FROM | _MOVED_TO | _DELETE_SELF | _MOVE_SELF
          | _ONLYDIR | _DONT_FOLLOW)
+log = logging.getLogger("taskdir")
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 
 Groups = dict[str | None, dict[str, None]]  # id prefix (None: any id) -> names, ordered
@@ -62,11 +64,16 @@ class DirectoryWatch:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             init, add, rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
         except (OSError, AttributeError):
+            log.info("task_index_lists_on_change", extra={"reason": "no inotify here"})
             return None
         add.argtypes, add.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32], ctypes.c_int
         rm.argtypes, rm.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         fd = init(_NONBLOCK | _CLOEXEC)
-        return None if fd < 0 else cls(fd, add, rm)
+        if fd < 0:  # EMFILE: this user's inotify instances are used up (max_user_instances)
+            log.info("task_index_lists_on_change",
+                     extra={"reason": os.strerror(ctypes.get_errno())})
+            return None
+        return cls(fd, add, rm)
 
     def groups(self, directory: Path, inode: int, scan: Callable[[Path], Groups],
                prefix_of: Callable[[str], str | None]) -> Groups | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from taskdir import TaskDirectory, TaskSpec
 from taskdir.index import NameIndex
+from testbed.processes import ROOT
 
 
 def spec(task_id: str | None = None) -> TaskSpec:
@@ -129,3 +132,27 @@ def test_a_directory_put_in_its_place_is_listed_afresh(tmp_path, listings):
     (tmp_path / "moved-away" / old.name).unlink()
     assert tasks.find(new_id) == new
     assert listings.count(root) == 2
+
+
+def test_without_an_inotify_instance_it_lists_on_change(tmp_path):
+    """No inotify to be had (here: no file descriptor left when the index is made): the index
+    works as the agents' CLI's does, listing a directory whose mtime moved."""
+    script = f"""
+import os, resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from taskdir.index import NameIndex
+from testbed.processes import ROOT
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+index = NameIndex(watch=True)
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+directory = Path({str(tmp_path)!r})
+assert index.candidates(directory, "abcdef12-x") == []
+made = directory / "20261130-010203-abcdef12.yml"
+made.write_text("x")
+print(index.watching, index.candidates(directory, "abcdef12-x") == [made])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.split() == ["False", "True"]
