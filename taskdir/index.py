@@ -11,11 +11,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract import token_text
 from exceptions import ActivityRuntimeError
 from taskdir.documents import SOURCE_AGENT, UNREADABLE, load
-from taskdir.watch import DirectoryWatch, Groups
+
+if TYPE_CHECKING:
+    from taskdir.watch import DirectoryWatch, Groups
 
 log = logging.getLogger("taskdir")
 MAX_CACHED_HEADERS = 50_000
@@ -72,7 +75,7 @@ class NameIndex:
     def __init__(self, watch: bool = False) -> None:
         self._lock = threading.Lock()
         self._cache: dict[Path, tuple[int, Groups]] = {}  # mtime (-1: watched), names
-        self._watch = DirectoryWatch.open() if watch else None
+        self._watch = _open_watch() if watch else None
 
     @property
     def watching(self) -> bool:
@@ -125,6 +128,18 @@ class NameIndex:
                 if name.endswith(".yml"):
                     groups.setdefault(id_prefix(name), {})[name] = None
         return groups
+
+
+def _open_watch() -> DirectoryWatch | None:
+    """The inotify watch for a long-lived index (imported only here: the agents' CLI reads task
+    files too and never watches), None where it cannot be had."""
+    try:
+        from taskdir.watch import DirectoryWatch
+
+        return DirectoryWatch.open()
+    except OSError as err:  # no file descriptor left even to import it
+        log.info("task_index_lists_on_change", extra={"reason": err.strerror or str(err)})
+        return None
 
 
 def id_prefix(name: str) -> str | None:

@@ -3,8 +3,6 @@ not again after every change (4,000 names cost ~5 ms a listing)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -60,6 +58,9 @@ class DirectoryWatch:
     def open(cls) -> DirectoryWatch | None:
         """A new watch, or None where there is no inotify (not Linux, or out of instances):
         the index then re-lists a directory whenever its mtime moves."""
+        import ctypes
+        import ctypes.util
+
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             init, add, rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch

@@ -142,7 +142,6 @@ import os, resource, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from taskdir.index import NameIndex
-from testbed.processes import ROOT
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
 index = NameIndex(watch=True)
@@ -156,3 +155,30 @@ print(index.watching, index.candidates(directory, "abcdef12-x") == [made])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True, timeout=60)
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_with_the_users_inotify_instances_used_up_it_lists_on_change(tmp_path):
+    """`max_user_instances` reached (another program holds them all): no watch, a lookup still
+    finds what was made after the index."""
+    script = f"""
+import ctypes, os, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from taskdir.index import NameIndex
+import taskdir.watch
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+held = []
+while (fd := libc.inotify_init1(os.O_CLOEXEC)) >= 0:
+    held.append(fd)
+index = NameIndex(watch=True)
+for fd in held:
+    os.close(fd)
+directory = Path({str(tmp_path)!r})
+assert index.candidates(directory, "abcdef12-x") == []
+made = directory / "20261130-010203-abcdef12.yml"
+made.write_text("x")
+print(len(held) > 0, index.watching, index.candidates(directory, "abcdef12-x") == [made])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.split() == ["True", "False", "True"]
