@@ -19,6 +19,11 @@ _ONLYDIR, _DONT_FOLLOW = 0x01000000, 0x02000000
 _NONBLOCK, _CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 _MASK = (_CREATE | _DELETE | _MOVED_FROM | _MOVED_TO | _DELETE_SELF | _MOVE_SELF
          | _ONLYDIR | _DONT_FOLLOW)
+# File systems whose inotify events include every change (statfs f_type): on NFS, SMB, FUSE
+# and the like a change made on another machine raises no event here, so those are listed.
+LOCAL_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
+                      0x01021994: "tmpfs", 0x2FC12FC1: "zfs", 0xF2F52010: "f2fs",
+                      0x794C7630: "overlayfs", 0x52654973: "reiserfs", 0x3153464A: "jfs"}
 log = logging.getLogger("taskdir")
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 
@@ -47,9 +52,11 @@ class DirectoryWatch:
     thread-safe: the index calls it under its own lock."""
 
     def __init__(self, fd: int, add_watch: Callable[[int, bytes, int], int],
-                 rm_watch: Callable[[int, int], int]) -> None:
+                 rm_watch: Callable[[int, int], int],
+                 fs_type: Callable[[Path], int | None]) -> None:
         self._fd = fd
-        self._add_watch, self._rm_watch = add_watch, rm_watch
+        self._add_watch, self._rm_watch, self._fs_type = add_watch, rm_watch, fs_type
+        self._said: set[Path] = set()
         self._wd_of: dict[Path, int] = {}
         self._by_wd: dict[int, _Watched] = {}
         weakref.finalize(self, os.close, fd)
@@ -74,7 +81,16 @@ class DirectoryWatch:
             log.info("task_index_lists_on_change",
                      extra={"reason": os.strerror(ctypes.get_errno())})
             return None
-        return cls(fd, add, rm)
+        statfs = libc.statfs
+        statfs.argtypes, statfs.restype = [ctypes.c_char_p, ctypes.c_void_p], ctypes.c_int
+
+        def fs_type(directory: Path) -> int | None:
+            buffer = ctypes.create_string_buffer(512)  # struct statfs; f_type comes first
+            if statfs(os.fsencode(directory), buffer) != 0:
+                return None
+            return struct.unpack_from("l", buffer.raw)[0] & 0xFFFFFFFF
+
+        return cls(fd, add, rm, fs_type)
 
     def groups(self, directory: Path, inode: int, scan: Callable[[Path], Groups],
                prefix_of: Callable[[str], str | None]) -> Groups | None:
@@ -85,6 +101,8 @@ class DirectoryWatch:
         watched = self._by_wd.get(self._wd_of.get(directory, -1))
         if watched is not None and watched.inode == inode and not watched.stale:
             return watched.groups
+        if not self._local(directory):
+            return None
         wd = self._add_watch(self._fd, os.fsencode(directory), _MASK)
         if wd < 0:
             self._wd_of.pop(directory, None)
@@ -97,6 +115,19 @@ class DirectoryWatch:
             watched = self._by_wd[wd] = _Watched(inode, scan(directory), prefix_of)
             self._drain()
         return None if watched.stale else watched.groups
+
+    def _local(self, directory: Path) -> bool:
+        """Whether DIRECTORY's events show every change (said once per directory if not)."""
+        kind = self._fs_type(directory)
+        if kind in LOCAL_FILE_SYSTEMS:
+            return True
+        if directory not in self._said:
+            self._said.add(directory)
+            log.info("task_index_lists_on_change", extra={
+                "path": str(directory), "file_system": hex(kind) if kind is not None else None,
+                "reason": "not a local file system: changes from other machines raise no "
+                          "event here"})
+        return False
 
     def _drain(self) -> None:
         while True:

@@ -182,3 +182,23 @@ print(len(held) > 0, index.watching, index.candidates(directory, "abcdef12-x") =
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True, timeout=60)
     assert result.stdout.split() == ["True", "False", "True"]
+
+
+def test_a_directory_on_a_file_system_not_known_local_is_listed(tmp_path):
+    """inotify sees only this machine's changes: on NFS, SMB or FUSE another host's new file
+    raises no event here, so such a directory (here: sysfs, neither local disk nor tmpfs) is
+    listed as before instead of watched."""
+    from taskdir.watch import DirectoryWatch
+
+    watch = DirectoryWatch.open()
+    assert watch is not None
+    listed: list[Path] = []
+
+    def scan(directory: Path) -> dict:
+        listed.append(directory)
+        return {}
+
+    assert watch.groups(Path("/sys/kernel"), os.stat("/sys/kernel").st_ino, scan,
+                        lambda name: None) is None
+    assert watch.groups(tmp_path, os.stat(tmp_path).st_ino, scan, lambda name: None) == {}
+    assert listed == [tmp_path]
