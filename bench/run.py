@@ -101,9 +101,10 @@ async def run_cli_timed(token: str, env: dict[str, str]) -> tuple[float, int]:
 class Floor:
     """The floor workflow's worker process (bench/floor.py), sampled one run at a time."""
 
-    def __init__(self, address: str, directory: Path) -> None:
+    def __init__(self, address: str, directory: Path, libraries: bool = False) -> None:
         self.address = address
         self.directory = directory
+        self.libraries = libraries  # also load pydantic and PyYAML (bench/floor.py)
         self.queue = f"floor-{uuid.uuid4().hex[:6]}"
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Client | None = None
@@ -112,7 +113,8 @@ class Floor:
         self.directory.mkdir()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.floor", self.address, self.queue,
-             str(self.directory)], cwd=ROOT, stdout=subprocess.PIPE)
+             str(self.directory), *(["--libraries"] if self.libraries else [])],
+            cwd=ROOT, stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         await asyncio.to_thread(self.process.stdout.readline)
         self.client = await Client.connect(self.address)  # the floor's own plain client
@@ -467,10 +469,13 @@ class Bench:
                  "client, no code of ours)", f"{idle:.0f} / {parked:.0f} MB", "reference",
                  f"ours above it: {got['idle_rss'] - idle:+.0f} / "
                  f"{got['few_rss'] - parked:+.0f} MB")
-        _, shaped = await self.floor_parked(server, got["few"], stages=True)
-        self.row(f"Floor worker RSS with {got['few']} runs of a blocked pipeline's commands "
-                 "parked (`FloorStagesWorkflow`)", f"{shaped:.0f} MB", "reference",
-                 f"ours above it: {got['few_rss'] - shaped:+.0f} MB")
+        lib_idle, shaped = await self.floor_parked(server, got["few"], stages=True,
+                                                   libraries=True)
+        self.row(f"Floor worker with the required libraries (pydantic, PyYAML) RSS idle / with "
+                 f"{got['few']} runs of a blocked pipeline's commands parked "
+                 "(`FloorStagesWorkflow`)", f"{lib_idle:.0f} / {shaped:.0f} MB", "reference",
+                 f"ours above it: {got['idle_rss'] - lib_idle:+.0f} / "
+                 f"{got['few_rss'] - shaped:+.0f} MB")
         self.row(f"Worker RSS with {count} pipelines parked", f"{rss:.0f} MB", "< 300 MB",
                  "met" if rss < 300 else "missed")
         self.row("Worker RSS per 1,000 parked (above idle)",
@@ -479,11 +484,12 @@ class Bench:
                  f"{during / before:.2f}× ({ms(during)} vs {ms(before)})", "≤ 1.5×",
                  "met" if during <= 1.5 * before else "missed")
 
-    async def floor_parked(self, server: DevServer, count: int,
-                           stages: bool) -> tuple[float, float]:
+    async def floor_parked(self, server: DevServer, count: int, stages: bool,
+                           libraries: bool = False) -> tuple[float, float]:
         """A fresh floor worker's RSS MB idle and with COUNT runs parked: one activity each,
-        or (STAGES) a blocked pipeline's commands each."""
-        floor = Floor(server.address, self.base / f"floor-memory{'-stages' if stages else ''}")
+        or (STAGES) a blocked pipeline's commands each; LIBRARIES: pydantic and PyYAML loaded."""
+        floor = Floor(server.address,
+                      self.base / f"floor-memory{'-stages' if stages else ''}", libraries)
         await floor.start()
         try:
             await asyncio.sleep(2.0)
