@@ -12,18 +12,42 @@ from collections.abc import Callable
 TRIM_INTERVAL = 30.0
 
 
+# glibc's mallopt parameters (malloc.h) and the values the bench chose (bench/NOTES.md):
+# large blocks (histories, protobuf buffers) always get their own mapping, returned on free,
+# instead of glibc raising the threshold after the first free (up to 32 MB) and keeping
+# them in a heap a burst leaves fragmented; and two arenas (the cores here) for every thread.
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: 2}
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim  # type: ignore[no-any-return]
 
 
+_LIBC = _libc()
 _TRIM = _malloc_trim()
+
+
+def tune_allocator() -> bool:
+    """Apply ALLOCATOR_SETTINGS; call before the first thread starts (arenas are per thread).
+    False where this C library has no mallopt or refused a setting."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all([mallopt(param, value) == 1 for param, value in ALLOCATOR_SETTINGS.items()])
 
 
 def release_free_memory() -> bool:

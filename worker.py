@@ -27,7 +27,7 @@ from connection.client import connect
 from connection.search_attributes import namespace_has_build_attributes
 from exceptions import ConfigError, CredentialError, Exit, TemporalUnreachable
 from logs import setup_logging
-from memory import release_forever
+from memory import release_forever, tune_allocator
 from observability import Telemetry, setup_telemetry
 from sweeper import Sweeper
 from workflows.build_pipeline import BuildPipelineWorkflow
@@ -90,6 +90,7 @@ async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
 
 
 def main() -> int:
+    tune_allocator()  # before the SDK's runtime and our thread pools start their threads
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False
     try:

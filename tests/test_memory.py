@@ -32,3 +32,36 @@ def test_a_freed_burst_leaves_the_process_when_released():
                          text=True, check=True).stdout.split()
     before, after = int(out[0]), int(out[1])
     assert before - after > 150 * 1024, (before, after)  # most of the 190 MB went back
+
+
+TUNED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from memory import tune_allocator
+
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+assert {tuned}
+first = bytearray(1024 * 1024)  # glibc's own rule: freeing a mapped block raises the
+del first  # threshold to its size, so the blocks below would land on the heap
+chunks = [bytearray(512 * 1024) for _ in range(300)]  # ~150 MB
+pin = bytearray(64 * 1024)  # on the heap, above whatever of the burst landed there
+before = rss_kib()
+del chunks
+print(before, rss_kib())
+"""
+
+
+def burst_left(tuned: str) -> int:
+    """KiB of a freed 150 MB burst of large blocks still resident (no trim called)."""
+    out = subprocess.run([sys.executable, "-c", TUNED.format(tuned=tuned), str(ROOT)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[1]) - (int(out[0]) - 150 * 1024)
+
+
+def test_large_blocks_leave_at_once_with_the_tuned_allocator():
+    assert burst_left("tune_allocator()") < 20 * 1024  # every block was its own mapping
+    assert burst_left("True") > 100 * 1024  # glibc's default keeps them (what the tuning is for)
