@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 
 # As often as the production sweep: a burst's freed heap leaves within a period; one pass
@@ -12,12 +13,12 @@ from collections.abc import Callable
 TRIM_INTERVAL = 30.0
 
 
-# glibc's mallopt parameters (malloc.h) and the values the bench chose (bench/NOTES.md):
-# large blocks (histories, protobuf buffers) always get their own mapping, returned on free,
-# instead of glibc raising the threshold after the first free (up to 32 MB) and keeping
-# them in a heap a burst leaves fragmented; and two arenas (the cores here) for every thread.
+# glibc's mallopt parameters (malloc.h), as measured in bench/NOTES.md: large blocks
+# (histories, protobuf buffers) always get their own mapping, returned on free, instead of
+# glibc raising the threshold after each such free (up to 32 MB) and keeping them in heaps a
+# burst leaves fragmented; and one arena per core rather than eight (the threads share them).
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: 2}
+ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: max(2, os.cpu_count() or 2)}
 
 
 def _libc() -> ctypes.CDLL | None:
