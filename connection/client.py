@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
+from connection.converter import DATA_CONVERTER
 from connection.settings import ClientSettings
 from connection.tls import tls_config
 from exceptions import TemporalUnreachable
@@ -27,7 +27,7 @@ async def connect(
     try:
         return await Client.connect(
             **options,
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             interceptors=list(interceptors),
             runtime=runtime,
         )

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config import WorkerConfig
+from connection.converter import DATA_CONVERTER
 from models import BuildPipelineInput, BuildPipelineResult, Progress
 from safeio.writing import write_private
 from taskdir import UNREADABLE, TaskDirectory, dump, file_name, load, utc_now
@@ -106,7 +106,7 @@ async def connect_client(address: str, attempts: int = 100,
     for _ in range(attempts):
         try:
             client = await Client.connect(address, namespace=namespace,
-                                          data_converter=pydantic_data_converter)
+                                          data_converter=DATA_CONVERTER)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return client
         except Exception:

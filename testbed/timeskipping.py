@@ -6,8 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from connection.converter import DATA_CONVERTER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ def test_server_launcher() -> str:
 async def start_time_skipping() -> WorkflowEnvironment:
     """The SDK's own time-skipping environment on the Java test server."""
     return await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server_launcher())
+        data_converter=DATA_CONVERTER, test_server_existing_path=test_server_launcher())
 
 
 def production_env(dirs: dict[str, Path], queue: str) -> dict[str, str]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from connection.converter import DATA_CONVERTER
 from contract import JSON_ENCODING, completion_json, decode_token, encode_token, token_text
 from models import BuildPhaseResult
 
 
 def test_a_completion_is_what_the_sdk_writes_for_the_stage_result():
-    payload = pydantic_data_converter.payload_converter.to_payloads(
+    payload = DATA_CONVERTER.payload_converter.to_payloads(
         [BuildPhaseResult(status="success", output="naïve → done")])[0]
     assert payload.metadata["encoding"] == JSON_ENCODING
     assert payload.data == completion_json("naïve → done")

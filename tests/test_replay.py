@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from connection.converter import DATA_CONVERTER
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
@@ -39,7 +39,7 @@ def test_histories_are_present():
                          ids=[f"{p.parent.name}/{p.stem}" for p in OURS + V05])
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER,
                         workflow_runner=WORKFLOW_RUNNER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
