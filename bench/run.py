@@ -28,7 +28,7 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from memory import TRIM_INTERVAL
+from memory import ALLOCATOR_SETTINGS, M_ARENA_MAX, M_MMAP_THRESHOLD, TRIM_INTERVAL
 from models import BlockDecision
 from stages import stage_named
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
@@ -98,6 +98,12 @@ async def run_cli_timed(token: str, env: dict[str, str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss
 
 
+# The floor runs with our worker's allocator settings (memory.tune_allocator), through
+# glibc's environment variables: its memory rows then differ from ours by code alone.
+FLOOR_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(ALLOCATOR_SETTINGS[M_MMAP_THRESHOLD]),
+             "MALLOC_ARENA_MAX": str(ALLOCATOR_SETTINGS[M_ARENA_MAX])}
+
+
 class Floor:
     """The floor workflow's worker process (bench/floor.py), sampled one run at a time."""
 
@@ -114,7 +120,7 @@ class Floor:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.floor", self.address, self.queue,
              str(self.directory), *(["--libraries"] if self.libraries else [])],
-            cwd=ROOT, stdout=subprocess.PIPE)
+            cwd=ROOT, stdout=subprocess.PIPE, env=FLOOR_ENV)
         assert self.process.stdout is not None
         await asyncio.to_thread(self.process.stdout.readline)
         self.client = await Client.connect(self.address)  # the floor's own plain client
