@@ -1,4 +1,4 @@
-"""memory.release_free_memory hands freed C heap back: RSS falls after a burst is freed."""
+"""memory.py: freed C heap goes back when released, and at once for large blocks once tuned."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BURST = """
+PRELUDE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from memory import release_free_memory
+from memory import release_free_memory, tune_allocator
 
 def rss_kib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
+"""
 
+BURST = PRELUDE + """
 chunks = [bytearray(64 * 1024) for _ in range(3000)]  # ~190 MB on the C heap, not mmap'd
 pin = bytearray(64 * 1024)  # keeps the heap's top in use: free() alone cannot shrink it
 del chunks
@@ -34,16 +36,7 @@ def test_a_freed_burst_leaves_the_process_when_released():
     assert before - after > 150 * 1024, (before, after)  # most of the 190 MB went back
 
 
-TUNED = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from memory import tune_allocator
-
-def rss_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-
+TUNED = PRELUDE + """
 assert {tuned}
 first = bytearray(1024 * 1024)  # glibc's own rule: freeing a mapped block raises the
 del first  # threshold to its size, so the blocks below would land on the heap
