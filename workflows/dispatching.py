@@ -76,7 +76,6 @@ class DispatchingWorkflow:
         self.handoff: SettleFirst = SettleFirst()
         self._redispatch = False
         self._routes: dict[str, str] = {}
-        self._recheck = 30.0
         self._liveness: float | None = None  # AGENT_HEARTBEAT_TIMEOUT of this run
         self._silence, self._reoffers = "reoffer", 0
 
@@ -89,7 +88,7 @@ class DispatchingWorkflow:
         settings = await workflow.execute_local_activity_method(
             SettingsActivities.load_stage_settings,
             start_to_close_timeout=timedelta(seconds=30), summary="load stage settings")
-        self._routes, self._recheck = settings.agent_queues, settings.block_check_interval
+        self._routes = settings.agent_queues
         self.handoff.recheck = settings.block_check_interval
         self._liveness = settings.agent_heartbeat_timeout
         self._silence, self._reoffers = settings.agent_silence, settings.agent_reoffers
@@ -285,7 +284,8 @@ class DispatchingWorkflow:
         while unpolled and not ready():
             self._mark_unpolled(True)
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
+                await workflow.wait_condition(
+                    ready, timeout=timedelta(seconds=self.handoff.recheck))
             unpolled = not ready() and not await self._probe(polled, queue, True)
         self._mark_unpolled(False)
         await workflow.wait_condition(ready)
@@ -301,7 +301,8 @@ class DispatchingWorkflow:
             if state.started:
                 break
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(ready, timeout=timedelta(seconds=self._recheck))
+                await workflow.wait_condition(
+                    ready, timeout=timedelta(seconds=self.handoff.recheck))
         self._mark_unpolled(False)
         await workflow.wait_condition(ready)
 

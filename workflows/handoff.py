@@ -31,7 +31,9 @@ class SettleFirst:
     as a stage ends (runs started before 0.8)."""
 
     def __init__(self) -> None:
-        self.recheck = 30.0  # the run's BLOCK_CHECK_INTERVAL, once its settings are loaded
+        # The run's BLOCK_CHECK_INTERVAL once its settings are loaded (held here only: the
+        # workflow's host checks and this object's settlement bounds both read it).
+        self.recheck = 30.0
         self._settling: list[workflow.ActivityHandle[bool]] = []
         self._routed: dict[str, Any] = {}
 
