@@ -26,6 +26,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import follows
 
 
+def finished_quietly(task: asyncio.Future[Any],
+                     ignored: type[BaseException] | None = None) -> bool:
+    """Done, and awaiting it would neither wait nor raise (but IGNORED, which the awaiter
+    suppresses): forgetting it changes nothing a later `settled` does."""
+    if not task.done() or task.cancelled():
+        return False
+    error = task.exception()
+    return error is None or (ignored is not None and isinstance(error, ignored))
+
+
 class SettleFirst:
     """Each settlement is its own settle_task at once; the dispatch memo is cleared as soon
     as a stage ends (runs started before 0.8)."""
@@ -35,6 +45,7 @@ class SettleFirst:
         # workflow's host checks and this object's settlement bounds both read it).
         self.recheck = 30.0
         self._settling: list[workflow.ActivityHandle[bool]] = []
+        self._draining = False  # `settled` is going through `_settling`: leave it as it is
         self._routed: dict[str, Any] = {}
 
     def show_dispatch(self, task_id: str, queue: str | None) -> None:
@@ -59,17 +70,29 @@ class SettleFirst:
         # settles the file when it is back (sweeper: stale stage files).
         bound = (timedelta(seconds=max(10.0, 4 * self.recheck))
                  if queue is not None and follows(Marker.HOST_LIVENESS) else None)
-        self._settling.append(workflow.start_activity_method(
+        handle = workflow.start_activity_method(
             TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
             task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
             heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"task {settlement.task_id} → {settlement.status}"))
+            summary=f"task {settlement.task_id} → {settlement.status}")
+        self._settling.append(handle)
+        handle.add_done_callback(self._forget)
+
+    def _forget(self, handle: asyncio.Future[Any]) -> None:
+        """A finished settlement's handle keeps its input (the agent's output) as long as the
+        run is cached: drop it, unless `settled` is going through the list or must see it."""
+        if not self._draining and finished_quietly(handle, ActivityError):
+            self._settling = [kept for kept in self._settling if kept is not handle]
 
     async def settled(self) -> None:
         """Wait for every background task-file move (a failed one is only logged)."""
-        for handle in self._settling:
-            with contextlib.suppress(ActivityError):
-                await handle
+        self._draining = True
+        try:
+            for handle in self._settling:
+                with contextlib.suppress(ActivityError):
+                    await handle
+        finally:
+            self._draining = False
         self._settling.clear()
 
 
@@ -91,6 +114,8 @@ class CarriedSettlement(SettleFirst):
         async def later() -> None:
             action()
 
+        # Finished actions are dropped: `settled` only waits for what is still to run.
+        self._step_end = [task for task in self._step_end if not finished_quietly(task)]
         self._step_end.append(asyncio.create_task(later()))
 
     def show_dispatch(self, task_id: str, queue: str | None) -> None:
