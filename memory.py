@@ -16,7 +16,7 @@ TRIM_INTERVAL = 30.0
 # glibc's mallopt parameters (malloc.h), as measured in bench/NOTES.md: large blocks
 # (histories, protobuf buffers) always get their own mapping, returned on free, instead of
 # glibc raising the threshold after each such free (up to 32 MB) and keeping them in heaps a
-# burst leaves fragmented; and one arena per core rather than eight (the threads share them).
+# burst leaves fragmented; and one arena per core (glibc would make up to eight per core).
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: max(2, os.cpu_count() or 2)}
 
