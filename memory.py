@@ -48,7 +48,8 @@ def tune_allocator() -> bool:
     if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return all([mallopt(param, value) == 1 for param, value in ALLOCATOR_SETTINGS.items()])
+    applied = [mallopt(param, value) == 1 for param, value in ALLOCATOR_SETTINGS.items()]
+    return all(applied)  # every setting tried, even after one is refused
 
 
 def release_free_memory() -> bool:
