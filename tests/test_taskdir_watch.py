@@ -134,37 +134,44 @@ def test_a_directory_put_in_its_place_is_listed_afresh(tmp_path, listings):
     assert listings.count(root) == 2
 
 
-def test_without_an_inotify_instance_it_lists_on_change(tmp_path):
-    """No inotify to be had (here: no file descriptor left when the index is made): the index
-    works as the agents' CLI's does, listing a directory whose mtime moved."""
+def lookup_after(made_without: str, directory: Path, also_shown: str) -> list[str]:
+    """In a fresh process: MADE_WITHOUT makes `index` with no inotify to be had; then a file
+    made after the index's first look must be found. Prints ALSO_SHOWN, whether the index
+    watches, and whether it found the file."""
     script = f"""
-import os, resource, sys
+import sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from taskdir.index import NameIndex
+{made_without}
+directory = Path({str(directory)!r})
+assert index.candidates(directory, "abcdef12-x") == []
+made = directory / "20261130-010203-abcdef12.yml"
+made.write_text("x")
+print({also_shown} index.watching, index.candidates(directory, "abcdef12-x") == [made])
+"""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.split()
+
+
+def test_without_an_inotify_instance_it_lists_on_change(tmp_path):
+    """No inotify to be had (here: no file descriptor left when the index is made): the index
+    works as the agents' CLI's does, listing a directory whose mtime moved."""
+    made_without = """
+import os, resource
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
 index = NameIndex(watch=True)
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-directory = Path({str(tmp_path)!r})
-assert index.candidates(directory, "abcdef12-x") == []
-made = directory / "20261130-010203-abcdef12.yml"
-made.write_text("x")
-print(index.watching, index.candidates(directory, "abcdef12-x") == [made])
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True, timeout=60)
-    assert result.stdout.split() == ["False", "True"]
+    assert lookup_after(made_without, tmp_path, "") == ["False", "True"]
 
 
 def test_with_the_users_inotify_instances_used_up_it_lists_on_change(tmp_path):
     """`max_user_instances` reached (another program holds them all): no watch, a lookup still
     finds what was made after the index."""
-    script = f"""
-import ctypes, os, sys
-sys.path.insert(0, {str(ROOT)!r})
-from pathlib import Path
-from taskdir.index import NameIndex
+    made_without = """
+import ctypes, os
 import taskdir.watch
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 held = []
@@ -173,15 +180,8 @@ while (fd := libc.inotify_init1(os.O_CLOEXEC)) >= 0:
 index = NameIndex(watch=True)
 for fd in held:
     os.close(fd)
-directory = Path({str(tmp_path)!r})
-assert index.candidates(directory, "abcdef12-x") == []
-made = directory / "20261130-010203-abcdef12.yml"
-made.write_text("x")
-print(len(held) > 0, index.watching, index.candidates(directory, "abcdef12-x") == [made])
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True, timeout=60)
-    assert result.stdout.split() == ["True", "False", "True"]
+    assert lookup_after(made_without, tmp_path, "len(held) > 0,") == ["True", "False", "True"]
 
 
 def test_a_directory_on_a_file_system_not_known_local_is_listed(tmp_path):
