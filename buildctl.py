@@ -6,6 +6,7 @@ from __future__ import annotations
 import bootstrap  # first: third-party imports below need the project's interpreter
 
 bootstrap.ensure_dependencies("buildctl", __file__)
+bootstrap.lighten_sdk_import()
 
 import argparse
 import asyncio

@@ -342,6 +342,7 @@ if __name__ == "__main__":
     import bootstrap
 
     bootstrap.ensure_dependencies("complete_activity", __file__)
+    bootstrap.lighten_sdk_import()
     code = main(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bootstrap  # first: third-party imports below need the project's interpreter
 
 bootstrap.ensure_dependencies("worker", __file__)
-bootstrap.skip_grpc_stubs()
+bootstrap.lighten_sdk_import()
 
 import asyncio
 import contextlib

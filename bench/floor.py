@@ -16,8 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-# As in our worker (bootstrap.skip_grpc_stubs): the SDK needs no Python gRPC stubs, and
-# grpcio (here for the OTLP exporter) would add ~8 MB that is no part of the SDK's cost.
+# As in our worker (bootstrap.lighten_sdk_import): the SDK needs no Python gRPC stubs, and
+# grpcio (here for the OTLP exporter) would add ~8 MB that is no part of the SDK's cost. The
+# floor still imports every service's messages, as the SDK does: deferring them is ours.
 sys.modules.setdefault("grpc", None)  # type: ignore[arg-type]
 
 from temporalio import activity, workflow  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shlex
 import shutil
 import subprocess
@@ -10,10 +11,12 @@ from pathlib import Path
 import yaml
 
 from testbed.agents import AgentSim
+from testbed.devserver import free_port
 from testbed.helpers import eventually, files_of_type, start_pipeline, system_python_first
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_CONFIG = 6
+EXIT_UNREACHABLE = 5
 
 
 def shell(command: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -75,13 +78,37 @@ def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
         assert f"{copy}/scripts/setup.sh" in lines[0]
 
 
-def test_the_worker_imports_the_sdk_without_python_grpc():
-    """The SDK's optional Python gRPC stubs (8 MB of RSS) are left out; grpc stays importable
-    afterwards for an OTLP exporter."""
+CLOUD_MESSAGES = "temporalio.api.cloud.cloudservice.v1.request_response_pb2"
+
+
+def test_the_worker_imports_the_sdk_without_what_it_never_uses():
+    """The SDK's optional Python gRPC stubs (8 MB of RSS) and Temporal Cloud's messages are
+    left out; grpc stays importable afterwards for an OTLP exporter, the messages load on use."""
     import sys
 
-    code = ("import sys, worker; print('grpc' in sys.modules); "
-            "import grpc; print(grpc.__name__)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
-                            capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "grpc"]
+    code = ("import sys, worker; print('grpc' in sys.modules, "
+            f"{CLOUD_MESSAGES!r} in sys.modules); "
+            "import grpc; print(grpc.__name__); "
+            "from temporalio.api.cloud.cloudservice.v1 import GetUsersRequest; "
+            "print(GetUsersRequest.DESCRIPTOR.full_name)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "grpc",
+                                     "temporal.api.cloud.cloudservice.v1.GetUsersRequest"]
+
+
+def test_the_agents_cli_connects_without_what_it_never_uses(env, tmp_path):
+    """As agents run it (python3, a token, no server listening): the SDK is imported and the
+    connection refused, with neither grpcio's package nor Cloud's messages loaded."""
+    bare = system_python_first(env, tmp_path)
+    bare["TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    bare["PYTHONPROFILEIMPORTTIME"] = "1"  # carried into the venv interpreter it hops to
+    token = base64.b64encode(b"not a real task token, but base64").decode()
+    ran = shell(f"python3 {ROOT}/complete_activity.py {token} success done",
+                bare, cwd=tmp_path)
+    assert ran.returncode == EXIT_UNREACHABLE, ran.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in ran.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "temporalio.service" in imported
+    assert not [name for name in imported if name.startswith("grpc.")]  # `grpc` is tried
+    assert CLOUD_MESSAGES not in imported
