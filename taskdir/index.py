@@ -154,26 +154,29 @@ def id_prefix(name: str) -> str | None:
 
 class HeaderCache:
     """Header per task-file version, junk remembered as None; least recently used evicted
-    first; thread-safe (activities and the sweeper read from worker threads)."""
+    first; thread-safe (activities and the sweeper read from worker threads). Keyed by the
+    path's text: a Path object kept per file would cost a parked build ~2 kB more."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[Path, tuple[tuple[int, int, int], Header | None]] = (
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int], Header | None]] = (
             OrderedDict())
         self._lock = threading.Lock()
 
     def get(self, path: Path, version: tuple[int, int, int]) -> tuple[bool, Header | None]:
         """(known, header): a known None is a file version that is not a task (junk)."""
+        key = str(path)
         with self._lock:
-            cached = self._entries.get(path)
+            cached = self._entries.get(key)
             if cached is None or cached[0] != version:
                 return False, None
-            self._entries.move_to_end(path)
+            self._entries.move_to_end(key)
             return True, cached[1]
 
     def put(self, path: Path, version: tuple[int, int, int], header: Header | None) -> None:
+        key = str(path)
         with self._lock:
-            self._entries[path] = (version, header)
-            self._entries.move_to_end(path)
+            self._entries[key] = (version, header)
+            self._entries.move_to_end(key)
             while len(self._entries) > MAX_CACHED_HEADERS:
                 self._entries.popitem(last=False)  # a re-parse is cheap, unbounded growth not
 
@@ -181,7 +184,7 @@ class HeaderCache:
         return len(self._entries)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._entries
+        return str(path) in self._entries
 
 
 class TaskIndex:
@@ -191,7 +194,7 @@ class TaskIndex:
         self.root = root
         self._names = NameIndex(watch)
         self._headers = HeaderCache()
-        self._ids: dict[Path, tuple[int, int, dict[str, list[Path]]]] = {}  # mtime, built
+        self._ids: dict[Path, tuple[int, int, dict[str, list[str]]]] = {}  # mtime, built, names
         self._ids_lock = threading.Lock()
 
     def find(self, task_id: str, *, include_archive: bool = True) -> Path | None:
@@ -256,9 +259,11 @@ class TaskIndex:
         """Files besides FOUND, under any name, whose `id` is TASK_ID: a copy planted under
         another name never decides either. The id map is rebuilt when a directory changes."""
         return [path for place in (self.root, self.root / "archive")
-                for path in self._ids_in(place).get(task_id, []) if path != found]
+                for name in self._ids_in(place).get(task_id, [])
+                if (path := place / name) != found]
 
-    def _ids_in(self, place: Path) -> dict[str, list[Path]]:
+    def _ids_in(self, place: Path) -> dict[str, list[str]]:
+        """Id → names of the files in PLACE claiming it."""
         try:
             info = os.stat(place, follow_symlinks=False)
         except OSError:
@@ -273,11 +278,11 @@ class TaskIndex:
                     cached[1] - info.st_mtime_ns > MTIME_TICK_NS:
                 return cached[2]
         built = time.time_ns()
-        mapping: dict[str, list[Path]] = {}
+        mapping: dict[str, list[str]] = {}
         for path in place.glob("*.yml"):
             header = self.header(path)
             if header is not None:
-                mapping.setdefault(header.id, []).append(path)
+                mapping.setdefault(header.id, []).append(path.name)
         with self._ids_lock:
             self._ids[place] = (info.st_mtime_ns, built, mapping)
         return mapping
