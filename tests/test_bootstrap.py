@@ -81,18 +81,27 @@ def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
 CLOUD_MESSAGES = "temporalio.api.cloud.cloudservice.v1.request_response_pb2"
 
 
-def test_the_worker_imports_the_sdk_without_what_it_never_uses():
-    """The SDK's optional Python gRPC stubs (8 MB of RSS) and Temporal Cloud's messages are
-    left out; grpc stays importable afterwards for an OTLP exporter, the messages load on use."""
+def test_the_worker_runs_without_what_it_never_uses(env):
+    """The SDK's optional Python gRPC stubs (8 MB of RSS) and Temporal Cloud's messages stay
+    out of the worker, also once its Worker is built (the SDK's default build id would read
+    every loaded module); grpc stays importable for an OTLP exporter, the messages load on use."""
     import sys
 
-    code = ("import sys, worker; print('grpc' in sys.modules, "
-            f"{CLOUD_MESSAGES!r} in sys.modules); "
-            "import grpc; print(grpc.__name__); "
-            "from temporalio.api.cloud.cloudservice.v1 import GetUsersRequest; "
-            "print(GetUsersRequest.DESCRIPTOR.full_name)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True)
+    code = f"""if True:
+        import asyncio, sys, worker
+        from config import load_config
+        from connection.client import connect
+        async def built():
+            config = load_config()
+            await worker.build_worker(await connect(config.client), config)
+        asyncio.run(built())
+        print(sys.modules.get('grpc') is not None, {CLOUD_MESSAGES!r} in sys.modules)
+        import grpc; print(grpc.__name__)
+        from temporalio.api.cloud.cloudservice.v1 import GetUsersRequest
+        print(GetUsersRequest.DESCRIPTOR.full_name)"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "grpc",
                                      "temporal.api.cloud.cloudservice.v1.GetUsersRequest"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from testbed.helpers import (
     task_files,
     worker_env,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):
@@ -47,6 +50,18 @@ async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):
     request = dirs["audit"] / "clean-build" / "request.md"
     assert "Credential exposure" in request.read_text()
     assert stat.S_IMODE(request.stat().st_mode) == 0o600
+
+
+async def test_the_server_records_our_release_as_the_build(client, cfg, dirs, worker):
+    """Every workflow task completed by the worker carries our release as its build id."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "build-id")
+    await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
+    builds = {event.workflow_task_completed_event_attributes.worker_version.build_id
+              async for event in handle.fetch_history_events()
+              if event.HasField("workflow_task_completed_event_attributes")}
+    assert builds == {f"temporal-build-worker@{version}"}
+    await handle.terminate("test over")
 
 
 async def test_task_file_contract(client, cfg, dirs, env, worker):
