@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 
@@ -22,8 +21,10 @@ ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: max(2, os.cpu_c
 
 
 def _libc() -> ctypes.CDLL | None:
+    """The C library the process runs on (the global symbols: no library search, which would
+    run `ldconfig` and import ctypes.util)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL(None)
     except OSError:
         return None
 

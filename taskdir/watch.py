@@ -66,10 +66,9 @@ class DirectoryWatch:
         """A new watch, or None where there is no inotify (not Linux, or out of instances):
         the index then re-lists a directory whenever its mtime moves."""
         import ctypes
-        import ctypes.util
 
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)  # the C library the process runs on
             init, add, rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
         except (OSError, AttributeError):
             log.info("task_index_lists_on_change", extra={"reason": "no inotify here"})
