@@ -27,17 +27,24 @@ def project_python() -> Path | None:
     return None
 
 
-def ensure_dependencies(program: str, script: str) -> None:
-    """Return when this interpreter has the project's packages; else re-run SCRIPT with the
-    project's venv (same arguments, stdin and environment), or exit 6 with one line."""
+def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> None:
+    """Return when this interpreter has the project's packages (and, LEAN, runs with -OO);
+    else re-run SCRIPT with the project's venv (same arguments, stdin and environment), or
+    exit 6 with one line. -OO leaves docstrings out of every loaded module: ~2 MB less for a
+    long-lived process (bench/NOTES.md); none of our code or libraries reads them or asserts."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-    if not missing:
+    unoptimized = lean and sys.flags.optimize < 2
+    if not missing and not unoptimized:
         return
-    python = project_python()
+    own = Path(sys.executable) if sys.executable else None  # this one, re-run with -OO
+    python = project_python() if missing else own
     if python is not None and not hopped:
         os.environ[_HOPPED] = "1"
-        os.execv(str(python), [str(python), str(Path(script).resolve()), *sys.argv[1:]])
+        flags = ["-OO"] if lean else []
+        os.execv(str(python), [str(python), *flags, str(Path(script).resolve()), *sys.argv[1:]])
+    if not missing:
+        return  # could not re-run itself with -OO: runs as it is, only heavier
     where = f"{python} lacks them" if python else "no .venv"
     print(f"{program}: the project's Python packages are not installed ({where}: no module "
           f"'{missing[0]}'); set up once with: {REPO_DIR}/scripts/setup.sh", file=sys.stderr)

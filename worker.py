@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bootstrap  # first: third-party imports below need the project's interpreter
 
-bootstrap.ensure_dependencies("worker", __file__)
+# -OO when run (not when imported, as the tests and the testbed do): bootstrap says why
+bootstrap.ensure_dependencies("worker", __file__, lean=__name__ == "__main__")
 bootstrap.lighten_sdk_import()
 
 import asyncio

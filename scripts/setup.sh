@@ -14,3 +14,10 @@ if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -n
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
   touch "$stamp"
 fi
+# The worker runs with -OO (bootstrap.py): its libraries' bytecode for that, compiled once here
+# instead of at every start where PYTHONDONTWRITEBYTECODE is set.
+lean="$VENV/.compiled-OO"
+if [ ! -f "$lean" ] || [ "$stamp" -nt "$lean" ]; then
+  "$VENV/bin/python" -m compileall -q -j 0 -o 2 "$VENV/lib" > /dev/null
+  touch "$lean"
+fi

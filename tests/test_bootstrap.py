@@ -13,6 +13,7 @@ import yaml
 from testbed.agents import AgentSim
 from testbed.devserver import free_port
 from testbed.helpers import eventually, files_of_type, start_pipeline, system_python_first
+from testbed.processes import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_CONFIG = 6
@@ -57,6 +58,24 @@ async def test_buildctl_runs_as_written(client, env, tmp_path):
     listed = shell("./buildctl.py --json list --limit 1", bare)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith('{"workflows": ')
+
+
+async def test_the_worker_runs_lean_however_it_is_started(env, tmp_path):
+    """`python3 worker.py` from a shell whose python3 is the system one, or the venv's python:
+    either way the worker runs on the venv's interpreter with -OO (docstrings left out)."""
+    bare = system_python_first(env, tmp_path)
+    venv_python = str(ROOT / ".venv" / "bin" / "python")
+    for index, command in enumerate(("python3 worker.py", f"{venv_python} worker.py")):
+        worker = WorkerProcess(bare, tmp_path / f"worker-{index}.log")
+        with worker.log.open("wb") as log:
+            worker.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=bare,
+                                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            await worker.wait_event("worker_started")
+            arguments = Path(f"/proc/{worker.process.pid}/cmdline").read_bytes().split(b"\0")
+            assert [part.decode() for part in arguments[:2]] == [venv_python, "-OO"], command
+        finally:
+            await worker.stop()
 
 
 def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
