@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from temporalio.exceptions import ActivityError, RetryState
 
-from workflows.handoff import SettleFirst, finished_quietly
+from workflows.handoff import CarriedSettlement, SettleFirst, finished_quietly
 
 
 def failed_activity() -> ActivityError:
@@ -46,3 +47,21 @@ async def test_a_finished_settlement_is_dropped_unless_settled_is_going_through_
     for task in (quiet, failed, broken):
         handoff._forget(task)
     assert handoff._settling == [broken]  # its input (the agent's output) is all that stays
+
+
+async def test_a_finished_step_end_action_is_dropped_as_it_finishes():
+    handoff = CarriedSettlement()
+    ran: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("settled must raise this")
+
+    handoff._at_step_end(lambda: ran.append("quiet"))
+    handoff._at_step_end(fail)
+    assert len(handoff._step_end) == 2  # both still to run
+    await asyncio.sleep(0)  # they run, then their done-callbacks
+    await asyncio.sleep(0)
+    assert ran == ["quiet"]
+    assert len(handoff._step_end) == 1  # only the one `settled` would still raise
+    with pytest.raises(RuntimeError, match="settled must raise this"):
+        await handoff.settled()

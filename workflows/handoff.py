@@ -114,9 +114,15 @@ class CarriedSettlement(SettleFirst):
         async def later() -> None:
             action()
 
-        # Finished actions are dropped: `settled` only waits for what is still to run.
-        self._step_end = [task for task in self._step_end if not finished_quietly(task)]
-        self._step_end.append(asyncio.create_task(later()))
+        task = asyncio.create_task(later())
+        self._step_end.append(task)
+        task.add_done_callback(self._drop_step)
+
+    def _drop_step(self, task: asyncio.Future[Any]) -> None:
+        """A finished action is dropped as it finishes (a parked run would keep its last ones):
+        `settled` only waits for what is still to run, or would raise."""
+        if finished_quietly(task):
+            self._step_end = [kept for kept in self._step_end if kept is not task]
 
     def show_dispatch(self, task_id: str, queue: str | None) -> None:
         routed: dict[str, Any] = {Memo.QUEUE: queue} if queue else {}
