@@ -386,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`): what it read is all it wanted
+        code = Exit.OK
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: the gRPC core can abort while finalizing

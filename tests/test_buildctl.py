@@ -12,7 +12,7 @@ import yaml
 
 from models import Progress
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, make_origin, reaches_stage
+from testbed.helpers import eventually, make_origin, reaches_stage, start_pipeline
 
 BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
 
@@ -223,3 +223,18 @@ async def test_a_running_id_and_repeated_phase_numbers_are_one_line_refusals(
     code, _, err = await buildctl(env, "plan", str(plan))
     assert code == 3 and "phase number 1 appears more than once" in err
     await client.get_workflow_handle(f"twice-{os.getpid()}").terminate("test over")
+
+
+async def test_a_reader_that_leaves_early_gets_no_traceback(client, cfg, dirs, env, worker):
+    """`./buildctl.py status <id> | head -2` when status prints more than the reader takes."""
+    handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "early-reader")
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before buildctl writes anything
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, BUILDCTL, "status", handle.id, stdout=writer,
+        stderr=asyncio.subprocess.PIPE, env=env)
+    os.close(writer)
+    _, err = await process.communicate()
+    assert process.returncode == 0, err
+    assert err == b""
+    await handle.terminate("test over")
