@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import Deps
 from config import load_config
@@ -40,7 +42,13 @@ def notify_script(home: Path) -> Path:
 
 async def parked(handle) -> Progress:
     async def waiting() -> Progress | None:
-        progress = await handle.query("progress", result_type=Progress)
+        try:  # each query bounded: one the loaded cluster leaves unanswered is asked again
+            progress = await handle.query("progress", result_type=Progress,
+                                          rpc_timeout=timedelta(seconds=5))
+        except RPCError as err:
+            if err.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise
+            return None
         return progress if progress.stage == "wait" else None
 
     return await eventually(waiting)
