@@ -31,7 +31,8 @@ def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> Non
     """Return when this interpreter has the project's packages (and, LEAN, runs with -OO);
     else re-run SCRIPT with the project's venv (same arguments, stdin and environment), or
     exit 6 with one line. -OO leaves docstrings out of every loaded module: ~2 MB less for a
-    long-lived process (bench/NOTES.md); none of our code or libraries reads them or asserts."""
+    long-lived process (bench/NOTES.md). It also drops asserts: our code has none, and nothing
+    we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     unoptimized = lean and sys.flags.optimize < 2
