@@ -37,7 +37,7 @@ from taskdir.index import RECENT_CHANGE_NS
 from testbed.agents import AgentSim, triage_writer
 from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
-from testbed.helpers import connect_client, start_pipeline, worker_env
+from testbed.helpers import connect_client, make_origin, start_pipeline, worker_env
 from testbed.processes import ROOT, WorkerProcess
 from workflows.build_pipeline import BuildPipelineWorkflow
 
@@ -104,6 +104,10 @@ FLOOR_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(ALLOCATOR_SETTINGS[M_MM
              "MALLOC_ARENA_MAX": str(ALLOCATOR_SETTINGS[M_ARENA_MAX])}
 
 
+CONTRACT_FLOOR = "FloorContractWorkflow"  # one local activity, files written as the contract asks
+MEMO_FLOOR = "FloorMemoWorkflow"  # a memo upsert with each activity, as our hand-offs
+
+
 class Floor:
     """The floor workflow's worker process (bench/floor.py), sampled one run at a time."""
 
@@ -140,6 +144,8 @@ class Floor:
             await asyncio.sleep(0.001)
         start = time.perf_counter() - started
         token = token_file.read_bytes()
+        if workflow_type == CONTRACT_FLOOR:  # a YAML file, as ours (bench/floor.py)
+            token = base64.b64decode(yaml.safe_load(token)["task_token"])
         started = time.perf_counter()
         await self.client.get_async_activity_handle(task_token=token).complete("ok")
         while not (self.directory / f"{label}.next").exists():
@@ -260,9 +266,25 @@ class Bench:
                "≤ 1.3×")
         ratios("start", "floor_start", 1.0, "Start → first task file ÷ floor start → first "
                "activity, no local activity (quiet / loaded)", "≤ 1.0×")
-        ratios("start", "floor_local_start", None, "Start → first task file ÷ floor start → "
+        # The references, each against ours in the same (second) phase.
+        ratios("ref_inproc", "ref_floor", None, "Hand-off, in-process ÷ floor, read again in "
+               "the references' phase (quiet / loaded)", "reference: how far the ratio moves")
+        ratios("ref_start", "local_start", None, "Start → first task file ÷ floor start → "
                "first activity after one local activity (quiet / loaded)",
                "reference: a run's settings are one recorded local activity")
+        ratios("ref_inproc", "contract", None, "Hand-off, in-process ÷ the floor writing its "
+               "files as the contract asks (YAML under the tooling's flock, 0600, tmp + fsync "
+               "+ rename) (quiet / loaded)", "reference: what every implementation writes")
+        ratios("ref_start", "contract_start", None, "Start → first task file ÷ that floor's "
+               "start (one local activity, the file written as the contract asks) "
+               "(quiet / loaded)", "reference: what every implementation records and writes")
+        ratios("contract", "ref_floor", None, "The contract floor's hand-off ÷ the floor's "
+               "(quiet / loaded)", "reference: the contract's writes alone")
+        ratios("ref_inproc", "memo", None, "Hand-off, in-process ÷ the floor naming in its "
+               "memo what it waits on, as our runs tell the sweeper (quiet / loaded)",
+               "reference: one visibility write per hand-off")
+        ratios("memo", "ref_floor", None, "The memo floor's hand-off ÷ the floor's "
+               "(quiet / loaded)", "reference: that visibility write alone")
         ratios("cpu", "floor_cpu", 1.3,
                "Worker CPU per sample (start, hand-off, next file) ÷ floor's (quiet / loaded)",
                "≤ 1.3×")
@@ -271,7 +293,7 @@ class Bench:
                      ms(median(r["cli"])), "report", "-")
             self.row(f"Floor: start → first activity, without / with one local activity "
                      f"({name}, median)", f"{ms(median(r['floor_start']))} / "
-                     f"{ms(median(r['floor_local_start']))}", "reference",
+                     f"{ms(median(r['local_start']))}", "reference",
                      f"hand-off samples {', '.join(ms(x) for x in r['floor'])}")
         self.row("complete_activity.py peak RSS (max)", f"{max(quiet['cli_rss']) / 1024:.0f} MB",
                  "-", "-")
@@ -291,45 +313,63 @@ class Bench:
         assert worker.process is not None
         figures: dict[str, list[float]] = {key: [] for key in (
             "inproc", "cli", "cli_wall", "cli_rss", "start", "cpu", "floor", "floor_start",
-            "floor_local_start", "floor_cpu", "imports")}
+            "floor_cpu", "imports", "ref_inproc", "ref_start", "ref_floor", "local_start",
+            "contract_start", "contract", "memo")}
         floor = Floor(server.address, self.base / f"floor-{name}")
         await floor.start()
         try:
-            # Phase 1: in-process hand-offs and the floor's, CPU counted for both processes.
+            # Phase 1 (the targets): in-process hand-offs and the floor's, CPU counted for both.
             ours_cpu, floor_cpu = cpu_seconds(worker.process.pid), floor.cpu()
             for index in range(samples):
-                await self.our_sample(client, env, dirs, "inproc", figures)
+                await self.our_sample(client, env, dirs, figures, "inproc", "start")
                 start, handoff = await floor.sample("FloorWorkflow", f"f{index}")
                 figures["floor_start"].append(start)
                 figures["floor"].append(handoff)
             figures["cpu"].append((cpu_seconds(worker.process.pid) - ours_cpu) / samples)
             figures["floor_cpu"].append((floor.cpu() - floor_cpu) / samples)
-            # Phase 2: the agents' CLI, its import floor, and the floor with a local activity.
+            # Phase 2 (the references): ours again, interleaved with the floor and each of
+            # its variants, so every reference ratio compares samples of the same minutes.
             for index in range(samples):
-                await self.our_sample(client, env, dirs, "cli", figures)
+                await self.our_sample(client, env, dirs, figures, "ref_inproc", "ref_start")
+                figures["ref_floor"].append((await floor.sample("FloorWorkflow",
+                                                                f"r{index}"))[1])
+                figures["local_start"].append((await floor.sample("FloorLocalWorkflow",
+                                                                  f"l{index}"))[0])
+                start, handoff = await floor.sample(CONTRACT_FLOOR, f"c{index}")
+                figures["contract_start"].append(start)
+                figures["contract"].append(handoff)
+                figures["memo"].append((await floor.sample(MEMO_FLOOR, f"m{index}"))[1])
+            # Phase 3: the agents' CLI and its import floor.
+            for _ in range(samples):
+                await self.our_sample(client, env, dirs, figures, "cli")
                 started = time.perf_counter()
                 await asyncio.to_thread(subprocess.run, [sys.executable, "-c",
                                                          "import temporalio.service"],
                                         check=True)
                 figures["imports"].append(time.perf_counter() - started)
-                start, _ = await floor.sample("FloorLocalWorkflow", f"l{index}")
-                figures["floor_local_start"].append(start)
         finally:
             floor.stop()
             await worker.stop()
         return figures
 
     async def our_sample(self, client: Client, env: dict[str, str], dirs: dict[str, Path],
-                         mode: str, figures: dict[str, list[float]]) -> None:
-        """Start a pipeline (start → first task file), then hand its first stage over."""
+                         figures: dict[str, list[float]], key: str,
+                         start_key: str | None = None) -> None:
+        """Start a pipeline (start → first task file, kept under START_KEY), then hand its
+        first stage over (under KEY; through the agents' CLI when KEY is "cli", else in
+        process). The originating request is written first: it is there before any build
+        starts."""
+        origin = make_origin(dirs["tasks"])
         started = time.perf_counter()
-        handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "bench")
+        handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "bench",
+                                      task_id=origin)
         run_id = handle.result_run_id or ""
         prefab = await wait_file(dirs["tasks"], stage_id(run_id, "build_prefab"))
-        figures["start"].append(time.perf_counter() - started)
+        if start_key is not None:
+            figures[start_key].append(time.perf_counter() - started)
         token = token_of(prefab)
         started = time.perf_counter()
-        if mode == "inproc":
+        if key != "cli":
             await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
                 {"status": "success", "output": "bench"})
         else:
@@ -337,7 +377,7 @@ class Bench:
             figures["cli_wall"].append(wall)
             figures["cli_rss"].append(rss)
         await wait_file(dirs["tasks"], stage_id(run_id, "build_plan"))
-        figures[mode].append(time.perf_counter() - started)
+        figures[key].append(time.perf_counter() - started)
         await handle.terminate("bench")
         await asyncio.sleep(SAMPLE_GAP)
 
@@ -517,6 +557,7 @@ class Bench:
         bed.start()
         try:
             client = await connect_client(bed.address)
+            paired = await self.cluster_handoffs(bed, client)
             count = self.parked_count()
             got = await self.parked_capacity(bed, client, "on-cluster", count)
             bursts = [10, 30] if self.quick else [50, 200]
@@ -529,6 +570,13 @@ class Bench:
         self.row("Cluster: hand-off, in-process completion → next task file (median)",
                  ms(before), f"report; dev server {ms(dev['idle'])} "
                  f"({before / dev['idle']:.2f}×)", "-")
+        ours, floor, memo = (median(paired[key]) for key in ("inproc", "floor", "memo"))
+        self.row("Cluster: hand-off, in-process ÷ floor, samples interleaved (median)",
+                 f"{ours / floor:.2f}× ({ms(ours)} vs {ms(floor)})",
+                 "report; the target is on the dev server", "-")
+        self.row("Cluster: the memo floor's hand-off ÷ the floor's (median)",
+                 f"{memo / floor:.2f}× ({ms(memo)} vs {ms(floor)})",
+                 "reference: one visibility write per hand-off, on PostgreSQL", "-")
         self.row(f"Cluster: fresh hand-off while {count} parked ÷ idle (median)",
                  f"{during / before:.2f}× ({ms(during)} vs {ms(before)})",
                  f"≤ 1.5×; dev server {ms(dev['during'])}",
@@ -540,6 +588,26 @@ class Bench:
                      f"{rate:.0f} pipelines/min",
                      f"≥ 76/min; dev server {on_dev:.0f}/min at {burst}",
                      "met" if rate >= 76 else "missed")
+
+    async def cluster_handoffs(self, bed: TemporalCluster,
+                               client: Client) -> dict[str, list[float]]:
+        """In-process hand-offs on the cluster, interleaved with the floor's and the memo
+        floor's (as on the dev server, quiet only)."""
+        dirs = self.dirs("handoff-on-cluster")
+        worker, env = await self.start_worker(bed, dirs, BLOCK_CHECK_INTERVAL="30s")
+        figures: dict[str, list[float]] = {key: [] for key in ("inproc", "start", "floor",
+                                                              "memo")}
+        floor = Floor(bed.address, self.base / "floor-on-cluster")
+        await floor.start()
+        try:
+            for index in range(3 if self.quick else 15):
+                await self.our_sample(client, env, dirs, figures, "inproc")
+                figures["floor"].append((await floor.sample("FloorWorkflow", f"f{index}"))[1])
+                figures["memo"].append((await floor.sample(MEMO_FLOOR, f"m{index}"))[1])
+        finally:
+            floor.stop()
+            await worker.stop()
+        return figures
 
     async def fresh_handoffs(self, client: Client, env: dict[str, str],
                              dirs: dict[str, Path], samples: int) -> list[float]:
