@@ -108,6 +108,28 @@ CONTRACT_FLOOR = "FloorContractWorkflow"  # one local activity, files written as
 MEMO_FLOOR = "FloorMemoWorkflow"  # a memo upsert with each activity, as our hand-offs
 
 
+# The reference rows (ours or a floor variant, against what), each pair sampled in the same
+# (second) phase of a round: (figure, divided by, what it measures, what it shows).
+REFERENCES = (
+    ("ref_inproc", "ref_floor", "Hand-off, in-process ÷ floor, read again in the references' "
+     "phase", "how far the ratio moves"),
+    ("ref_start", "local_start", "Start → first task file ÷ floor start → first activity after "
+     "one local activity", "a run's settings are one recorded local activity"),
+    ("ref_inproc", "contract", "Hand-off, in-process ÷ the floor writing its files as the "
+     "contract asks (YAML under the tooling's flock, 0600, tmp + fsync + rename)",
+     "what every implementation writes"),
+    ("ref_start", "contract_start", "Start → first task file ÷ that floor's start (one local "
+     "activity, the file written as the contract asks)",
+     "what every implementation records and writes"),
+    ("contract", "ref_floor", "The contract floor's hand-off ÷ the floor's",
+     "the contract's writes alone"),
+    ("ref_inproc", "memo", "Hand-off, in-process ÷ the floor naming in its memo what it waits "
+     "on, as our runs tell the sweeper", "one visibility write per hand-off"),
+    ("memo", "ref_floor", "The memo floor's hand-off ÷ the floor's",
+     "that visibility write alone"),
+)
+
+
 class Floor:
     """The floor workflow's worker process (bench/floor.py), sampled one run at a time."""
 
@@ -266,25 +288,8 @@ class Bench:
                "≤ 1.3×")
         ratios("start", "floor_start", 1.0, "Start → first task file ÷ floor start → first "
                "activity, no local activity (quiet / loaded)", "≤ 1.0×")
-        # The references, each against ours in the same (second) phase.
-        ratios("ref_inproc", "ref_floor", None, "Hand-off, in-process ÷ floor, read again in "
-               "the references' phase (quiet / loaded)", "reference: how far the ratio moves")
-        ratios("ref_start", "local_start", None, "Start → first task file ÷ floor start → "
-               "first activity after one local activity (quiet / loaded)",
-               "reference: a run's settings are one recorded local activity")
-        ratios("ref_inproc", "contract", None, "Hand-off, in-process ÷ the floor writing its "
-               "files as the contract asks (YAML under the tooling's flock, 0600, tmp + fsync "
-               "+ rename) (quiet / loaded)", "reference: what every implementation writes")
-        ratios("ref_start", "contract_start", None, "Start → first task file ÷ that floor's "
-               "start (one local activity, the file written as the contract asks) "
-               "(quiet / loaded)", "reference: what every implementation records and writes")
-        ratios("contract", "ref_floor", None, "The contract floor's hand-off ÷ the floor's "
-               "(quiet / loaded)", "reference: the contract's writes alone")
-        ratios("ref_inproc", "memo", None, "Hand-off, in-process ÷ the floor naming in its "
-               "memo what it waits on, as our runs tell the sweeper (quiet / loaded)",
-               "reference: one visibility write per hand-off")
-        ratios("memo", "ref_floor", None, "The memo floor's hand-off ÷ the floor's "
-               "(quiet / loaded)", "reference: that visibility write alone")
+        for mine, floor, what, why in REFERENCES:
+            ratios(mine, floor, None, f"{what} (quiet / loaded)", f"reference: {why}")
         ratios("cpu", "floor_cpu", 1.3,
                "Worker CPU per sample (start, hand-off, next file) ÷ floor's (quiet / loaded)",
                "≤ 1.3×")
