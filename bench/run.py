@@ -600,8 +600,7 @@ class Bench:
         floor's (as on the dev server, quiet only)."""
         dirs = self.dirs("handoff-on-cluster")
         worker, env = await self.start_worker(bed, dirs, BLOCK_CHECK_INTERVAL="30s")
-        figures: dict[str, list[float]] = {key: [] for key in ("inproc", "start", "floor",
-                                                              "memo")}
+        figures: dict[str, list[float]] = {key: [] for key in ("inproc", "floor", "memo")}
         floor = Floor(bed.address, self.base / "floor-on-cluster")
         await floor.start()
         try:
@@ -616,20 +615,10 @@ class Bench:
 
     async def fresh_handoffs(self, client: Client, env: dict[str, str],
                              dirs: dict[str, Path], samples: int) -> list[float]:
-        results = []
+        figures: dict[str, list[float]] = {"fresh": []}
         for _ in range(samples):
-            handle = await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"], "fresh")
-            run_id = handle.result_run_id or ""
-            prefab = await wait_file(dirs["tasks"], stage_id(run_id, "build_prefab"))
-            token = token_of(prefab)
-            started = time.perf_counter()
-            await client.get_async_activity_handle(task_token=base64.b64decode(token)).complete(
-                {"status": "success", "output": "bench"})
-            await wait_file(dirs["tasks"], stage_id(run_id, "build_plan"))
-            results.append(time.perf_counter() - started)
-            await handle.terminate("bench")
-            await asyncio.sleep(SAMPLE_GAP)
-        return results
+            await self.our_sample(client, env, dirs, figures, "fresh")
+        return figures["fresh"]
 
     async def throughput(self, server: DevServer, client: Client) -> None:
         """Bursts of 50 and 200 at once, then more to 1,000 builds; RSS after them (once
