@@ -317,3 +317,13 @@ class Progress(BaseModel):
     alert: str | None = None  # e.g. the stage's task file was dead-lettered
     queue: str | None = None  # the host task queue the current stage is handed to
     queue_unpolled: bool = False  # no worker polled that queue lately (the host is down)
+    # The operator's decision, in the findings' own words (bounded: see triage.SHOWN_*).
+    findings: list[str] = Field(default_factory=list)  # the blocks, one line each
+    flag_findings: list[str] = Field(default_factory=list)  # the flags, one line each
+    triage_path: str | None = None  # the triage file read (or refused)
+    triage_refused: str | None = None  # "triage file unreadable: <path>: <reason>"
+    decided_by: str | None = None
+    decision_reason: str | None = None
+    # An ended build: how it ended and where its summary is.
+    outcome: str | None = None  # success, partial, rejected, timed_out, failed, cancelled
+    summary_path: str | None = None
