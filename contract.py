@@ -99,3 +99,6 @@ class Marker:
     HOST_LIVENESS = "host-liveness-0.9"  # host queues watched until taken; bounded settles
     TRIAGE_REFUSAL_PARKS = "refused-triage-parks-0.9"  # a refused triage file parks the build
     LEAN_START = "lean-start-0.10"  # a new run's one marker: it stands for all of the above
+    # Blocks notified as soon as triage finds them, decided from then on, one decision per
+    # set of blocks; every ending writes a summary (plans too).
+    OPERATOR_DECISION = "operator-decision-0.11"

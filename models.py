@@ -118,6 +118,7 @@ class TriageOutput(_Model):
     blocks: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
     info: list[str] = Field(default_factory=list)
+    path: str | None = None  # the file read (absent in results recorded before 0.11)
 
 
 class PhaseSpec(BaseModel):
@@ -182,7 +183,7 @@ class BlockDecision(_Model):
     reason: Annotated[str, Field(max_length=2000), AfterValidator(_one_line)] = ""
 
 
-Outcome = Literal["success", "partial", "rejected", "timed_out"]
+Outcome = Literal["success", "partial", "rejected", "timed_out", "failed", "cancelled"]
 
 
 def finished_outcome(blocks_hit: int) -> Outcome:
@@ -205,6 +206,51 @@ class WorkflowSummary(_Model):
     build_report_path: str | None = None
     decided_by: str | None = None
     reason: str | None = None
+    # From 0.11: the findings' own words, and why a build that did not close ended.
+    blocks: list[str] | None = None
+    flags: list[str] | None = None
+    triage_file: str | None = None
+    ending: str | None = None
+
+
+class PhaseOutcome(_Model):
+    """One phase of a plan as its summary records it."""
+
+    number: int
+    agent: str
+    outcome: Literal["completed", "failed", "cancelled", "not run"]
+    output: str | None = None
+
+
+class PlanSummary(_Model):
+    """Input of write_plan_summary: a plan's record, written beside the pipelines'."""
+
+    workflow_id: str
+    plan_name: str
+    started: datetime
+    completed: datetime
+    outcome: Literal["success", "failed", "cancelled"]
+    phases: list[PhaseOutcome]
+    ending: str | None = None
+
+
+class BlockNotice(_Model):
+    """Input of notify_findings: one notification per backend for one set of blocks."""
+
+    build_name: str
+    task_id: str
+    blocks: list[str]  # every block, in its own words
+    flags: int = 0
+    triage_file: str | None = None
+    mark_task: bool = True  # mark the originating task (the first try only)
+    skip: list[str] = Field(default_factory=list)  # backends that already delivered
+
+
+class NoticeResult(_Model):
+    """What notify_findings delivered: backends that took it, and why the others did not."""
+
+    delivered: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
 
 
 class BlockCheck(_Model):

@@ -11,11 +11,13 @@ import yaml
 from exceptions import ActivityRuntimeError
 from models import TriageOutput
 from safeio import untrusted_yaml
+from safeio.inert import one_line
 
 MAX_TRIAGE_BYTES = 1024 * 1024
 MAX_ITEMS = 1000
 FINDING_LIMIT = 500
 FINDINGS_BUDGET = 256 * 1024  # bytes of findings in one task file (carried twice, < 1 MiB)
+SHOWN_FINDINGS, SHOWN_CHARS = 20, 300  # what a progress answer carries of each list
 TRIAGE_KEYS = ("blocks", "flags", "info")  # all three, always: the documented schema
 _WRAPPER = re.compile(r"<\s*/?\s*security-findings\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -27,20 +29,53 @@ class TriageFormatError(ActivityRuntimeError, ValueError):
 
 
 def _render(value: Any) -> str:
-    """Any YAML value as one readable line of text (no finding is ever dropped)."""
+    """Any YAML value as one readable line of text."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return "; ".join(f"{_render(k)}: {_render(v)}" for k, v in value.items())
+        return "; ".join(f"{_render(k)}: {text}" for k, v in value.items()
+                         if (text := _render(v)))
     if isinstance(value, list):
-        return "; ".join(_render(v) for v in value)
+        return "; ".join(text for v in value if (text := _render(v)))
     return "" if value is None else str(value).strip()
 
 
-def _describe(item: Any) -> str | None:
-    if isinstance(item, dict) and "description" in item:
-        item = item["description"]
-    return _render(item) or None
+def _location(item: dict[Any, Any]) -> str:
+    """`location`, or `file` with its `line`, as one place."""
+    if text := _render(item.get("location")):
+        return text
+    where, line = _render(item.get("file")), _render(item.get("line"))
+    return f"{where}:{line}" if where and line else where or (f"line {line}" if line else "")
+
+
+def render_finding(item: Any) -> str:
+    """One finding as one line, whatever fields it has, e.g. `[high] Hardcoded root
+    password: db/init.sql:12`: severity, title, description, place, then every other key.
+    Empty when the item says nothing at all."""
+    if not isinstance(item, dict):
+        return _render(item)
+    severity = _render(item.get("severity"))
+    head = ": ".join(part for part in (_render(item.get("title")),
+                                       _render(item.get("description")), _location(item))
+                     if part)
+    rest = _render({k: v for k, v in item.items() if k not in _NAMED})
+    text = "; ".join(part for part in (head, rest) if part)
+    return f"[{severity}] {text}".strip() if severity else text
+
+
+_NAMED = frozenset({"severity", "title", "description", "location", "file", "line"})
+
+
+def _findings(key: str, items: list[Any]) -> list[str]:
+    """Every item of KEY rendered; an item that says nothing is refused, never dropped."""
+    texts = []
+    for number, item in enumerate(items, start=1):
+        text = render_finding(item)
+        if not text:
+            raise TriageFormatError(f"'{key}' item {number} is empty: every finding must say "
+                                    f"what was found (an empty list is written '{key}: []')")
+        texts.append(_SURROGATE.sub("\ufffd", text))
+    return texts
 
 
 def _check_keys(data: dict[Any, Any]) -> None:
@@ -93,8 +128,7 @@ def parse_triage(raw: bytes) -> TriageOutput:
                                     f"got {shown}")
         if len(items) > MAX_ITEMS:
             raise TriageFormatError(f"'{key}' has more than {MAX_ITEMS} items")
-        texts = (_describe(item) for item in items)
-        result[key] = [_SURROGATE.sub("\ufffd", text) for text in texts if text]
+        result[key] = _findings(key, items)
     if sum(len(text) for texts in result.values() for text in texts) > MAX_TRIAGE_BYTES:
         raise TriageFormatError(f"triage findings exceed {MAX_TRIAGE_BYTES} characters")
     return TriageOutput(**result)
@@ -133,3 +167,9 @@ def wrap_findings(findings: list[str]) -> str:
     """The data block handed to the fixing agent."""
     lines = [f"- {neutralise(item)}" for item in findings]
     return "\n".join(["<security-findings>", *lines, "</security-findings>"])
+
+
+def shown(findings: list[str]) -> list[str]:
+    """The first SHOWN_FINDINGS findings, each one inert line of at most SHOWN_CHARS: what
+    an operator's views carry (the counts beside them say how many there are)."""
+    return [one_line(neutralise(text), SHOWN_CHARS) for text in findings[:SHOWN_FINDINGS]]

@@ -34,7 +34,8 @@ def main_activities(deps: Deps, client: Client, index_builds: bool) -> list[Call
     return [
         *host_activities(deps),
         *legacy_activities(deps),
-        blocks.notify_blocks, blocks.check_block_status, summaries.write_summary,
+        blocks.notify_blocks, blocks.notify_findings, blocks.check_block_status,
+        summaries.write_summary, summaries.write_plan_summary,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
         queues.queue_polled, queues.host_queue_state,
     ]

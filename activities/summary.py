@@ -1,4 +1,4 @@
-"""Stage 9: write the pipeline's summary record under SUMMARY_DIR/<YYYY-MM>/."""
+"""Stage 9: write a pipeline's (or a plan's) summary record under SUMMARY_DIR/<YYYY-MM>/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC
 from temporalio import activity
 
 from activities.deps import Deps
-from models import WorkflowSummary
+from models import PlanSummary, WorkflowSummary
 from safeio.writing import write_private
 from taskdir import dump
 
@@ -26,7 +26,11 @@ class SummaryActivities:
     async def write_summary(self, summary: WorkflowSummary) -> str:
         return await self.write(summary)
 
-    async def write(self, summary: WorkflowSummary) -> str:
+    @activity.defn(name="write_plan_summary")
+    async def write_plan_summary(self, summary: PlanSummary) -> str:
+        return await self.write(summary)
+
+    async def write(self, summary: WorkflowSummary | PlanSummary) -> str:
         name = _UNSAFE.sub("_", summary.workflow_id).lstrip(".") or "workflow"
         path = self.deps.config.summary_dir / f"{summary.started:%Y-%m}" / f"{name}.yml"
         record = summary.model_dump(mode="json", exclude_none=True)

@@ -35,6 +35,7 @@ class TriageStage:
         try:
             raw = await asyncio.to_thread(read_regular, path, MAX_TRIAGE_BYTES)
         except FileNotFoundError:
+            _log_expected_wait(path)
             raise ApplicationError(f"triage file not written yet: {path}",
                                    type="TriageMissing") from None
         except InputRefused as err:
@@ -51,4 +52,22 @@ class TriageStage:
                                    non_retryable=True) from None
         activity.logger.info("triage_read", extra={
             "blocks": len(result.blocks), "flags": len(result.flags), "info": len(result.info)})
-        return result
+        return result.model_copy(update={"path": str(path)})
+
+
+def _log_expected_wait(path: Path) -> None:
+    """A triage file not written yet is expected (the agent may still be writing): INFO, with
+    the attempt and when the next look is."""
+    info = activity.info()
+    policy = info.retry_policy
+    limit = policy.maximum_attempts if policy and policy.maximum_attempts else None
+    wait = None
+    if policy and policy.initial_interval:
+        wait = policy.initial_interval.total_seconds() * (
+            policy.backoff_coefficient ** (info.attempt - 1))
+        if policy.maximum_interval:
+            wait = min(wait, policy.maximum_interval.total_seconds())
+    last = limit is not None and info.attempt >= limit
+    activity.logger.info("triage_waiting", extra={
+        "path": str(path), "attempt": info.attempt, "max_attempts": limit,
+        "next_in_s": None if last else wait})

@@ -34,3 +34,21 @@ class NotifierGroup:
                 log.warning("notification_failed",
                             extra={"notifier": notifier.name, "error": str(err)[:300]})
         return delivered
+
+    async def send_each(self, title: str, message: str,
+                        skip: Sequence[str] = ()) -> dict[str, str | None]:
+        """Deliver to every backend not in SKIP: each backend's name -> None when it took the
+        message, else why not (one line)."""
+        results: dict[str, str | None] = {}
+        for notifier in self.notifiers:
+            if notifier.name in skip:
+                continue
+            try:
+                await notifier.send(title, message)
+                results[notifier.name] = None
+            except Exception as err:
+                reason = " ".join(str(err).split())[:300] or type(err).__name__
+                log.warning("notification_failed",
+                            extra={"notifier": notifier.name, "error": reason})
+                results[notifier.name] = reason
+        return results

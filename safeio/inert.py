@@ -9,7 +9,8 @@ import unicodedata
 # characters: anything that can move a cursor, start an escape sequence or hide text.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+# One line never starts a block, so only inline Markdown (and HTML) needs escaping.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#!|~])")
 
 
 def _visible(ch: str) -> str:

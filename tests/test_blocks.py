@@ -54,6 +54,11 @@ async def parked(handle) -> Progress:
     return await eventually(waiting)
 
 
+async def progress_of(handle) -> Progress:
+    """One bounded progress query."""
+    return await handle.query("progress", result_type=Progress, rpc_timeout=timedelta(seconds=5))
+
+
 def origin_status(dirs, task_id: str) -> str | None:
     return file_status(dirs["tasks"], task_id)
 
@@ -67,23 +72,29 @@ async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "blocked")
         progress = await parked(handle)
         assert progress.blocks == 2 and progress.deadline is not None
+        assert progress.findings == ["exposes docker socket", "root in container"]
+        origin_id = handle_origin(dirs)
+        await eventually(lambda: origin_status(dirs, origin_id) == "input-required")
         text = sent.read_text()
         titles = [line.split("|")[1] for line in text.splitlines() if "|[ACTION]" in line]
-        assert titles == ["[ACTION] blocked: block 1/2 needs review",
-                          "[ACTION] blocked: block 2/2 needs review"]  # one per block, once
-        assert text.count("|none\n") == 2  # PM2's IPC variable reached neither call
-        origin_id = handle_origin(dirs)
-        assert origin_status(dirs, origin_id) == "input-required"
+        # One message for the set of blocks, in their own words (#35.2, #36: bounded count).
+        assert titles == ["[ACTION] blocked: 2 security block(s) need your decision"]
+        assert "1. exposes docker socket\n2. root in container" in text
+        assert text.count("|none\n") == 1  # PM2's IPC variable did not reach the call
         path = TaskDirectory(dirs["tasks"]).find(origin_id)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         history = yaml.safe_load(path.read_text())["history"]
         assert history[-1]["status"] == "input-required"
+        assert "exposes docker socket | root in container" in history[-1]["note"]
         override(dirs["tasks"], origin_id, "approved", "operator", "looks fine")
         result = await handle.result()
     summary = yaml.safe_load(Path(result.summary_path).read_text())
     assert summary["outcome"] == "partial" and summary["blocks_hit"] == 2
     assert summary["decided_by"] == "operator"  # the actor of the history entry that approved
+    assert summary["reason"] == "looks fine"
+    assert summary["blocks"] == ["exposes docker socket", "root in container"]
     assert "close" in summary["phases_completed"]
+    assert (await progress_of(handle)).outcome == "partial"
 
 
 def handle_origin(dirs) -> str:
@@ -239,8 +250,11 @@ async def test_unreadable_triage_parks_and_reject_ends_it(client, cfg, dirs, env
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], f"unproven-{variant}")
         progress = await parked(handle)
         assert progress.blocks == 1 and "close" not in progress.stages_done
+        assert progress.triage_refused.startswith("triage file unreadable: ")
+        assert progress.findings == []  # a refused file is named as refused, not as a block
+        await eventually(lambda: sent.is_file() and "[ACTION]" in sent.read_text())
         notes = sent.read_text()
-        assert notes.count("[ACTION]") == 1 and "block 1/1" in notes
+        assert notes.count("[ACTION]") == 1 and "1 security block(s)" in notes
         assert "triage file unreadable" in notes
         key = "unknown key 'findings'" if variant == "findings" else "key 'Blocks'"
         assert key in notes
@@ -263,11 +277,22 @@ async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client,
         triage = dirs["audit"] / "fixed-triage" / "triage-output.yml"
         triage.write_text("blocks: [Hardcoded root password]\nflags: [rotate key]\ninfo: []\n")
         await handle.execute_update("approve_blocks", BlockDecision(by="alice", reason="ok"))
+
+        async def new_blocks_await_their_own_decision() -> bool:
+            """#36.4: the approval covered the refused file, not the blocks read after it."""
+            progress = await progress_of(handle)
+            return progress.stage == "wait" and progress.findings == ["Hardcoded root password"]
+
+        await eventually(new_blocks_await_their_own_decision, timeout=60)
+        progress = await progress_of(handle)
+        assert progress.decided_by is None and "corrected triage file" in progress.waiting_on
+        await handle.execute_update("approve_blocks", BlockDecision(by="carol", reason="seen"))
         result = await handle.result()
     summary = yaml.safe_load(Path(result.summary_path).read_text())
-    assert summary["outcome"] == "partial" and summary["decided_by"] == "alice"
+    assert summary["outcome"] == "partial" and summary["decided_by"] == "carol"
     assert summary["phases_completed"][-2:] == ["fixes", "close"]
     assert summary["blocks_hit"] == 2 and summary["flags_applied"] == 1
+    assert summary["blocks"][-1] == "Hardcoded root password"
     fixes = [d for d in agents.seen if d["task_type"] == "security_fix"]
     assert len(fixes) == 1 and "rotate key" in fixes[0]["payload"]["instruction"]
 

@@ -10,10 +10,36 @@ from triage import TriageFormatError, neutralise, parse_triage, wrap_findings
 
 
 def test_strings_and_description_mappings_both_accepted():
-    raw = b"blocks:\n  - description: socket exposed\nflags:\n  - plain text\n  - ''\ninfo: []\n"
+    raw = b"blocks:\n  - description: socket exposed\nflags:\n  - plain text\ninfo: []\n"
     result = parse_triage(raw)
     assert result.blocks == ["socket exposed"] and result.flags == ["plain text"]
     assert result.info == []
+
+
+@pytest.mark.parametrize("item,line", [
+    ("{title: Hardcoded root password, severity: high, description: }",
+     "[high] Hardcoded root password"),
+    ("{title: Root password, severity: high, file: db/init.sql, line: 12}",
+     "[high] Root password: db/init.sql:12"),
+    ("{severity: critical, description: open socket, location: compose.yml, cwe: 250}",
+     "[critical] open socket: compose.yml; cwe: 250"),
+    ("{title: '', owner: ops}", "owner: ops"),
+])
+def test_a_finding_is_kept_whatever_fields_it_has(item, line):
+    """#35.1: an empty description drops nothing; every field is rendered on one line."""
+    result = parse_triage(f"blocks: [{item}]\nflags: []\ninfo: []\n".encode())
+    assert result.blocks == [line]
+
+
+@pytest.mark.parametrize("item", ["null", "''", "{}", "[]", "{description: }", "{title: ''}"])
+@pytest.mark.parametrize("key", ["blocks", "flags", "info"])
+def test_a_finding_that_says_nothing_is_refused_never_dropped(key, item):
+    """#35.1/#36.5: `blocks: [null]` was a clean audit; it is now an unreadable file."""
+    lists = {name: "[]" for name in ("blocks", "flags", "info")}
+    lists[key] = f"[{item}]"
+    raw = "".join(f"{name}: {value}\n" for name, value in lists.items()).encode()
+    with pytest.raises(TriageFormatError, match=f"'{key}' item 1 is empty"):
+        parse_triage(raw)
 
 
 @pytest.mark.parametrize("raw,message", [
@@ -91,7 +117,7 @@ def test_unknown_item_shapes_become_readable_text():
     raw = (b"blocks:\n  - {title: socket, severity: high}\n  - [a, b]\n  - true\n"
            b"flags:\n  - description: {where: Dockerfile, what: root}\n  - 42\ninfo: []\n")
     result = parse_triage(raw)
-    assert result.blocks == ["title: socket; severity: high", "a; b", "true"]
+    assert result.blocks == ["[high] socket", "a; b", "true"]
     assert result.flags == ["where: Dockerfile; what: root", "42"]
 
 

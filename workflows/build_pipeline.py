@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from contract import PIPELINE, Handler, Marker, Memo
     from models import (
         BlockDecision,
+        BlockNotice,
         BuildPhaseResult,
         BuildPipelineInput,
         BuildPipelineResult,
@@ -29,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         plan_path_problem,
     )
     from stages import AUDIT, AUDIT_AGENT, CLOSE, FIXES, IMPLEMENT, PREFAB, Stage
+    from triage import shown
     from workflows.decisions import DecisionGate
     from workflows.dispatching import DispatchingWorkflow, StageCall
     from workflows.legacy import V05Pipeline, started_by_v05
@@ -36,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import follows
 
 SHORT = RetryPolicy(maximum_attempts=3)
+NOTICE_TRIES, NOTICE_PAUSE = 5, timedelta(minutes=1)  # a failed notification, tried again
+REPORT_CHARS = 4000  # of the implementing agent's report, handed to the auditor
 
 
 def triage_refusal(error: ActivityError) -> str | None:
@@ -59,6 +65,12 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
     def __init__(self) -> None:
         super().__init__()
         self.gate = DecisionGate()
+        self._found: TriageOutput | None = None
+        self._notices: list[asyncio.Task[None]] = []
+        self._tried = 0  # notifications whose first try is over
+        self.decides_first = False  # 0.11's path (Marker.OPERATOR_DECISION)
+        self._started: datetime | None = None
+        self._summarized = False
 
     @workflow.run
     async def run(self, raw: dict[str, Any]) -> BuildPipelineResult:
@@ -71,27 +83,45 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             self.status.stage = "invalid input"
             raise invalid_input(problem)
         self.choose_handoff()
+        self.decides_first = workflow.patched(Marker.OPERATOR_DECISION)
         note_ignored_keys(params)
         settings = await self.load_settings()
         if settings.index_builds:
             workflow.upsert_search_attributes([BUILD_NAME.value_set(params.build_name),
                                                TARGET_AGENT.value_set(params.target_agent)])
         origin = params.task_id
+        self._started = workflow.now()
         try:
             result = await self._stages(params, settings)
         except asyncio.CancelledError:
             self.settle(origin, "cancelled", "the build pipeline was cancelled")
             await self.settled()
+            await self._summarize_ending(params, "cancelled", "the build pipeline was cancelled")
             raise
         except (ActivityError, ApplicationError) as err:
             self.settle(origin, "failed", f"the build pipeline failed: {err.message}"[:2000])
             await self.settled()
+            await self._summarize_ending(params, "failed", err.message)
             raise
         self.settle(origin, "completed", "the build pipeline completed; summary attached",
                     result.summary_path)
         await self.settled()
-        self.enter("complete", None)
+        self.finish(self.status.outcome or "success", result.summary_path)
         return result
+
+    async def _summarize_ending(self, params: BuildPipelineInput, outcome: str,
+                                why: str) -> None:
+        """A build that did not close still leaves its summary (0.11 runs): how it ended and
+        why. Rejected and timed-out builds wrote theirs already."""
+        if self._summarized:
+            self.finish(self.status.outcome or outcome, self.status.summary_path)
+            return
+        if self.decides_first:
+            with contextlib.suppress(ActivityError):  # the run's own ending comes first
+                await self.summarize(params, self._started or workflow.now(),
+                                     [*self.status.stages_done], self._found or TriageOutput(),
+                                     outcome, None, ending=why[:2000])
+        self.finish(outcome, self.status.summary_path)
 
     def _input(self, raw: dict[str, Any]) -> BuildPipelineInput:
         try:
@@ -100,21 +130,32 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             self.status.stage = "invalid input"
             raise
 
-    async def _stages(self, params: BuildPipelineInput,
-                      settings: StageSettings) -> BuildPipelineResult:
-        started = workflow.now()
+    def _stage_runner(self, params: BuildPipelineInput,
+                      settings: StageSettings) -> Callable[..., Awaitable[BuildPhaseResult]]:
+        """One agent stage of this build, by its kind and payload fields."""
         build, agent, origin = params.build_name, params.target_agent, params.task_id
-        refs = (params.plan_path,)
 
         async def stage(kind: Stage, **fields: Any) -> BuildPhaseResult:
             return await self.run_agent_stage(StageCall(
                 kind, kind.agent or agent, build, {"build_name": build, **fields},
-                settings.limit(kind), origin=origin, refs=refs))
+                settings.limit(kind), origin=origin, refs=(params.plan_path,)))
+        return stage
 
+    async def _stages(self, params: BuildPipelineInput,
+                      settings: StageSettings) -> BuildPipelineResult:
+        started = self._started or workflow.now()
+        build, origin = params.build_name, params.task_id
+        stage = self._stage_runner(params, settings)
         await stage(PREFAB, plan_path=params.plan_path)
+        if self.decides_first:
+            built = await stage(IMPLEMENT, originating_task_id=origin, plan_path=params.plan_path)
+            await stage(AUDIT, plan_path=params.plan_path,
+                        implement_report=built.output[:REPORT_CHARS])
+            return await self._decide_first(params, settings, started)
         await stage(IMPLEMENT, originating_task_id=origin)
         await stage(AUDIT, plan_path=params.plan_path)
         triage, refused = await self._read_triage(build, settings)
+        self._found = triage
         phases = ["prefab", "implement", "audit", "triage"]
         if triage.flags:
             await stage(FIXES, flags=triage.flags)
@@ -133,7 +174,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             if fixed is not None:
                 triage = TriageOutput(blocks=triage.blocks + fixed.blocks, flags=fixed.flags,
                                       info=fixed.info)
-                self.status.blocks, self.status.flags = len(triage.blocks), len(fixed.flags)
+                self._show_triage(triage, None)
                 if fixed.flags:
                     await stage(FIXES, flags=fixed.flags)
                     phases.append("fixes")
@@ -143,6 +184,102 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         path = await self.summarize(params, started, phases, triage, outcome,
                                     close.output or None)
         return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
+
+    async def _decide_first(self, params: BuildPipelineInput, settings: StageSettings,
+                            started: datetime) -> BuildPipelineResult:
+        """0.11: blocks are notified as soon as triage finds them and may be decided from
+        then on (a decision taken while fixes run counts once they end); each set of blocks
+        is decided on its own: blocks read after an approval are notified and decided again."""
+        build, origin = params.build_name, params.task_id
+        stage = self._stage_runner(params, settings)
+        triage, refused = await self._read_triage(build, settings)
+        found = triage  # every finding of this build, for the summary
+        phases, again = ["prefab", "implement", "audit", "triage"], False
+        while True:
+            self._found = found
+            if triage.blocks:
+                self._notify(params, triage)
+            if triage.flags:
+                await stage(FIXES, flags=triage.flags)
+                phases.append("fixes")
+            if not triage.blocks:
+                break
+            if again:  # the approval of the last set is settled before this one is decided
+                await self.settled()
+            # The originating task is marked (the park entry a file decision must follow)
+            # and the first notification tried before the wait begins.
+            await workflow.wait_condition(lambda: self._tried >= len(self._notices))
+            outcome = await self._park(params, triage.blocks, settings,
+                                       "new block(s) from the corrected triage file"
+                                       if again else "block(s)")
+            if outcome != "approved":
+                await self.summarize(params, started, phases, found, outcome, None)
+                raise self.ending_error(build, outcome)
+            decided = self.gate.decided or BlockDecision(by="task-file")
+            why = f": {decided.reason}" if decided.reason else ""
+            self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
+                                               f"the build goes on")
+            fixed = await self._reread_triage(build) if refused else None
+            if fixed is None:  # decided; or still unreadable: approved as it stands
+                break
+            refused, triage, again = False, fixed, True
+            found = TriageOutput(blocks=found.blocks + fixed.blocks, flags=fixed.flags,
+                                 info=fixed.info, path=fixed.path)
+            self._show_triage(fixed, None)
+            if fixed.blocks:  # a new set of blocks: a decision of its own
+                self.gate = DecisionGate()
+                self.status.decision = self.status.decided_by = None
+                self.status.decision_reason = None
+        close = await stage(CLOSE)
+        phases.append("close")
+        path = await self.summarize(params, started, phases, found,
+                                    finished_outcome(len(found.blocks)), close.output or None)
+        return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
+
+    def _show_triage(self, triage: TriageOutput, refused: str | None) -> None:
+        """What the operator's views show of the audit: the findings in their own words."""
+        status = self.status
+        status.blocks, status.flags = len(triage.blocks), len(triage.flags)
+        status.findings = [] if refused else shown(triage.blocks)
+        status.flag_findings = shown(triage.flags)
+        status.triage_path, status.triage_refused = triage.path, refused
+        self._show()
+
+    def _notify(self, params: BuildPipelineInput, triage: TriageOutput) -> None:
+        """Open the decision and notify in the background (the build goes on meanwhile)."""
+        self.gate.parked = True
+        notice = BlockNotice(build_name=params.build_name, task_id=params.task_id,
+                             blocks=triage.blocks, flags=len(triage.flags),
+                             triage_file=triage.path)
+        self._notices.append(asyncio.create_task(self._send_notice(notice)))
+
+    async def _send_notice(self, notice: BlockNotice) -> None:
+        """Tried again while backends fail, each time only where it was not delivered; a
+        failure stands as *Attention* until a later try gets through."""
+        for attempt in range(1, NOTICE_TRIES + 1):
+            try:
+                result = await workflow.execute_activity_method(
+                    BlockActivities.notify_findings, notice,
+                    start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
+                    retry_policy=SHORT, summary=f"notify · {len(notice.blocks)} block(s) · "
+                                                f"originating task {notice.task_id}")
+                failed = "; ".join(f"{name}: {why}" for name, why in result.failed.items())
+                notice = notice.model_copy(update={"mark_task": False,
+                                                   "skip": result.delivered})
+            except ActivityError as err:
+                failed = f"the notification activity failed: {err.cause or err}"
+            self._tried += attempt == 1
+            if not failed:
+                self.stand(None)
+                return
+            if attempt == NOTICE_TRIES:
+                self.stand(f"block notification failed {attempt} times ({failed}); nobody "
+                           f"was told: decide from buildctl.py status or the Web UI")
+                return
+            pause = NOTICE_PAUSE * attempt
+            self.stand(f"block notification failed ({failed}); trying again in "
+                       f"{pause.total_seconds() / 60:g} min (try {attempt} of {NOTICE_TRIES})")
+            await workflow.sleep(pause)
 
     async def _read_triage(self, build: str,
                            settings: StageSettings) -> tuple[TriageOutput, bool]:
@@ -155,9 +292,10 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             if reason is None or not follows(Marker.TRIAGE_REFUSAL_PARKS):
                 raise
         workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
-        self.status.blocks, self.status.flags = 1, 0
+        refusal = f"triage file unreadable: {reason}"
+        self._show_triage(TriageOutput(blocks=[refusal]), refusal)
         self.done("triage")
-        return TriageOutput(blocks=[f"triage file unreadable: {reason}"]), True
+        return TriageOutput(blocks=[refusal]), True
 
     async def _reread_triage(self, build: str) -> TriageOutput | None:
         """One more read after the operator approved an unreadable audit (None: still not)."""
@@ -184,7 +322,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
                 maximum_attempts=settings.triage_max_attempts,
                 non_retryable_error_types=["TriageFormatError"]),
             summary=f"triage · read triage-output.yml for {build}")
-        self.status.blocks, self.status.flags = len(triage.blocks), len(triage.flags)
+        self._show_triage(triage, None)
         self.done("triage")
         return triage
 
@@ -199,9 +337,15 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             retry_policy=SHORT,
             summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
         self.done("notify")
+        return await self._park(params, blocks, settings)
+
+    async def _park(self, params: BuildPipelineInput, blocks: list[str],
+                    settings: StageSettings, what: str = "block(s)") -> str:
+        """Wait durably for approve/reject (signal, update or task file), or the deadline."""
+        task_id = params.task_id
         deadline = workflow.now() + timedelta(seconds=settings.block_wait_timeout)
         self.status.deadline = deadline
-        self.enter("wait", f"operator decision on {len(blocks)} block(s): approve or reject "
+        self.enter("wait", f"operator decision on {len(blocks)} {what}: approve or reject "
                            f"(signal/update), or set task {task_id} to approved; "
                            f"deadline {deadline:%Y-%m-%d %H:%M} UTC")
         verdict = await self.await_decision(task_id, settings.block_wait_timeout)
@@ -231,19 +375,31 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.gate.parked = False
         workflow.upsert_memo({Memo.AWAIT: None})
         self.status.decision, self.status.deadline = verdict, None
+        self._note_decision()
         return verdict
+
+    def _note_decision(self) -> None:
+        """Who decided (and why) is shown as soon as a decision counts."""
+        decided = self.gate.decided
+        if decided is not None:
+            self.status.decision = self.gate.verdict
+            self.status.decided_by, self.status.decision_reason = decided.by, decided.reason
+            self._show()
 
     @workflow.signal(name=Handler.APPROVE)
     def approve(self, decision: BlockDecision) -> None:
-        self.gate.decide("approved", decision)
+        if self.gate.decide("approved", decision):
+            self._note_decision()
 
     @workflow.signal(name=Handler.REJECT)
     def reject(self, decision: BlockDecision) -> None:
-        self.gate.decide("rejected", decision)
+        if self.gate.decide("rejected", decision):
+            self._note_decision()
 
     @workflow.update(name=Handler.APPROVE_BLOCKS)
     def approve_blocks(self, decision: BlockDecision) -> str:
-        self.gate.decide("approved", decision)
+        if self.gate.decide("approved", decision):
+            self._note_decision()
         return "approved"
 
     @approve_blocks.validator
@@ -252,7 +408,8 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
 
     @workflow.update(name=Handler.REJECT_BLOCKS)
     def reject_blocks(self, decision: BlockDecision) -> str:
-        self.gate.decide("rejected", decision)
+        if self.gate.decide("rejected", decision):
+            self._note_decision()
         return "rejected"
 
     @reject_blocks.validator
@@ -260,22 +417,28 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self.gate.refuse_unless_due(decision)
 
     async def summarize(self, params: BuildPipelineInput, started: datetime, phases: list[str],
-                         triage: TriageOutput, outcome: str, report: str | None) -> str:
+                        triage: TriageOutput, outcome: str, report: str | None,
+                        ending: str | None = None) -> str:
         self.enter("summary", None)
         decided = self.gate.decided
+        words = self.decides_first  # 0.11: the findings' own words, and why it ended
         record = WorkflowSummary(
             workflow_id=workflow.info().workflow_id, build_name=params.build_name,
             started=started, completed=workflow.now(), phases_completed=phases,
             blocks_hit=len(triage.blocks), flags_applied=len(triage.flags),
             outcome=outcome, plan_path=params.plan_path, build_report_path=report,
             decided_by=decided.by if decided else None,
-            reason=(decided.reason or None) if decided else None)
+            reason=(decided.reason or None) if decided else None,
+            blocks=triage.blocks if words else None, flags=triage.flags if words else None,
+            triage_file=triage.path if words else None, ending=ending if words else None)
         path = await workflow.execute_activity_method(
             SummaryActivities.write_summary, record,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
             retry_policy=SHORT,
             summary=f"summary · outcome {record.outcome}")
         self.done("summary")
+        self._summarized = True
+        self.status.outcome, self.status.summary_path = outcome, path
         return path
 
     def ending_error(self, build: str, outcome: str) -> ApplicationError:

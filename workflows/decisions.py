@@ -10,8 +10,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 class DecisionGate:
-    """Open only while the pipeline is parked; the first decision wins, the rest are ignored
-    (signals) or refused (updates)."""
+    """Open only while the pipeline is parked (from 0.11: from the moment its blocks are
+    notified); the first decision wins, the rest are ignored (signals) or refused (updates).
+    One gate per set of blocks: blocks found later get a gate of their own."""
 
     def __init__(self) -> None:
         self.parked = False

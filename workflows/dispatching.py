@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         TaskCancellation,
         TaskSettlement,
     )
+    from safeio.inert import markdown
     from stages import Stage
     from taskdir.documents import stage_task_id
     from workflows.handoff import SettleFirst, choose_handoff
@@ -78,6 +79,7 @@ class DispatchingWorkflow:
         self._routes: dict[str, str] = {}
         self._liveness: float | None = None  # AGENT_HEARTBEAT_TIMEOUT of this run
         self._silence, self._reoffers = "reoffer", 0
+        self._standing: str | None = None  # an alert that outlives stage changes
 
     def choose_handoff(self) -> None:
         """Call right after the v0.5 check: runs started before 0.8 keep their order."""
@@ -129,7 +131,7 @@ class DispatchingWorkflow:
     def enter(self, stage: str, waiting_on: str | None, queue: str | None = None) -> None:
         self.status.stage = stage
         self.status.waiting_on = waiting_on
-        self.status.alert = None
+        self.status.alert = self._standing
         self.status.queue, self.status.queue_unpolled = queue, False
         self._show()
 
@@ -137,16 +139,58 @@ class DispatchingWorkflow:
         self.status.stages_done.append(stage)
         self.status.waiting_on = None
 
+    def stand(self, note: str | None) -> None:
+        """An *Attention* note that stays until cleared (e.g. a failed block notification);
+        clearing it leaves any other note (the sweeper's) as it is."""
+        if note is not None or self.status.alert == self._standing:
+            self.status.alert = note
+        self._standing = note
+        self._show()
+
+    def finish(self, outcome: str, summary_path: str | None = None) -> None:
+        """The run ended: say how (and where its summary is) instead of what it waits on."""
+        self.status.outcome, self.status.summary_path = outcome, summary_path
+        self.status.stage = "complete" if outcome in ("success", "partial") else "ended"
+        self.status.waiting_on, self.status.deadline = None, None
+        self._show()
+
     def _show(self) -> None:
+        """The Web UI's Current Details: agent-written text is escaped, lists are bounded."""
         status = self.status
-        host = f"\n\n**Host queue:** {status.queue}" if status.queue else ""
-        if status.queue_unpolled:
-            host += (" — no worker polls it (is the host down?); the stage is handed over "
-                     "as soon as one does")
-        alert = f"\n\n**Attention:** {status.alert}" if status.alert else ""
-        workflow.set_current_details(
-            f"**Stage:** {status.stage}\n\n**Waiting on:** "
-            f"{status.waiting_on or 'nothing (running)'}{host}{alert}")
+        lines = [f"**Stage:** {status.stage}"]
+        if status.outcome:
+            where = f" · summary: {markdown(status.summary_path, 1000)}" \
+                if status.summary_path else ""
+            lines.append(f"**Ended:** {status.outcome}{where}")
+        else:
+            lines.append(f"**Waiting on:** {status.waiting_on or 'nothing (running)'}")
+        if status.queue and not status.outcome:
+            lines.append(f"**Host queue:** {status.queue}" + (
+                " — no worker polls it (is the host down?); the stage is handed over as "
+                "soon as one does" if status.queue_unpolled else ""))
+        lines += self._findings_shown()
+        if status.alert:
+            lines.append(f"**Attention:** {markdown(status.alert)}")
+        workflow.set_current_details("\n\n".join(lines))
+
+    def _findings_shown(self) -> list[str]:
+        """The blocks in their own words (the first ten), the flags counted, the decision."""
+        status, lines = self.status, []
+        if status.triage_refused:
+            lines.append(f"**Triage file refused:** {markdown(status.triage_refused, 800)}")
+        elif status.findings:
+            shown = status.findings[:10]
+            more = status.blocks - len(shown)
+            lines.append(f"**Blocks ({status.blocks}):**\n" + "\n".join(
+                f"{n}. {markdown(text, 300)}" for n, text in enumerate(shown, start=1))
+                + (f"\n\n… and {more} more (`buildctl.py status`)" if more > 0 else ""))
+        if status.flags:
+            lines.append(f"**Flags:** {status.flags}, handed to the build's agent to fix")
+        if status.decided_by:
+            why = f": {markdown(status.decision_reason)}" if status.decision_reason else ""
+            lines.append(f"**Decision:** {status.decision or 'taken'} by "
+                         f"{markdown(status.decided_by, 200)}{why}")
+        return lines
 
     async def withdraw(self, task_id: str, stage: str, queue: str | None = None) -> None:
         """The run was cancelled while an agent held the stage: mark its task file cancelled."""
