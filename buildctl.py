@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import (
@@ -34,6 +35,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.client import WorkflowExecution as ListedRun
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -268,7 +270,8 @@ async def _progress(client: Client, workflow_id: str, polled: bool = True) -> An
         return Answer()
 
 
-async def list_row(client: Client, execution: Any, polled: bool) -> tuple[dict[str, Any], bool]:
+async def list_row(client: Client, execution: ListedRun,
+                   polled: bool) -> tuple[dict[str, Any], bool]:
     """One build for `list`, and whether a worker was asked and did not answer."""
     status = status_name(execution.status)
     memo = await execution.memo()
@@ -435,7 +438,7 @@ async def ended_facts(client: Client, description: WorkflowExecutionDescription
     return facts
 
 
-def close_reason(last: Any) -> str | None:
+def close_reason(last: HistoryEvent) -> str | None:
     """Why a closed run ended, from its last event (the Web UI shows the same)."""
     if last.HasField("workflow_execution_failed_event_attributes"):
         return last.workflow_execution_failed_event_attributes.failure.message or "failed"
