@@ -402,19 +402,20 @@ def retry_wait(description: WorkflowExecutionDescription) -> dict[str, Any] | No
     for, which attempt comes next of how many, and when."""
     for pending in description.raw_description.pending_activities:
         if pending.attempt > 1 and pending.HasField("next_attempt_schedule_time"):
-            return {"activity": pending.activity_type.name, "waiting_for": waited_for(pending),
+            return {"activity": pending.activity_type.name, **waited_for(pending),
                     "attempt": pending.attempt, "maximum_attempts": pending.maximum_attempts,
                     "next_attempt": pending.next_attempt_schedule_time.ToDatetime(
                         tzinfo=UTC).isoformat()}
     return None
 
 
-def waited_for(pending: PendingActivityInfo) -> str:
-    """What a retrying activity waits for: the path its last failure names, else its reason."""
+def waited_for(pending: PendingActivityInfo) -> dict[str, str]:
+    """What a retrying activity waits for: the file triage's last failure names, else why
+    its last attempt failed."""
     failure = pending.last_failure
     if failure.application_failure_info.type == "TriageMissing":  # "...not written yet: PATH"
-        return failure.message.rpartition(": ")[2]
-    return failure.message or pending.activity_type.name
+        return {"waiting_for": failure.message.rpartition(": ")[2]}
+    return {"last_failure": failure.message or "failed"}
 
 
 async def ended_facts(client: Client, description: WorkflowExecutionDescription
@@ -567,8 +568,10 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
                      f"{shown(result['awaiting_task_id'])})")
     retry = result.get("retry")
     if retry:
-        lines.append(f"waiting for {shown(retry['waiting_for'])} (attempt {retry['attempt']} "
-                     f"of {retry['maximum_attempts'] or 'unlimited'}, next in "
+        what = (f"waiting for {shown(retry['waiting_for'])}" if retry.get("waiting_for") else
+                f"retrying {shown(retry['activity'])} ({shown(retry.get('last_failure'))})")
+        lines.append(f"{what} (attempt {retry['attempt']} of "
+                     f"{retry['maximum_attempts'] or 'unlimited'}, next in "
                      f"{from_now(retry['next_attempt'])})")
     beat = result.get("agent_progress")
     if beat:
