@@ -363,6 +363,8 @@ async def stage_facts(client: Client, config: WorkerConfig, progress: Progress |
     if task_id:
         facts["task_id"] = task_id
         facts["task_file"] = await asyncio.to_thread(task_file, config, task_id)
+    if memo.get(Memo.AWAIT):  # parked: a decision may be written into the originating task
+        facts["origin_file"] = await asyncio.to_thread(task_file, config, memo[Memo.AWAIT])
     queue = progress.queue if progress else memo.get(Memo.QUEUE)
     if queue:  # the stage is on an agent host's queue: is anyone polling it?
         count, last = await queue_pollers(client, queue)
@@ -559,6 +561,8 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
         where = result.get("task_file") or f"task {result['task_id']} (no file in this host's "\
                                             f"task directory)"
         lines.append(f"task file: {shown(where)}")
+    if result.get("origin_file"):
+        lines.append(f"originating task file: {shown(result['origin_file'])}")
     if progress:
         lines.append(f"done: {shown(', '.join(progress['stages_done'])) or '-'}")
     if result["status"] == "running" and progress:

@@ -15,6 +15,7 @@ import yaml
 
 from buildctl import SHOWN, status_lines
 from config import load_config
+from taskdir import TaskDirectory
 from testbed.agents import AgentSim, default_behaviour, run_cli, triage_writer
 from testbed.helpers import (
     eventually,
@@ -187,7 +188,10 @@ async def test_list_has_a_header_filters_and_one_spelling_of_cancelled(client, c
     behaviours = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["b1"]}),
                   "build_prefab": held_prefab("held", "gone")}
     async with AgentSim(dirs["tasks"], env, behaviours):
-        waiting = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "parked")
+        dirs["tasks"].mkdir(parents=True, exist_ok=True)
+        origin = make_origin(dirs["tasks"])
+        waiting = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "parked",
+                                       task_id=origin)
         held = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "held")
         gone = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "gone")
         await reaches_stage(gone, "prefab")  # its name is indexed by now
@@ -217,6 +221,8 @@ async def test_list_has_a_header_filters_and_one_spelling_of_cancelled(client, c
         assert {r["workflow_id"] for r in json.loads(out)["workflows"]} == {waiting.id, held.id}
         code, out, _ = await buildctl(env, "list", "--waiting")
         assert [line.split()[0] for line in out.splitlines()[1:]] == [waiting.id]
+        _, out, _ = await buildctl(env, "status", waiting.id)  # where a file decision goes
+        assert f"originating task file: {TaskDirectory(dirs['tasks']).find(origin)}" in out
         _, out, _ = await buildctl(env, "status", gone.id, "--json")
         assert json.loads(out)["status"] == "cancelled"
         _, out, _ = await buildctl(env, "status", gone.id)
