@@ -153,13 +153,16 @@ async def test_without_a_worker_status_and_list_answer_at_once_and_say_so(client
     stopped: status and list answer from the server within about a second of their own
     start-up (it was the 5 s query timeout, per running build) and say no worker answered."""
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    assert (await buildctl(env, "status", "no-such-build"))[0] == 4
+    own = time.monotonic() - began  # start-up and one call: what the machine's load costs now
     never = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "unserved")
     for command in (["status", never.id], ["list"]):
         began = time.monotonic()
         code, out, err = await buildctl(env, *command)
         assert code == 0, err
         assert "no worker answered (is worker.py running?)" in out.splitlines()
-        assert time.monotonic() - began < 4, command
+        assert time.monotonic() - began < own + 2.5, command
     assert out.splitlines()[1].split()[0] == never.id
     await never.terminate("test over")
     async with running_worker(client, cfg), AgentSim(dirs["tasks"], env, {
@@ -172,7 +175,7 @@ async def test_without_a_worker_status_and_list_answer_at_once_and_say_so(client
         code, out, err = await buildctl(env, *command)
         assert code == 0, err
         assert "no worker answered (is worker.py running?)" in out.splitlines()
-        assert time.monotonic() - began < 4.5, command
+        assert time.monotonic() - began < own + 3, command
         if command[0] == "status":  # what the server knows: the stage's task, from the memo
             assert f"task file: {path}" in out.splitlines()
     code, out, _ = await buildctl(env, "status", stopped.id, "--json")
