@@ -17,6 +17,13 @@ from testbed.helpers import eventually, make_origin, reaches_stage, start_pipeli
 BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
 
 
+def plan_file(dirs: dict[str, Path], name: str = "plan") -> str:
+    """A readable plan file (start refuses a --plan-path it cannot read); its path."""
+    path = dirs["home"] / f"{name}.md"
+    path.write_text(f"# {name}\n")
+    return str(path)
+
+
 async def buildctl(env: dict[str, str], *args: str | bytes) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, BUILDCTL, *args, stdout=asyncio.subprocess.PIPE,
@@ -35,7 +42,7 @@ async def test_start_status_list_approve(client, cfg, dirs, env, worker):
                   "build_closeout": lambda d, p: None if hold_close["on"] else ("success", "r")}
     async with AgentSim(dirs["tasks"], env, behaviours):
         code, out, err = await buildctl(env, "start", "--build-name", "ctl-demo", "--plan-path",
-                                        "/plans/ctl.md", "--task-id", origin, "--agent", "dev",
+                                        plan_file(dirs), "--task-id", origin, "--agent", "dev",
                                         "--id", "ctl-demo-1")
         assert code == 0, err
         assert out.splitlines() == ["started ctl-demo-1",
@@ -69,7 +76,7 @@ async def test_start_status_list_approve(client, cfg, dirs, env, worker):
 async def test_errors_have_distinct_codes(client, cfg, dirs, env, worker):
     code, out, err = await buildctl(env, "start", "--build-name", "Bad!", "--plan-path", "/p",
                                     "--task-id", "12345678-x", "--agent", "dev")
-    assert code == 3 and "build_name" in err and "Traceback" not in err
+    assert code == 3 and "--build-name" in err and "Traceback" not in err
     code, _, err = await buildctl(env, "status", "no-such-build")
     assert code == 4 and "not found" in err
     code, out, _ = await buildctl(env, "--json", "approve", "no-such-build", "--by", "x")
@@ -130,19 +137,20 @@ async def test_hostile_arguments_and_plan_files_get_documented_codes(env, dirs, 
 
 async def test_start_refuses_a_missing_origin_and_names_every_invalid_field(client, cfg, env,
                                                                            dirs, worker):
+    plan = plan_file(dirs)
     code, _, err = await buildctl(env, "start", "--build-name", "no-origin", "--plan-path",
-                                  "/plans/x.md", "--task-id", "no-such-task-1", "--agent", "dev")
+                                  plan, "--task-id", "no-such-task-1", "--agent", "dev")
     assert code == 7 and len(err.strip().splitlines()) == 1
     assert "originating task no-such-task-1 has no task file" in err
     assert "--without-origin-file" in err
     code, _, err = await buildctl(env, "start", "--build-name", "Bad!", "--plan-path",
-                                  "/p.md", "--task-id", "<id>", "--agent", "dev")
-    assert code == 3 and "build_name" in err and "task_id" in err
+                                  plan, "--task-id", "<id>", "--agent", "dev")
+    assert code == 3 and "--build-name" in err and "--task-id" in err
     code, _, err = await buildctl(env, "start", "--build-name", "rel", "--plan-path",
                                   "plans/x.md", "--task-id", "origin-1234", "--agent", "dev")
-    assert code == 3 and "plan_path: must be an absolute path" in err
+    assert code == 3 and "--plan-path: must be an absolute path" in err
     code, out, err = await buildctl(env, "--json", "start", "--build-name", "elsewhere",
-                                    "--plan-path", "/plans/x.md", "--task-id", "origin-1234",
+                                    "--plan-path", plan, "--task-id", "origin-1234",
                                     "--agent", "dev", "--without-origin-file")
     assert code == 0, err
     await client.get_workflow_handle(json.loads(out)["workflow_id"]).terminate("test over")
@@ -157,8 +165,8 @@ async def test_status_of_ended_builds_tells_why_and_awaits_nothing(client, cfg, 
     async with AgentSim(dirs["tasks"], env, behaviours):
         origin = make_origin(dirs["tasks"])
         _, out, _ = await buildctl(env, "--json", "start", "--build-name", "why",
-                                        "--plan-path", "/plans/why.md", "--task-id", origin,
-                                        "--agent", "dev")
+                                   "--plan-path", plan_file(dirs), "--task-id", origin,
+                                   "--agent", "dev")
         workflow_id = json.loads(out)["workflow_id"]
         handle = client.get_workflow_handle(workflow_id)
 
@@ -210,11 +218,11 @@ async def test_a_running_id_and_repeated_phase_numbers_are_one_line_refusals(
         client, cfg, dirs, env, worker, tmp_path):
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     origin = make_origin(dirs["tasks"])
-    start = ["start", "--build-name", "twice", "--plan-path", "/plans/t.md", "--task-id",
+    start = ["start", "--build-name", "twice", "--plan-path", plan_file(dirs), "--task-id",
              origin, "--agent", "dev", "--id", f"twice-{os.getpid()}"]
     code, _, err = await buildctl(env, *start)
     assert code == 0, err
-    code, _, err = await buildctl(env, *start)
+    code, _, err = await buildctl(env, *start, "--allow-shared-origin")
     assert code == 7 and len(err.strip().splitlines()) == 1 and "already running" in err
     plan = tmp_path / "plan.yml"
     plan.write_text(yaml.safe_dump({"plan_name": "dup", "phases": [
