@@ -7,7 +7,6 @@ import random
 import time
 import uuid
 
-import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
@@ -115,13 +114,13 @@ def test_status_cache_follows_every_rewrite(tmp_path):
 def counting_loads(monkeypatch) -> list[str]:
     """The names of the files the directory parses (behaviour, not its private cache)."""
     parsed: list[str] = []
-    real = taskdir_module.load
+    real = taskdir_module.read_header
 
-    def load(path):
-        parsed.append(path.name)
-        return real(path)
+    def read_header(raw, name, max_nodes):
+        parsed.append(name)
+        return real(raw, name, max_nodes)
 
-    monkeypatch.setattr(taskdir_module, "load", load)
+    monkeypatch.setattr(taskdir_module, "read_header", read_header)
     return parsed
 
 
@@ -169,17 +168,23 @@ def test_status_of_an_archived_originating_task_is_set_in_place(tmp_path):
     assert yaml.safe_load(path.read_text())["status"] == "input-required"
 
 
-def test_a_symlinked_locks_directory_is_not_followed(tmp_path):
-    from exceptions import UnsafePathError
-
+def test_a_symlinked_locks_directory_is_not_followed(tmp_path, caplog):
+    """A `.locks` that is a link used to fail every write (so every build): it is worked
+    around as a `.locks` that is a file is (written unlocked, said once), never followed."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     root = tmp_path / "tasks"
     root.mkdir()
     (root / ".locks").symlink_to(elsewhere)
-    with pytest.raises(UnsafePathError, match="symlink"):
-        TaskDirectory(root).dispatch(spec(), "dA==")
-    assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == []
+    tasks, stage = TaskDirectory(root), spec()
+    path = tasks.dispatch(stage, "dA==")
+    assert tasks.dispatch(stage, "dB==") == path  # a rewrite, as unlocked as the first
+    with tasks.sweep_turn() as mine:
+        assert mine
+    assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == [path]
+    said = [r for r in caplog.records if r.getMessage() == "task_dir_entry_not_a_directory"]
+    assert [(r.path, r.shape) for r in said] == [(str(root / ".locks"), "a symlink")]
+    assert "is a symlink" in tasks.locks.trouble()
 
 
 def test_one_sweeper_per_directory_at_a_time(tmp_path):
