@@ -19,10 +19,12 @@ import yaml
 from temporalio.client import WorkflowFailureError
 
 from config import load_config
-from models import Progress
+from models import BlockDecision, Progress
 from safeio.untrusted_yaml import MAX_NODES
+from safeio.writing import write_private
 from taskdir import TaskDirectory, dump, load
 from taskdir import index as taskdir_index
+from taskdir.documents import history_entry
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
@@ -154,6 +156,55 @@ async def test_only_file_approvers_decide_through_the_file(client, dirs, env, ca
         override(dirs["tasks"], origin, "approved", "bob", "reviewed")
         result = await handle.result()
     assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
+
+
+async def test_an_approval_from_before_the_build_parked_does_not_count(client, dirs, env,
+                                                                      caplog):
+    """FILE_APPROVERS took the newest history entry that ever set `approved`: a second build
+    of a task id alice once approved was approved `decided_by: alice` when an agent set only
+    `status: approved`. Only a move written after this build parked counts."""
+    cfg = load_config({**env, "FILE_APPROVERS": "alice, bob"})
+    origin = make_origin(dirs["tasks"])
+    path = TaskDirectory(dirs["tasks"]).find(origin)
+    earlier = load(path)  # an earlier build of this task: parked, approved by alice, closed
+    earlier["history"] += [history_entry("input-required", "1 security block(s) on build"),
+                           history_entry("approved", "fine", actor="alice"),
+                           history_entry("in-progress", "blocks approved by alice"),
+                           history_entry("in-progress", "submitted again", actor="operator")]
+    write_private(path, dump(earlier))
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, cfg), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "old-approval",
+                                      task_id=origin)
+        await eventually(lambda: file_status(dirs["tasks"], origin) == "input-required", 60)
+        agent_edit = load(path)
+        agent_edit["status"] = "approved"  # no history entry of its own
+        write_private(path, dump(agent_edit))
+        await eventually(lambda: logged(caplog, "file_decision_ignored"), 30)
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        override(dirs["tasks"], origin, "approved", "bob", "reviewed")
+        result = await handle.result()
+    assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
+
+
+async def test_a_recursive_alias_in_the_originating_task_parks_the_build(
+        client, cfg, dirs, env, worker, caplog):
+    """`notes: &a [*a]` in the originating task loaded fine, then writing the file recursed:
+    three rounds of notifications, then the build failed. It is an unreadable file now: the
+    build parks as for any unreadable origin, and a signal decides."""
+    origin = make_origin(dirs["tasks"])
+    path = TaskDirectory(dirs["tasks"]).find(origin)
+    path.write_bytes(path.read_bytes() + b"notes: &a [*a]\n")
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "alias-origin",
+                                      task_id=origin)
+        await reaches_stage(handle, "wait", 60)
+        assert [r for r in caplog.records  # not readable as a task: as if it were missing
+                if r.getMessage().startswith("originating_task_missing")]
+        await handle.signal("approve", BlockDecision(by="alice"))
+        assert (await handle.result()).status == "complete"
+    assert path.read_bytes().endswith(b"notes: &a [*a]\n")  # never rewritten
 
 
 async def test_symlinked_audit_directory_is_not_followed(client, cfg, dirs, env, worker,
