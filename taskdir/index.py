@@ -33,7 +33,7 @@ _ENTRY_OVERHEAD = 240  # bytes of dict slot, tuple and ints around each cached e
 # character 4 bytes wide), whatever the file holds or however many links name it.
 MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + 4 * 80 + 4 * (
     MAX_ID_CHARS + MAX_STATUS_CHARS + MAX_BY_CHARS + MAX_NOTE_CHARS)
-LOOKUP_NODES = 500_000  # YAML nodes one lookup may parse (~3 s of CPU at worst)
+LOOKUP_NODES = 300_000  # YAML nodes one lookup may parse (~3 s on a busy 2-core machine)
 LOOKUP_BYTES = 64 * 1024 * 1024  # bytes one lookup may read to recognise changed files
 _PARKS = frozenset({"input-required", "pending-approval"})  # our awaiting_decision moves
 RECENT_CHANGE_NS = 2_000_000_000  # a directory changed this recently may hide a new name

@@ -244,3 +244,22 @@ def test_a_names_id_prefix_is_what_the_name_pattern_says():
     for name in names:
         match = taskdir_module._NAME.match(name)
         assert taskdir_module.id_prefix(name) == (match.group(1) if match else None), name
+
+
+def test_the_header_cache_is_bounded_in_bytes(tmp_path, monkeypatch):
+    """Each file costs the cache at most MAX_RETAINED_PER_FILE, however long its fields; the
+    cache as a whole keeps within MAX_CACHED_BYTES, oldest entries evicted first."""
+    per_file = taskdir_module.MAX_RETAINED_PER_FILE
+    monkeypatch.setattr(taskdir_module, "MAX_CACHED_BYTES", 4 * per_file)
+    tasks = TaskDirectory(tmp_path)
+    for n in range(12):
+        note = "\U0001f600" * 5000  # four bytes a character, cut to MAX_NOTE_CHARS
+        document = {"id": f"{n:08d}-long-notes", "status": "approved" + "!" * 5000,
+                    "history": [{"status": "approved" + "!" * 5000, "actor": "a" * 5000,
+                                 "note": note}]}
+        (tmp_path / f"20260101-000000-{n:08d}.yml").write_bytes(dump(document))
+        header = tasks.header(tmp_path / f"20260101-000000-{n:08d}.yml")
+        assert header is not None and len(header.note) == taskdir_module.MAX_NOTE_CHARS
+        assert len(header.status) == taskdir_module.MAX_STATUS_CHARS
+        assert tasks._headers.retained <= taskdir_module.MAX_CACHED_BYTES
+    assert 2 <= len(tasks._headers) <= 4
