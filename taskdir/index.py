@@ -19,6 +19,7 @@ from contract import token_text
 from exceptions import ActivityRuntimeError
 from safeio import untrusted_yaml
 from taskdir.documents import MAX_TASK_FILE_BYTES, SOURCE_AGENT, UNREADABLE
+from taskdir.vocabulary import DECISIONS
 
 if TYPE_CHECKING:
     from taskdir.watch import DirectoryWatch, Groups
@@ -78,20 +79,28 @@ class Header:
 
 
 def mover(document: dict, status: str | None) -> tuple[str | None, str | None]:
-    """Actor and note of the newest history entry that set STATUS (who made the move, why),
-    looking no further back than our newest park (`input-required`/`pending-approval`): an
-    approval written before the build parked (an earlier build of the same task) is not
-    this build's decision."""
+    """Actor and note of the newest history entry that set STATUS (who made the move, why).
+    A deciding status counts only when set after our newest park (`input-required` /
+    `pending-approval`, written when the build parked): an approval from before it (an
+    earlier build of the same task id), or with no park entry at all, names nobody."""
     history = document.get("history")
-    for entry in reversed(history if isinstance(history, list) else []):
-        if not isinstance(entry, dict):
-            continue
+    entries = [entry for entry in (history if isinstance(history, list) else [])
+               if isinstance(entry, dict)]
+    for at in range(len(entries) - 1, -1, -1):
+        entry = entries[at]
         if entry.get("status") == status:
+            if status in DECISIONS and not any(map(_parks, entries[:at])):
+                return None, None
             return _line(entry.get("actor"), MAX_BY_CHARS), _line(entry.get("note"),
                                                                   MAX_NOTE_CHARS)
-        if entry.get("actor") == SOURCE_AGENT and entry.get("status") in _PARKS:
+        if _parks(entry):
             break
     return None, None
+
+
+def _parks(entry: dict) -> bool:
+    """ENTRY is ours, parking the build for an operator's decision."""
+    return entry.get("actor") == SOURCE_AGENT and entry.get("status") in _PARKS
 
 
 def _line(value: object, limit: int) -> str | None:

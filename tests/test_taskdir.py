@@ -263,3 +263,28 @@ def test_the_header_cache_is_bounded_in_bytes(tmp_path, monkeypatch):
         assert len(header.status) == taskdir_module.MAX_STATUS_CHARS
         assert tasks._headers.retained <= taskdir_module.MAX_CACHED_BYTES
     assert 2 <= len(tasks._headers) <= 4
+
+
+def test_a_decision_counts_only_after_the_build_parked(tmp_path):
+    """(#36.11) The approval must be newer than our own park entry for this build: one from
+    before it (an earlier build of the same id), or with no park entry at all, names nobody,
+    so FILE_APPROVERS finds no approver; the park's own entry and later moves keep theirs."""
+    from taskdir.documents import history_entry
+    from testbed.helpers import make_origin
+    from tests.task_queue_tool import override
+
+    origin = make_origin(tmp_path)
+    override(tmp_path, origin, "approved", "alice", "an earlier build")
+    tasks = TaskDirectory(tmp_path, approvers=frozenset({"alice"}))
+    assert tasks.read_decision(origin).status is None  # no park entry: nobody decided
+    tasks.set_status(origin, "input-required", "1 block: the build parks")
+    assert tasks.read_decision(origin, credible_only=False).by == "temporal-worker"
+    path = tasks.find(origin)
+    document = yaml.safe_load(path.read_text())
+    document["status"] = "approved"  # an agent's edit: alice's entry is before the park
+    path.write_bytes(dump(document))
+    assert tasks.read_decision(origin).status is None
+    document["history"].append(history_entry("approved", "reviewed", actor="alice"))
+    path.write_bytes(dump(document))
+    decision = tasks.read_decision(origin)
+    assert (decision.status, decision.by, decision.reason) == ("approved", "alice", "reviewed")
