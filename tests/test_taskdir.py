@@ -288,3 +288,20 @@ def test_a_decision_counts_only_after_the_build_parked(tmp_path):
     path.write_bytes(dump(document))
     decision = tasks.read_decision(origin)
     assert (decision.status, decision.by, decision.reason) == ("approved", "alice", "reviewed")
+
+
+def test_a_lookup_reads_at_most_its_budget_of_changed_bytes(tmp_path, monkeypatch):
+    """Touched files cost a read and a hash each; a lookup reads at most LOOKUP_BYTES of them
+    and says it stopped rather than "not found"; the next lookup goes on."""
+    monkeypatch.setattr(taskdir_module, "LOOKUP_BYTES", 100_000)
+    for n in range(5):
+        (tmp_path / f"junk-{n}.yml").write_text(f"# {n}\n" + "x: 1\n" * 8_000)  # ~40 KB each
+    tasks = TaskDirectory(tmp_path)
+    outcomes = []
+    for _ in range(4):
+        try:
+            outcomes.append(tasks.find(str(uuid.uuid4())))
+        except taskdir_module.LookupIncomplete as err:
+            assert "budget of bytes" in str(err)
+            outcomes.append("stopped")
+    assert outcomes == ["stopped", "stopped", None, None]  # 2 files a lookup, then all known
