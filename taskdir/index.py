@@ -146,7 +146,8 @@ class NameIndex:
         except OSError:
             return []
         if not stat.S_ISDIR(info.st_mode):
-            odd_entry(directory, "looked at as empty")
+            odd_entry(directory, "looked at as empty (never followed)",
+                      "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory")
             return []
         with self._lock:
             groups = self._groups(directory, info, task_id)
