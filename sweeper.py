@@ -180,10 +180,14 @@ class Sweeper:
         cutoff = time.monotonic() - RESIGNAL_AFTER
         self._redispatched = {k: t for k, t in self._redispatched.items() if t > cutoff}
         current: set[str] = set()
+        trouble = await asyncio.to_thread(self.tasks.locks.trouble)
         async for execution in self.client.list_workflows(self.query, page_size=1000,
                                                           rpc_timeout=LIST_TIMEOUT):
             memo = await execution.memo()
             try:  # one build's file is handled on its own: it never stops the others'
+                if trouble is not None and (self.main or self._ours(memo.get(Memo.QUEUE))):
+                    await self._attention(execution, ".locks", "task_dir_entry_odd",
+                                          f"task directory: {trouble}")
                 if memo.get(Memo.AWAIT) and self.main:  # originating tasks: the main host
                     acted += await self._check_block(execution, str(memo[Memo.AWAIT]))
                 elif memo.get(Memo.DISPATCH) and self._ours(memo.get(Memo.QUEUE)):
@@ -207,31 +211,41 @@ class Sweeper:
         for path, header in await asyncio.to_thread(self.tasks.stage_files):
             if header.status in TERMINAL or header.id in current or header.id in self._stale:
                 continue
-            try:
-                age = time.time() - path.stat().st_mtime
-                if age < max(STALE_AFTER, 4 * self.interval):
-                    continue
-                document = await asyncio.to_thread(load, path)
-                facts = read_task_token(decode_token(token_text(document) or ""))
-                ending = await activity_ending(self.client, facts)
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                self._stale.add(header.id)
-                log.warning("stage_file_unusable", extra={"task_id": header.id,
-                                                          "error": str(err)[:200]})
-                continue
-            if ending is None:
-                continue  # still pending: an agent may yet finish it
-            status, note = ending
-            self._stale.add(header.id)
-            try:
-                await asyncio.to_thread(self.tasks.set_status, header.id, status, note,
-                                        unless_terminal=True, path=path)
-            except TaskLocked:
-                self._stale.discard(header.id)  # someone holds it: next pass
-                continue
-            log.info("stale_stage_settled", extra={"task_id": header.id, "status": status})
-            acted += 1
+            try:  # each file on its own: a forged one never stops the pass
+                acted += await self._settle_one(path, header.id)
+            except RPCError as err:
+                if outage(err):
+                    raise  # the next pass, once Temporal answers again
+                self._unusable(header.id, f"{err.status.name}: {err.message}")
+            except Exception as err:
+                self._unusable(header.id, f"{type(err).__name__}: {err}")
         return acted
+
+    def _unusable(self, task_id: str, error: str) -> None:
+        """A stage file the host's sweep cannot settle: said once, then left alone."""
+        self._stale.add(task_id)
+        log.warning("stage_file_unusable", extra={"task_id": task_id, "error": error[:200]})
+
+    async def _settle_one(self, path: Path, task_id: str) -> int:
+        """Settle one open stage file as its activity ended, once it is old enough."""
+        age = time.time() - path.stat().st_mtime
+        if age < max(STALE_AFTER, 4 * self.interval):
+            return 0
+        document = await asyncio.to_thread(load, path)
+        facts = read_task_token(decode_token(token_text(document) or ""))
+        ending = await activity_ending(self.client, facts)
+        if ending is None:
+            return 0  # still pending: an agent may yet finish it
+        status, note = ending
+        self._stale.add(task_id)
+        try:
+            await asyncio.to_thread(self.tasks.set_status, task_id, status, note,
+                                    unless_terminal=True, path=path)
+        except TaskLocked:
+            self._stale.discard(task_id)  # someone holds it: next pass
+            return 0
+        log.info("stale_stage_settled", extra={"task_id": task_id, "status": status})
+        return 1
 
     def _ours(self, stage_queue: object) -> bool:
         """Whether the stage's file is in our directory: it was routed to our queue."""

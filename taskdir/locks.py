@@ -37,12 +37,13 @@ class TaskLocks:
     def lock(self, task_id: str) -> Iterator[None]:
         """The exclusive flock the task-queue server takes on `.locks/<id>.lock`, waited for
         at most LOCK_PATIENCE (then TaskLocked: the caller retries later without a thread).
-        A `.locks` that is not a directory cannot lock anyone: we write unlocked, and say so."""
-        if not self._usable():
-            yield
-            return
+        A `.locks` (or a lock file) of the wrong shape cannot lock anyone and is never
+        followed: we write unlocked, and say so."""
         name = re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:128]
         path = self.root / ".locks" / f"{name}.lock"
+        if self.trouble(path) is not None:
+            yield
+            return
         fd = open_beneath(path, self.root, os.O_RDWR | os.O_CREAT)
         try:
             deadline = time.monotonic() + LOCK_PATIENCE
@@ -58,24 +59,28 @@ class TaskLocks:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _usable(self) -> bool:
+    def trouble(self, lock_file: Path | None = None) -> str | None:
+        """Why locks cannot be taken as the tooling takes them (None: they can): `.locks` is
+        a link or not a directory, or LOCK_FILE (default: the sweep's turn lock) is a link,
+        a directory or anything but a regular file. Said once per entry in the log."""
         locks = self.root / ".locks"
-        try:
-            info = os.stat(locks, follow_symlinks=False)
-        except FileNotFoundError:
-            return True  # made on first use
-        except OSError:
-            return True  # let open_beneath report it
-        if stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
-            return True  # a link is refused (fail closed) by open_beneath
-        odd_entry(locks, "task files written without the tooling's lock")
-        return False
+        lock_file = lock_file or locks / SWEEP_LOCK
+        for path, want_dir, effect in (
+                (locks, True, "task files written without the tooling's lock; sweeps not "
+                              "taken in turns"),
+                (lock_file, False, "written without this lock" if lock_file.name != SWEEP_LOCK
+                 else "sweeps not taken in turns (each action is idempotent)")):
+            shape = _wrong_shape(path, want_dir)
+            if shape is not None:
+                odd_entry(path, effect, shape)
+                return f"{path} is {shape}: {effect}; it is not followed (replace it)"
+        return None
 
     @contextlib.contextmanager
     def sweep_turn(self) -> Iterator[bool]:
         """True while this process holds the directory's sweep flock (False: another
         worker on this host is sweeping it now). A dead holder's flock goes with it."""
-        if not self._usable():
+        if self.trouble() is not None:
             yield True  # no lock to take turns by: sweep (every action is idempotent)
             return
         fd = open_beneath(self.root / ".locks" / SWEEP_LOCK, self.root, os.O_RDWR | os.O_CREAT)
@@ -93,7 +98,8 @@ class TaskLocks:
         """True when the sweep's turn lock stays held for PATIENCE seconds (a pass over a few
         hundred builds takes well under that: a holder that long may be stuck, or not one of
         our workers at all)."""
-        if not (self.root / ".locks" / SWEEP_LOCK).is_file():
+        lock_file = self.root / ".locks" / SWEEP_LOCK
+        if self.trouble() is not None or not lock_file.exists():
             return False
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
@@ -102,3 +108,19 @@ class TaskLocks:
                     return False
             time.sleep(0.1)
         return True
+
+
+def _wrong_shape(path: Path, want_dir: bool) -> str | None:
+    """What PATH is when it is not what we expect there (None: as expected, or missing: it is
+    made on first use; an unreadable parent is left to open_beneath to refuse)."""
+    try:
+        mode = os.stat(path, follow_symlinks=False).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if want_dir and not stat.S_ISDIR(mode):
+        return "not a directory"
+    if not want_dir and not stat.S_ISREG(mode):
+        return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    return None

@@ -100,9 +100,13 @@ class TaskWriter:
         return self.update(task_id, change, path, include_archive)
 
     def loose_token_files(self) -> list[Path]:
-        """Our token-bearing files (live or archived, terminal too) that others can read."""
+        """Our token-bearing files (live or archived, terminal too) that others can read;
+        an `archive` that is a link is never followed."""
         loose = []
         for place in (self.root, self.root / "archive"):
+            if place != self.root and not _real_directory(place):
+                continue
+            suspects = []
             for path in place.glob("*.yml"):
                 try:
                     info = os.stat(path, follow_symlinks=False)
@@ -110,9 +114,9 @@ class TaskWriter:
                     continue
                 if (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
                         and stat.S_IMODE(info.st_mode) & 0o077):
-                    header = self.index.header(path)
-                    if header is not None and header.stage:
-                        loose.append(path)
+                    suspects.append(path)
+            loose += [path for path, header in self.index.headers_within(suspects)
+                      if header is not None and header.stage]
         return loose
 
     def tighten(self, path: Path) -> bool:
@@ -131,6 +135,14 @@ class TaskWriter:
             os.close(fd)
         log.warning("task_file_tightened", extra={"task_file": str(path)})
         return True
+
+
+def _real_directory(path: Path) -> bool:
+    """PATH is a directory itself, not a link to one (nor a file where one is expected)."""
+    try:
+        return stat.S_ISDIR(os.stat(path, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _timestamp(value: object) -> datetime | None:

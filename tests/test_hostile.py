@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -17,9 +19,12 @@ import yaml
 from temporalio.client import WorkflowFailureError
 
 from config import load_config
-from models import Progress
-from safeio import untrusted_yaml
+from models import BlockDecision, Progress
+from safeio.untrusted_yaml import MAX_NODES
+from safeio.writing import write_private
 from taskdir import TaskDirectory, dump, load
+from taskdir import index as taskdir_index
+from taskdir.documents import history_entry
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
@@ -153,6 +158,55 @@ async def test_only_file_approvers_decide_through_the_file(client, dirs, env, ca
     assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
 
 
+async def test_an_approval_from_before_the_build_parked_does_not_count(client, dirs, env,
+                                                                      caplog):
+    """FILE_APPROVERS took the newest history entry that ever set `approved`: a second build
+    of a task id alice once approved was approved `decided_by: alice` when an agent set only
+    `status: approved`. Only a move written after this build parked counts."""
+    cfg = load_config({**env, "FILE_APPROVERS": "alice, bob"})
+    origin = make_origin(dirs["tasks"])
+    path = TaskDirectory(dirs["tasks"]).find(origin)
+    earlier = load(path)  # an earlier build of this task: parked, approved by alice, closed
+    earlier["history"] += [history_entry("input-required", "1 security block(s) on build"),
+                           history_entry("approved", "fine", actor="alice"),
+                           history_entry("in-progress", "blocks approved by alice"),
+                           history_entry("in-progress", "submitted again", actor="operator")]
+    write_private(path, dump(earlier))
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, cfg), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "old-approval",
+                                      task_id=origin)
+        await eventually(lambda: file_status(dirs["tasks"], origin) == "input-required", 60)
+        agent_edit = load(path)
+        agent_edit["status"] = "approved"  # no history entry of its own
+        write_private(path, dump(agent_edit))
+        await eventually(lambda: logged(caplog, "file_decision_ignored"), 30)
+        assert (await handle.query("progress", result_type=Progress)).stage == "wait"
+        override(dirs["tasks"], origin, "approved", "bob", "reviewed")
+        result = await handle.result()
+    assert yaml.safe_load(Path(result.summary_path).read_text())["decided_by"] == "bob"
+
+
+async def test_a_recursive_alias_in_the_originating_task_parks_the_build(
+        client, cfg, dirs, env, worker, caplog):
+    """`notes: &a [*a]` in the originating task loaded fine, then writing the file recursed:
+    three rounds of notifications, then the build failed. It is an unreadable file now: the
+    build parks as for any unreadable origin, and a signal decides."""
+    origin = make_origin(dirs["tasks"])
+    path = TaskDirectory(dirs["tasks"]).find(origin)
+    path.write_bytes(path.read_bytes() + b"notes: &a [*a]\n")
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "alias-origin",
+                                      task_id=origin)
+        await reaches_stage(handle, "wait", 60)
+        assert [r for r in caplog.records  # not readable as a task: as if it were missing
+                if r.getMessage().startswith("originating_task_missing")]
+        await handle.signal("approve", BlockDecision(by="alice"))
+        assert (await handle.result()).status == "complete"
+    assert path.read_bytes().endswith(b"notes: &a [*a]\n")  # never rewritten
+
+
 async def test_symlinked_audit_directory_is_not_followed(client, cfg, dirs, env, worker,
                                                          tmp_path):
     elsewhere = tmp_path / "elsewhere"
@@ -168,23 +222,93 @@ async def test_symlinked_audit_directory_is_not_followed(client, cfg, dirs, env,
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
 
 
+def counting_parses(monkeypatch) -> list[tuple[str, int]]:
+    """(name, YAML nodes) of every task-file content the directory parses."""
+    parses: list[tuple[str, int]] = []
+    real = taskdir_index.read_header
+
+    def read_header(raw: bytes, name: str, max_nodes: int):
+        header, nodes = real(raw, name, max_nodes)
+        parses.append((name, nodes))
+        return header, nodes
+
+    monkeypatch.setattr(taskdir_index, "read_header", read_header)
+    return parses
+
+
 def test_junk_files_are_parsed_once_per_version(tmp_path, monkeypatch):
     """Fifty junk files used to be re-parsed on every lookup miss (minutes per lookup)."""
     junk = "key: [" + ", ".join(["value"] * 20_000) + "]\n"  # ~140 KB, a list, not a task
     for n in range(50):
-        plant(tmp_path, f"20260101-0000{n:02d}-{uuid.uuid4().hex[:8]}.yml", junk)
-    parses = []
-    real = untrusted_yaml.load_file
-    monkeypatch.setattr(untrusted_yaml, "load_file",
-                        lambda *a: parses.append(a) or real(*a))
+        plant(tmp_path, f"20260101-0000{n:02d}-{uuid.uuid4().hex[:8]}.yml", f"{junk}# {n}\n")
+    parses = counting_parses(monkeypatch)
     missing = str(uuid.uuid4())
     tasks = TaskDirectory(tmp_path)
-    assert tasks.find(missing) is None
+    assert eventually_found(tasks, missing) is None  # over one lookup's budget: a few
     assert len(parses) == 50  # the fallback read every file once
     assert tasks.find(missing) is None
     assert len(parses) == 50  # and remembered that none of them is a task
     origin = make_origin(tmp_path)  # a real task among the junk is still found
     assert tasks.read_decision(origin, credible_only=False).status == "in-progress"
+
+
+def eventually_found(tasks: TaskDirectory, task_id: str) -> Path | None:
+    """find, again while a lookup stops at its read budget (each goes further)."""
+    for _ in range(20):
+        try:
+            return tasks.find(task_id)
+        except taskdir_index.LookupIncomplete:
+            continue
+    raise AssertionError("lookups never finished")
+
+
+def test_touched_junk_is_parsed_once_and_each_lookup_is_bounded(tmp_path, monkeypatch):
+    """Six ~1 MiB YAML lists not named like task files, touched between lookups, used to be
+    parsed on every lookup (a fresh build's first file took 27 s; a parked build missed its
+    heartbeat): each content is parsed once, a lookup parses at most its budget, a lookup
+    by a task file's name reads none of them."""
+    monkeypatch.setattr(taskdir_index, "LOOKUP_NODES", 150_000)
+    junk = "[" + ", ".join(["v"] * 60_000) + "]\n"  # 60,001 nodes
+    paths = [plant(tmp_path, f"junk-{n}.yml", junk + "#" * n) for n in range(6)]
+    origin = make_origin(tmp_path)
+    parses = counting_parses(monkeypatch)
+    tasks = TaskDirectory(tmp_path)
+    assert tasks.find_named(str(uuid.uuid4())) is None
+    assert parses == []  # not named like a task file: no named lookup reads it
+    for round_ in range(3):
+        stamp = time.time_ns() + round_ * 1_000_000
+        for path in paths:  # the agent's `touch`, between lookups
+            os.utime(path, ns=(stamp, stamp))
+        for _ in range(4):  # each lookup (a parked build's check) spends one budget at most
+            before = len(parses)
+            assert tasks.read_decision(str(uuid.uuid4())).status is None
+            assert sum(nodes for _, nodes in parses[before:]) <= 150_000 + MAX_NODES
+    junk_parses = [name for name, _ in parses if name.startswith("junk-")]
+    assert sorted(junk_parses) == sorted(path.name for path in paths)  # once per content
+    assert tasks.read_decision(origin, credible_only=False).status == "in-progress"
+
+
+def test_hard_links_to_one_big_file_are_parsed_once_and_kept_small(tmp_path, monkeypatch):
+    """2,000 hard links to a 1 MiB file named like a task file took a worker from 200 MB to
+    2.25 GB: the header cache kept each path's full `id`. One inode is read once, and what
+    is kept of it is a bounded summary."""
+    body = f"id: {'x' * (1024 * 1024 - 200)}\nstatus: {'y' * 100}\n"
+    first = plant(tmp_path, "20260101-000000-xxxxxxxx.yml", body)
+    for n in range(200):
+        os.link(first, tmp_path / f"20260101-{n:06d}-{n:08d}.yml")
+    parses = counting_parses(monkeypatch)
+    tasks = TaskDirectory(tmp_path)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert tasks.find(str(uuid.uuid4())) is None
+        assert tasks.find("xxxxxxxx-0000-4000-8000-000000000000") is None
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(parses) == 1  # one inode, one read
+    assert tasks._headers.retained <= 2 * taskdir_index.MAX_RETAINED_PER_FILE
+    assert kept < 256 * 1024  # the names and the summary, not 201 MiB of ids
 
 
 def test_misnamed_task_file_is_found_by_its_id(tmp_path):

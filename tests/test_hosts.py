@@ -4,18 +4,24 @@ directory, agents played per host, and workers killed while builds are in flight
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
 from config import load_config
 from connection.pollers import live_pollers
 from models import Progress
+from safeio.writing import write_private
+from taskdir import dump
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
     eventually,
@@ -29,6 +35,7 @@ from testbed.helpers import (
     start_pipeline,
     task_files,
     worker_env,
+    worker_without_sweep,
 )
 from testbed.processes import WorkerProcess, started_worker
 from tests.task_queue_tool import override
@@ -289,3 +296,55 @@ async def test_host_stopped_before_its_stage_is_noticed_and_never_holds_the_buil
 async def _unpolled(handle: WorkflowHandle) -> Progress | None:
     progress = await progress_of(handle)
     return progress if progress.queue_unpolled else None
+
+
+def _token(workflow_id: str, run_id: str) -> str:
+    """A task token as the server encodes one (workflow id, run id, scheduled event, activity
+    id), base64: what an agent can forge."""
+    def text(field: int, value: str) -> bytes:
+        data = value.encode()
+        return bytes([field << 3 | 2, len(data)]) + data
+
+    raw = text(2, workflow_id) + text(3, run_id) + bytes([4 << 3, 5]) + text(6, "5")
+    return base64.b64encode(raw).decode()
+
+
+def _old_stage_file(task_dir: Path, name: str, token: str) -> Path:
+    """An open stage file of ours, untouched for an hour, holding TOKEN."""
+    path = task_dir / name
+    write_private(path, dump({
+        "id": str(uuid.uuid4()), "source_agent": "temporal-worker",
+        "target_agent": "claudebox", "task_type": "build_prefab", "status": "submitted",
+        "payload": {"task_token": token}, "history": []}))
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    return path
+
+
+async def test_a_forged_token_never_stops_a_host_workers_sweep(client: Client, server, dirs,
+                                                              tmp_path, caplog):
+    """A stage file whose token names a workflow that does not exist raised an uncaught "not
+    found" on every pass of a host worker's sweep: each file is handled on its own."""
+    main_queue = f"main-{uuid.uuid4().hex[:8]}"
+    place = host_dirs(tmp_path, "box")
+    place["tasks"].mkdir(parents=True)
+    cfg = load_config(host_worker_env(server, place, f"{main_queue}-box", main_queue))
+    ended = await start_pipeline(client, f"nobody-{uuid.uuid4().hex[:8]}", dirs["tasks"])
+    await ended.terminate("its stage's file is settled by the host's sweep")
+    run_id = (await ended.describe()).run_id
+    forged = [_old_stage_file(place["tasks"], "20260101-000000-aaaaaaaa.yml",
+                              _token("no-such-workflow", str(uuid.uuid4()))),
+              _old_stage_file(place["tasks"], "20260101-000001-bbbbbbbb.yml",
+                              _token(ended.id, str(uuid.uuid4())))]
+    real = _old_stage_file(place["tasks"], "20260102-000000-cccccccc.yml",
+                           _token(ended.id, run_id))
+    async with worker_without_sweep(client, cfg) as sweeper:
+        assert not sweeper.main
+        assert await sweeper.sweep() == 1  # the real one, whatever the forged ones hold
+        assert await sweeper.sweep() == 0
+    assert yaml.safe_load(real.read_text())["status"] == "cancelled"
+    for path in forged:
+        assert yaml.safe_load(path.read_text())["status"] == "submitted"
+    unusable = [r for r in caplog.records if r.getMessage() == "stage_file_unusable"]
+    assert len(unusable) == 2 and all("NOT_FOUND" in r.error for r in unusable)  # once each
+    assert not [r for r in caplog.records if r.getMessage() == "sweep_failed"]

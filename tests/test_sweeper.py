@@ -162,6 +162,55 @@ def test_bookkeeping_directories_that_are_files_are_worked_around(tmp_path, capl
     assert {Path(r.path).name for r in said} == {".locks", "archive", "dead-letters"}
 
 
+def test_lock_entries_of_the_wrong_shape_are_worked_around_never_followed(tmp_path, caplog):
+    """A directory at the sweep turn's lock path made every sweep pass fail (silently); a
+    task's lock file that is a link or a directory failed every write of that task."""
+    from taskdir.locks import SWEEP_LOCK
+
+    caplog.set_level(logging.WARNING)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "tasks"
+    (root / ".locks" / SWEEP_LOCK).mkdir(parents=True)
+    tasks = TaskDirectory(root)
+    linked, boxed = make_origin(root), make_origin(root)
+    (root / ".locks" / f"{linked}.lock").symlink_to(elsewhere / "target.lock")
+    (root / ".locks" / f"{boxed}.lock").mkdir()
+    assert tasks.set_status(linked, "input-required", "written unlocked, link not followed")
+    assert tasks.set_status(boxed, "input-required", "written unlocked")
+    for _ in range(2):
+        with tasks.sweep_turn() as mine:
+            assert mine  # no lock to take turns by: every sweep action is idempotent
+    assert not tasks.sweep_turn_stuck(0.2)
+    assert list(elsewhere.iterdir()) == []
+    said = {Path(r.path).name: r.shape for r in caplog.records
+            if r.getMessage() == "task_dir_entry_not_a_directory"}
+    assert said == {SWEEP_LOCK: "a directory", f"{linked}.lock": "a symlink",
+                    f"{boxed}.lock": "a directory"}  # each once
+    assert "is a directory: sweeps not taken in turns" in tasks.locks.trouble()
+
+
+async def test_a_directory_at_the_sweep_lock_is_said_on_the_build_and_the_pass_goes_on(
+        client, cfg, dirs, env, caplog):
+    from taskdir.locks import SWEEP_LOCK
+
+    (dirs["tasks"] / ".locks" / SWEEP_LOCK).mkdir(parents=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        handle, _, path = await held_at_prefab(client, cfg, dirs, "odd-lock")
+
+        async def said_on_the_build() -> str | None:
+            await sweep_once(sweeper)  # used to raise "Is a directory" on every pass
+            return await alert_of(handle)
+
+        assert f".locks/{SWEEP_LOCK} is a directory" in await eventually(said_on_the_build)
+        set_completed_by(path, "claudebox")
+        assert await sweep_once(sweeper) == 1  # and the pass does its work
+        await eventually(lambda: _past_prefab(handle))
+    assert not [r for r in caplog.records if r.getMessage() == "sweep_failed"]
+    await handle.terminate("test over")
+
+
 async def test_a_held_sweep_turn_is_said_in_the_log_and_by_buildctl(client, cfg, dirs, env,
                                                                    caplog):
     """Something other than a worker holds the sweep's turn lock: the sweeper says so once

@@ -155,6 +155,7 @@ def test_a_loosened_token_file_is_tightened(tmp_path):
 
 def test_decisions_carry_the_history_entrys_actor_and_note(tmp_path):
     origin = make_origin(tmp_path, status="pending-approval")
+    TaskDirectory(tmp_path).set_status(origin, "pending-approval", "blocks")  # the build parks
     TaskQueueTool(tmp_path).approve(origin, "alice", "risk accepted")
     decision = TaskDirectory(tmp_path).read_decision(origin)
     assert (decision.status, decision.by, decision.reason) == (

@@ -7,7 +7,6 @@ import random
 import time
 import uuid
 
-import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
@@ -115,13 +114,13 @@ def test_status_cache_follows_every_rewrite(tmp_path):
 def counting_loads(monkeypatch) -> list[str]:
     """The names of the files the directory parses (behaviour, not its private cache)."""
     parsed: list[str] = []
-    real = taskdir_module.load
+    real = taskdir_module.read_header
 
-    def load(path):
-        parsed.append(path.name)
-        return real(path)
+    def read_header(raw, name, max_nodes):
+        parsed.append(name)
+        return real(raw, name, max_nodes)
 
-    monkeypatch.setattr(taskdir_module, "load", load)
+    monkeypatch.setattr(taskdir_module, "read_header", read_header)
     return parsed
 
 
@@ -169,17 +168,23 @@ def test_status_of_an_archived_originating_task_is_set_in_place(tmp_path):
     assert yaml.safe_load(path.read_text())["status"] == "input-required"
 
 
-def test_a_symlinked_locks_directory_is_not_followed(tmp_path):
-    from exceptions import UnsafePathError
-
+def test_a_symlinked_locks_directory_is_not_followed(tmp_path, caplog):
+    """A `.locks` that is a link used to fail every write (so every build): it is worked
+    around as a `.locks` that is a file is (written unlocked, said once), never followed."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     root = tmp_path / "tasks"
     root.mkdir()
     (root / ".locks").symlink_to(elsewhere)
-    with pytest.raises(UnsafePathError, match="symlink"):
-        TaskDirectory(root).dispatch(spec(), "dA==")
-    assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == []
+    tasks, stage = TaskDirectory(root), spec()
+    path = tasks.dispatch(stage, "dA==")
+    assert tasks.dispatch(stage, "dB==") == path  # a rewrite, as unlocked as the first
+    with tasks.sweep_turn() as mine:
+        assert mine
+    assert list(elsewhere.iterdir()) == [] and list(root.glob("*.yml")) == [path]
+    said = [r for r in caplog.records if r.getMessage() == "task_dir_entry_not_a_directory"]
+    assert [(r.path, r.shape) for r in said] == [(str(root / ".locks"), "a symlink")]
+    assert "is a symlink" in tasks.locks.trouble()
 
 
 def test_one_sweeper_per_directory_at_a_time(tmp_path):
@@ -239,3 +244,64 @@ def test_a_names_id_prefix_is_what_the_name_pattern_says():
     for name in names:
         match = taskdir_module._NAME.match(name)
         assert taskdir_module.id_prefix(name) == (match.group(1) if match else None), name
+
+
+def test_the_header_cache_is_bounded_in_bytes(tmp_path, monkeypatch):
+    """Each file costs the cache at most MAX_RETAINED_PER_FILE, however long its fields; the
+    cache as a whole keeps within MAX_CACHED_BYTES, oldest entries evicted first."""
+    per_file = taskdir_module.MAX_RETAINED_PER_FILE
+    monkeypatch.setattr(taskdir_module, "MAX_CACHED_BYTES", 4 * per_file)
+    tasks = TaskDirectory(tmp_path)
+    for n in range(12):
+        note = "\U0001f600" * 5000  # four bytes a character, cut to MAX_NOTE_CHARS
+        document = {"id": f"{n:08d}-long-notes", "status": "approved" + "!" * 5000,
+                    "history": [{"status": "approved" + "!" * 5000, "actor": "a" * 5000,
+                                 "note": note}]}
+        (tmp_path / f"20260101-000000-{n:08d}.yml").write_bytes(dump(document))
+        header = tasks.header(tmp_path / f"20260101-000000-{n:08d}.yml")
+        assert header is not None and len(header.note) == taskdir_module.MAX_NOTE_CHARS
+        assert len(header.status) == taskdir_module.MAX_STATUS_CHARS
+        assert tasks._headers.retained <= taskdir_module.MAX_CACHED_BYTES
+    assert 2 <= len(tasks._headers) <= 4
+
+
+def test_a_decision_counts_only_after_the_build_parked(tmp_path):
+    """(#36.11) The approval must be newer than our own park entry for this build: one from
+    before it (an earlier build of the same id), or with no park entry at all, names nobody,
+    so FILE_APPROVERS finds no approver; the park's own entry and later moves keep theirs."""
+    from taskdir.documents import history_entry
+    from testbed.helpers import make_origin
+    from tests.task_queue_tool import override
+
+    origin = make_origin(tmp_path)
+    override(tmp_path, origin, "approved", "alice", "an earlier build")
+    tasks = TaskDirectory(tmp_path, approvers=frozenset({"alice"}))
+    assert tasks.read_decision(origin).status is None  # no park entry: nobody decided
+    tasks.set_status(origin, "input-required", "1 block: the build parks")
+    assert tasks.read_decision(origin, credible_only=False).by == "temporal-worker"
+    path = tasks.find(origin)
+    document = yaml.safe_load(path.read_text())
+    document["status"] = "approved"  # an agent's edit: alice's entry is before the park
+    path.write_bytes(dump(document))
+    assert tasks.read_decision(origin).status is None
+    document["history"].append(history_entry("approved", "reviewed", actor="alice"))
+    path.write_bytes(dump(document))
+    decision = tasks.read_decision(origin)
+    assert (decision.status, decision.by, decision.reason) == ("approved", "alice", "reviewed")
+
+
+def test_a_lookup_reads_at_most_its_budget_of_changed_bytes(tmp_path, monkeypatch):
+    """Touched files cost a read and a hash each; a lookup reads at most LOOKUP_BYTES of them
+    and says it stopped rather than "not found"; the next lookup goes on."""
+    monkeypatch.setattr(taskdir_module, "LOOKUP_BYTES", 100_000)
+    for n in range(5):
+        (tmp_path / f"junk-{n}.yml").write_text(f"# {n}\n" + "x: 1\n" * 8_000)  # ~40 KB each
+    tasks = TaskDirectory(tmp_path)
+    outcomes = []
+    for _ in range(4):
+        try:
+            outcomes.append(tasks.find(str(uuid.uuid4())))
+        except taskdir_module.LookupIncomplete as err:
+            assert "budget of bytes" in str(err)
+            outcomes.append("stopped")
+    assert outcomes == ["stopped", "stopped", None, None]  # 2 files a lookup, then all known
