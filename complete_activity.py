@@ -8,10 +8,17 @@ import errno
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from connection.settings import (
+    LOCATION_FIELD,
+    ClientSettings,
+    StageLocation,
+    stage_location,
+)
 from contract import (
     FAILED,
     JSON_ENCODING,
@@ -56,10 +63,9 @@ def checked_token(text: str) -> bytes:
         raise CliError(str(err), Exit.INVALID) from None
 
 
-def token_from_task_file(path: str) -> str:
-    """payload.task_token of a task YAML file, read with the worker's own safe loader."""
-    from pathlib import Path
-
+def read_task_file(path: str) -> tuple[str, StageLocation | None]:
+    """payload.task_token of a task YAML file, read with the worker's own safe loader, and
+    where its stage lives (payload.temporal), when the file says."""
     import yaml
 
     from safeio import untrusted_yaml
@@ -78,7 +84,16 @@ def token_from_task_file(path: str) -> str:
     token = token_text(document)
     if token is None:
         raise CliError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
-    return token
+    return token, location_in(document, path)
+
+
+def location_in(document: dict[str, Any], path: object) -> StageLocation | None:
+    """Where the stage of the task file DOCUMENT (at PATH) lives, or None if it does not say."""
+    payload = document.get("payload")
+    try:
+        return stage_location(payload.get(LOCATION_FIELD) if isinstance(payload, dict) else None)
+    except ValueError as err:
+        raise CliError(f"task file {path}: {err}", Exit.INVALID) from None
 
 
 def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "output") -> str:
@@ -103,6 +118,7 @@ class Request:
     status: str  # success, failed; "progress" for a heartbeat
     message: str
     task_file: str | None
+    place: StageLocation | None = None  # where the task file says its stage lives
 
 
 def parse_args(argv: list[str]) -> Request:
@@ -110,32 +126,47 @@ def parse_args(argv: list[str]) -> Request:
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, Exit.OK)
     if argv[:1] == ["heartbeat"]:
-        token_text, task_file, rest = token_source(argv[1:])
+        source, rest = token_source(argv[1:])
         message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
-        return Request("heartbeat", token_text, "progress", message, task_file)
-    token_text, task_file, rest = token_source(argv)
+        return Request("heartbeat", source.token, "progress", message, source.path,
+                       source.place)
+    source, rest = token_source(argv)
     if not rest:
         raise CliError(USAGE, Exit.USAGE)
     status = rest[0]
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
         raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
-    return Request("complete", token_text, status, check_message(" ".join(rest[1:])), task_file)
+    return Request("complete", source.token, status, check_message(" ".join(rest[1:])),
+                   source.path, source.place)
 
 
-def token_source(argv: list[str]) -> tuple[str, str | None, list[str]]:
-    """(token text, task file or None, the arguments after it) from `--task-file PATH`,
+@dataclass(frozen=True)
+class TokenSource:
+    """Where the token came from: its text, and the task file (and what it says) if any."""
+
+    token: str
+    path: str | None = None
+    place: StageLocation | None = None
+
+
+def from_file(path: str) -> TokenSource:
+    token, place = read_task_file(path)
+    return TokenSource(token, path, place)
+
+
+def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
+    """The token's source and the arguments after it, from `--task-file PATH`,
     `--task-file=PATH`, `-` (stdin) or the token itself."""
     if argv[:1] == ["--task-file"] and len(argv) >= 2:
-        return token_from_task_file(argv[1]), argv[1], argv[2:]
+        return from_file(argv[1]), argv[2:]
     if argv and argv[0].startswith("--task-file="):
-        path = argv[0].split("=", 1)[1]
-        return token_from_task_file(path), path, argv[1:]
+        return from_file(argv[0].split("=", 1)[1]), argv[1:]
     if not argv or argv[0].startswith("--"):
         raise CliError(USAGE, Exit.USAGE)
     if argv[0] == "-":
-        return sys.stdin.read(MAX_TOKEN_CHARS + 2), None, argv[1:]
-    return argv[0], None, argv[1:]
+        return TokenSource(sys.stdin.read(MAX_TOKEN_CHARS + 2)), argv[1:]
+    return TokenSource(argv[0]), argv[1:]
 
 
 async def call(request: Request, token: bytes) -> None:
@@ -144,12 +175,12 @@ async def call(request: Request, token: bytes) -> None:
     from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
     from connection.rpc_exits import rpc_exit
-    from connection.settings import agent_env, load_client_settings
+    from connection.settings import agent_settings
     from connection.tls import tls_config
     from exceptions import TemporalWorkerError
 
     try:
-        settings = load_client_settings(agent_env(os.environ))
+        settings = agent_settings(os.environ, request.place)
         if settings.vault_missing:
             print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
                   f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
@@ -163,7 +194,7 @@ async def call(request: Request, token: bytes) -> None:
     try:
         service = await ServiceClient.connect(config)
     except RuntimeError:  # the bridge reports a failed connection this way
-        raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
+        raise CliError(unreachable(settings), Exit.UNREACHABLE) from None
     try:
         if request.verb == "heartbeat":
             await beat(service, settings.namespace, config.identity, token, request.message)
@@ -179,9 +210,14 @@ async def call(request: Request, token: bytes) -> None:
             Exit.NOT_FOUND: "no such activity: already completed, timed out, cancelled, or "
                             "from another namespace",
             Exit.INVALID: "Temporal rejected the task token as malformed",
-            Exit.UNREACHABLE: f"cannot reach Temporal at {settings.address}"}
+            Exit.UNREACHABLE: unreachable(settings)}
         raise CliError(messages.get(code, f"Temporal refused the completion "
                                           f"({err.status.name})"), code) from None
+
+
+def unreachable(settings: ClientSettings) -> str:
+    """Exit 5's line: the address, and where it came from (the task file, a variable...)."""
+    return f"cannot reach Temporal at {settings.address} ({settings.address_from})"
 
 
 STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
@@ -300,6 +336,21 @@ def file_holding(token_text: str, token: bytes) -> Path | None:
     return None
 
 
+def address_set(env: Mapping[str, str]) -> bool:
+    """Whether the shell names the address itself (then a task file's place is not needed)."""
+    return any(env.get(f"{prefix}TEMPORAL_ADDRESS", "").strip() for prefix in ("", "AGENT_"))
+
+
+def place_of(path: Path) -> StageLocation | None:
+    """Where the stage of the task file at PATH (found by its token) lives, if it says."""
+    from taskdir import load
+
+    try:
+        return location_in(load(path), path)
+    except Exception:  # unreadable now: the environment's settings stand
+        return None
+
+
 def _holds(path: Path, needle: bytes) -> bool:
     """Whether the regular file at PATH (not a link, at most a task file's size) has NEEDLE."""
     from safeio.untrusted_yaml import read_regular
@@ -315,12 +366,17 @@ def main(argv: list[str]) -> int:
     try:
         request = parse_args(argv)
         token = checked_token(request.token_text)
+        own = Path(request.task_file) if request.task_file is not None else None
+        searched = own is None and request.verb == "complete" and not address_set(os.environ)
+        if searched:
+            own = file_holding(request.token_text.strip(), token)  # it says where to go
+            request = replace(request, place=place_of(own) if own is not None else None)
         asyncio.run(call(request, token))
         if request.verb == "heartbeat":
             print("progress recorded")
             return Exit.OK
-        own = (Path(request.task_file) if request.task_file is not None
-               else file_holding(request.token_text.strip(), token))
+        if own is None and request.task_file is None and not searched:
+            own = file_holding(request.token_text.strip(), token)
         if own is not None:
             settle_own_file(own, request.status, request.message)
     except CliError as err:

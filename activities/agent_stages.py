@@ -13,6 +13,7 @@ from activities import instructions
 from activities.deps import Deps
 from activities.dispatch import dispatch_and_suspend
 from activities.lifecycle import TaskLifecycle
+from connection.settings import LOCATION_FIELD
 from contract import DISPATCH_STAGE
 from exceptions import UnsafePathError
 from models import BuildPhaseResult, StageTask
@@ -62,7 +63,8 @@ class AgentStages:
         spec = TaskSpec(
             task_id=task.task_id, target_agent=task.target_agent, task_type=stage.upstream,
             summary=summary,
-            payload={**fields, "instruction": instruction + "\n" + instructions.progress_line(
+            payload={**fields, LOCATION_FIELD: self.deps.config.client.location(),
+                     "instruction": instruction + "\n" + instructions.progress_line(
                          self.deps.config.timings.agent_heartbeat_timeout)},
             originating_task_id=task.originating_task_id, context_refs=tuple(refs),
             request=request)
