@@ -6,20 +6,27 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from temporalio.api.enums.v1 import PendingActivityState
 
+from connection.offers import superseded
+from connection.task_token import TokenFacts
 from testbed.agents import COMPLETE, AgentSim, run_cli
 from testbed.helpers import (
     eventually,
     files_of_type,
+    progress_of,
     stage_file,
     start_pipeline,
     system_python_first,
 )
+from workflows.dispatching import DispatchingWorkflow
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 
@@ -415,3 +422,47 @@ async def test_a_forged_place_is_refused_in_one_line(place, env, tmp_path):
     assert code == EXIT_BAD_TOKEN, err
     assert_one_line(err)
     assert "payload.temporal" in err
+
+
+OFFERED_AGAIN = "complete_activity: this stage was offered again; use the current task file"
+
+
+async def test_an_old_token_after_a_redispatch_says_so(client, cfg, dirs, env, worker, tmp_path):
+    """The server accepts a completion of the re-dispatched stage's old activity (cancel
+    requested, still pending), so it used to exit 0 while the stage kept waiting."""
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
+                                              "build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "old-token")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
+        copy = tmp_path / path.name  # the agent's own copy of the first offer
+        shutil.copy2(path, copy)
+        old = yaml.safe_load(path.read_text())["payload"]["task_token"]
+        await handle.signal(DispatchingWorkflow.redispatch)  # as the sweeper sends it
+        await eventually(lambda: yaml.safe_load(path.read_text())["payload"]["task_token"]
+                         != old)
+        for args, stdin in ((("-", "success", "stale"), old.encode()),
+                            (("--task-file", str(copy), "success", "stale"), None),
+                            (("heartbeat", "-", "still on it"), old.encode())):
+            code, out, err = await run_cli(*args, stdin=stdin, env=env)
+            assert (code, err.strip(), out) == (EXIT_NOT_FOUND, OFFERED_AGAIN, ""), args
+        assert (await progress_of(handle)).stage == "prefab"  # nothing happened to it
+        code, _, err = await run_cli("--task-file", str(path), "success", "scaffolded", env=env)
+        assert code == 0, err
+        await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
+        await handle.terminate("test over")
+
+
+def _pending(activity_id: str, attempt: int, state: PendingActivityState) -> SimpleNamespace:
+    return SimpleNamespace(activity_id=activity_id, attempt=attempt, state=state,
+                           activity_type=SimpleNamespace(name="dispatch_stage"))
+
+
+def test_a_newer_attempt_or_a_newer_activity_supersedes_a_token():
+    facts = TokenFacts("wf", "run", 10, "2", "dispatch_stage", attempt=1)
+    started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    cancelling = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+    assert not superseded(facts, [_pending("2", 1, started)])
+    assert superseded(facts, [_pending("2", 2, started)])  # retried: a new attempt's token
+    assert superseded(facts, [_pending("2", 1, cancelling), _pending("3", 1, started)])
+    assert not superseded(facts, [_pending("2", 1, cancelling)])  # the run is being cancelled
+    assert not superseded(facts, [_pending("3", 1, started)])  # gone: the server says so
