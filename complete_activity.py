@@ -12,15 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from connection.settings import (
-    LOCATION_FIELD,
-    ClientSettings,
-    StageLocation,
-    stage_location,
-)
+from connection.settings import ClientSettings, StageLocation, stage_location
 from contract import (
     FAILED,
     JSON_ENCODING,
+    LOCATION_FIELD,
     PHASE_FAILED,
     SUCCESS,
     TOKEN_FIELD,

@@ -13,8 +13,7 @@ from activities import instructions
 from activities.deps import Deps
 from activities.dispatch import dispatch_and_suspend
 from activities.lifecycle import TaskLifecycle
-from connection.settings import LOCATION_FIELD
-from contract import DISPATCH_STAGE
+from contract import DISPATCH_STAGE, LOCATION_FIELD
 from exceptions import UnsafePathError
 from models import BuildPhaseResult, StageTask
 from safeio import inert

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from contract import LOCATION_FIELD
 from exceptions import ConfigError
 from vault import VaultSettings
 
@@ -161,7 +162,6 @@ def _source(env: Mapping[str, str], variable: str, value: object) -> str:
     return "from the Temporal config profile" if value else DEFAULT_SOURCE
 
 
-LOCATION_FIELD = "temporal"  # payload.temporal: where a task file's stage lives
 FROM_FILE = "from the task file"
 _ADDRESS = re.compile(r"^[A-Za-z0-9._\-\[\]:]{1,250}:[0-9]{1,5}$")
 _NAME = re.compile(r"^[A-Za-z0-9._\-]{1,253}$")
