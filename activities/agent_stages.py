@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -46,13 +46,7 @@ class AgentStages:
         fields = dict(task.fields)
         refs, request = list(task.context_refs), None
         if stage is AUDIT:
-            output_dir = self.deps.config.audit_dir / task.build
-            request = str(output_dir / "request.md")
-            text = audit_request(task.build, fields.get("plan_path"), str(output_dir),
-                                 fields.get("implement_report"))
-            await asyncio.to_thread(write_private, output_dir / "request.md",
-                                    text.encode("utf-8"), self.deps.config.audit_dir)
-            fields.update(audit_request_path=request, output_dir=str(output_dir))
+            request = await self._write_request(task.build, fields)
             refs.append(request)
         if stage is FIXES:
             fields["flags"], cut = bounded_findings(fields["flags"])
@@ -70,6 +64,18 @@ class AgentStages:
         settlement = task.settle
         then = None if settlement is None else (lambda: TaskLifecycle(self.deps).settle(settlement))
         await dispatch_and_suspend(self.deps, spec, task.build, stage.activity, then, task.note)
+
+    async def _write_request(self, build: str, fields: dict[str, Any]) -> str:
+        """The audit's request.md, where the security agent reads it; its path (FIELDS gain
+        it and the output directory; the implementing agent's report is shown there only)."""
+        output_dir = self.deps.config.audit_dir / build
+        text = audit_request(build, fields.get("plan_path"), str(output_dir),
+                             fields.pop("implement_report", None))
+        await asyncio.to_thread(write_private, output_dir / "request.md",
+                                text.encode("utf-8"), self.deps.config.audit_dir)
+        fields.update(audit_request_path=str(output_dir / "request.md"),
+                      output_dir=str(output_dir))
+        return str(output_dir / "request.md")
 
 
 REPORT_CHARS = 4000  # of the implementing agent's report, in request.md
