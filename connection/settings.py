@@ -163,8 +163,8 @@ def _source(env: Mapping[str, str], variable: str, value: object) -> str:
 
 
 FROM_FILE = "from the task file"
-_ADDRESS = re.compile(r"^[A-Za-z0-9._\-\[\]:]{1,250}:[0-9]{1,5}$")
-_NAME = re.compile(r"^[A-Za-z0-9._\-]{1,253}$")
+_ADDRESS = re.compile(r"[A-Za-z0-9._\-\[\]:]{1,250}:[0-9]{1,5}")
+_NAME = re.compile(r"[A-Za-z0-9._\-]{1,253}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def stage_location(raw: object) -> StageLocation | None:
     values: dict[str, Any] = {}
     for key, pattern in checks.items():
         value = raw.get(key)
-        if value is not None and not (isinstance(value, str) and pattern.match(value)):
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
             raise ValueError(f"payload.{LOCATION_FIELD}.{key} is not a valid {key}")
         values[key] = value
     if not isinstance(raw.get("tls", False), bool):

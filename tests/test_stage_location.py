@@ -69,7 +69,8 @@ def test_credentials_go_only_where_the_shell_says(secret):
 
 @pytest.mark.parametrize("raw", [[], "h:1", {"address": "h"}, {"address": "a b:1"},
                                  {"address": 7233}, {"namespace": "../x"},
-                                 {"tls": 1}, {"server_name": "x" * 300}])
+                                 {"tls": 1}, {"server_name": "x" * 300},
+                                 {"address": "h:1\n"}])
 def test_a_place_that_is_not_one_is_refused(raw):
     with pytest.raises(ValueError, match=r"payload\.temporal"):
         stage_location(raw)
