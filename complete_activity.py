@@ -8,13 +8,15 @@ import errno
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from connection.settings import ClientSettings, StageLocation, stage_location
 from contract import (
     FAILED,
     JSON_ENCODING,
+    LOCATION_FIELD,
     PHASE_FAILED,
     SUCCESS,
     TOKEN_FIELD,
@@ -56,14 +58,14 @@ def checked_token(text: str) -> bytes:
         raise CliError(str(err), Exit.INVALID) from None
 
 
-def token_from_task_file(path: str) -> str:
-    """payload.task_token of a task YAML file, read with the worker's own safe loader."""
-    from pathlib import Path
-
+def read_task_file(path: str) -> TokenSource:
+    """payload.task_token of a task YAML file, read with the worker's own safe loader, with
+    where its stage lives (payload.temporal) and whether it was offered more than once."""
     import yaml
 
     from safeio import untrusted_yaml
     from taskdir import load
+    from taskdir.documents import offers
 
     try:
         document = load(Path(path))
@@ -78,7 +80,17 @@ def token_from_task_file(path: str) -> str:
     token = token_text(document)
     if token is None:
         raise CliError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
-    return token
+    maybe_old = offers(document) > 1 or Path(path).resolve().parent != task_dir().resolve()
+    return TokenSource(token, path, location_in(document, path), maybe_old)
+
+
+def location_in(document: dict[str, Any], path: object) -> StageLocation | None:
+    """Where the stage of the task file DOCUMENT (at PATH) lives, or None if it does not say."""
+    payload = document.get("payload")
+    try:
+        return stage_location(payload.get(LOCATION_FIELD) if isinstance(payload, dict) else None)
+    except ValueError as err:
+        raise CliError(f"task file {path}: {err}", Exit.INVALID) from None
 
 
 def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "output") -> str:
@@ -103,6 +115,8 @@ class Request:
     status: str  # success, failed; "progress" for a heartbeat
     message: str
     task_file: str | None
+    place: StageLocation | None = None  # where the task file says its stage lives
+    maybe_old: bool = False  # the token may be an older offer's: ask the server first
 
 
 def parse_args(argv: list[str]) -> Request:
@@ -110,32 +124,43 @@ def parse_args(argv: list[str]) -> Request:
     if argv[:1] in (["-h"], ["--help"]):
         raise CliError(USAGE, Exit.OK)
     if argv[:1] == ["heartbeat"]:
-        token_text, task_file, rest = token_source(argv[1:])
+        source, rest = token_source(argv[1:])
         message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
-        return Request("heartbeat", token_text, "progress", message, task_file)
-    token_text, task_file, rest = token_source(argv)
+        return Request("heartbeat", source.token, "progress", message, source.path,
+                       source.place, source.maybe_old)
+    source, rest = token_source(argv)
     if not rest:
         raise CliError(USAGE, Exit.USAGE)
     status = rest[0]
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
         raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
-    return Request("complete", token_text, status, check_message(" ".join(rest[1:])), task_file)
+    return Request("complete", source.token, status, check_message(" ".join(rest[1:])),
+                   source.path, source.place, source.maybe_old)
 
 
-def token_source(argv: list[str]) -> tuple[str, str | None, list[str]]:
-    """(token text, task file or None, the arguments after it) from `--task-file PATH`,
+@dataclass(frozen=True)
+class TokenSource:
+    """Where the token came from: its text, and the task file (and what it says) if any."""
+
+    token: str
+    path: str | None = None
+    place: StageLocation | None = None
+    maybe_old: bool = False  # its file was offered more than once, or is a copy elsewhere
+
+
+def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
+    """The token's source and the arguments after it, from `--task-file PATH`,
     `--task-file=PATH`, `-` (stdin) or the token itself."""
     if argv[:1] == ["--task-file"] and len(argv) >= 2:
-        return token_from_task_file(argv[1]), argv[1], argv[2:]
+        return read_task_file(argv[1]), argv[2:]
     if argv and argv[0].startswith("--task-file="):
-        path = argv[0].split("=", 1)[1]
-        return token_from_task_file(path), path, argv[1:]
+        return read_task_file(argv[0].split("=", 1)[1]), argv[1:]
     if not argv or argv[0].startswith("--"):
         raise CliError(USAGE, Exit.USAGE)
     if argv[0] == "-":
-        return sys.stdin.read(MAX_TOKEN_CHARS + 2), None, argv[1:]
-    return argv[0], None, argv[1:]
+        return TokenSource(sys.stdin.read(MAX_TOKEN_CHARS + 2)), argv[1:]
+    return TokenSource(argv[0]), argv[1:]
 
 
 async def call(request: Request, token: bytes) -> None:
@@ -143,13 +168,14 @@ async def call(request: Request, token: bytes) -> None:
     `temporalio.client`, no data converter): the completion, or the heartbeat."""
     from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
+    from connection.offers import OFFERED_AGAIN, offered_again
     from connection.rpc_exits import rpc_exit
-    from connection.settings import agent_env, load_client_settings
+    from connection.settings import agent_settings
     from connection.tls import tls_config
     from exceptions import TemporalWorkerError
 
     try:
-        settings = load_client_settings(agent_env(os.environ))
+        settings = agent_settings(os.environ, request.place)
         if settings.vault_missing:
             print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
                   f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
@@ -163,15 +189,13 @@ async def call(request: Request, token: bytes) -> None:
     try:
         service = await ServiceClient.connect(config)
     except RuntimeError:  # the bridge reports a failed connection this way
-        raise CliError(f"cannot reach Temporal at {settings.address}", Exit.UNREACHABLE) from None
+        raise CliError(unreachable(settings), Exit.UNREACHABLE) from None
     try:
-        if request.verb == "heartbeat":
-            await beat(service, settings.namespace, config.identity, token, request.message)
-        else:
-            await respond(service, settings.namespace, config.identity, token,
-                          request.status, request.message)
+        await send(request, service, settings.namespace, config.identity, token)
     except RPCError as err:
         code = rpc_exit(err, Exit.ERROR)
+        if code == Exit.NOT_FOUND and await offered_again(service, settings.namespace, token):
+            raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND) from None
         if code == Exit.NOT_FOUND and request.verb == "heartbeat" and \
                 stage_withdrawn(request.task_file):
             raise CliError(STOP_LINE, Exit.STOP) from None
@@ -179,9 +203,28 @@ async def call(request: Request, token: bytes) -> None:
             Exit.NOT_FOUND: "no such activity: already completed, timed out, cancelled, or "
                             "from another namespace",
             Exit.INVALID: "Temporal rejected the task token as malformed",
-            Exit.UNREACHABLE: f"cannot reach Temporal at {settings.address}"}
+            Exit.UNREACHABLE: unreachable(settings)}
         raise CliError(messages.get(code, f"Temporal refused the completion "
                                           f"({err.status.name})"), code) from None
+
+
+async def send(request: Request, service: Any, namespace: str, identity: str,
+               token: bytes) -> None:
+    """The request's RPC. A token that may be an older offer's is checked first: the server
+    accepts a completion of a re-dispatched stage's old activity, and nothing would happen."""
+    from connection.offers import OFFERED_AGAIN, offered_again
+
+    if request.verb == "heartbeat":
+        await beat(service, namespace, identity, token, request.message)
+        return
+    if request.maybe_old and await offered_again(service, namespace, token):
+        raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND)
+    await respond(service, namespace, identity, token, request.status, request.message)
+
+
+def unreachable(settings: ClientSettings) -> str:
+    """Exit 5's line: the address, and where it came from (the task file, a variable...)."""
+    return f"cannot reach Temporal at {settings.address} ({settings.address_from})"
 
 
 STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
@@ -202,7 +245,8 @@ def stage_withdrawn(task_file: str | None) -> bool:
 async def beat(service: Any, namespace: str, identity: str, token: bytes, message: str) -> None:
     """RecordActivityTaskHeartbeat with the progress message (shown on the pending activity in
     the Web UI and by `buildctl status`). When the stage was cancelled, acknowledge that (the
-    history records the activity as cancelled) and tell the agent to stop."""
+    history records the activity as cancelled) and tell the agent to stop, or, when the stage
+    was offered again, to use the current task file."""
     from datetime import UTC, datetime
 
     from temporalio.api.common.v1 import Payload, Payloads
@@ -211,16 +255,21 @@ async def beat(service: Any, namespace: str, identity: str, token: bytes, messag
         RespondActivityTaskCanceledRequest,
     )
 
+    from connection.offers import OFFERED_AGAIN, offered_again
+
     details = progress_json(message, datetime.now(UTC).isoformat())
     payloads = Payloads(payloads=[Payload(metadata={"encoding": JSON_ENCODING}, data=details)])
     reply = await service.workflow_service.record_activity_task_heartbeat(
         RecordActivityTaskHeartbeatRequest(task_token=token, namespace=namespace,
                                            identity=identity, details=payloads), retry=True)
     if reply.cancel_requested:
+        again = await offered_again(service, namespace, token)  # not a stop: a new offer
         await service.workflow_service.respond_activity_task_canceled(
             RespondActivityTaskCanceledRequest(task_token=token, namespace=namespace,
                                                identity=identity, details=payloads),
             retry=True)
+        if again:
+            raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND)
         raise CliError(STOP_LINE, Exit.STOP)
 
 
@@ -271,22 +320,31 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
               f"worker settles it", file=sys.stderr)
 
 
+def task_dir() -> Path:
+    """This host's task directory, as the agents' tooling finds it."""
+    home = os.environ.get("HOME") or str(Path.home())
+    return Path(os.environ.get("TASK_QUEUE_DIR") or f"{home}/.claude/task-queue")
+
+
 def file_holding(token_text: str, token: bytes) -> Path | None:
     """The task file in this host's task directory that holds TOKEN_TEXT (the token was
     given without --task-file), or None. Bounded: regular files of ours up to 1 MiB, the
     ones named for a stage of the token's run first, then the newest first."""
     from connection.task_token import read_task_token
+
+    try:
+        run_id = read_task_token(token).run_id
+    except ValueError:
+        return None
     from stages import run_task_keys
     from taskdir.documents import stage_task_id
     from taskdir.index import id_prefix
 
-    home = os.environ.get("HOME") or str(Path.home())
-    root = Path(os.environ.get("TASK_QUEUE_DIR") or f"{home}/.claude/task-queue")
+    root = task_dir()
     needle = token_text.encode("ascii", "ignore")
     if len(needle) < 16:
         return None
     try:
-        run_id = read_task_token(token).run_id
         with os.scandir(root) as entries:
             names = sorted((entry.name for entry in entries if entry.name.endswith(".yml")),
                            reverse=True)
@@ -298,6 +356,24 @@ def file_holding(token_text: str, token: bytes) -> Path | None:
         if _holds(root / name, needle):
             return root / name
     return None
+
+
+def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]:
+    """The task file this call finishes, and what it tells the call. For the token form, the
+    file holding the token says where its stage lives; no file holding it means the token
+    may be an older offer's."""
+    if request.task_file is not None:
+        return request, Path(request.task_file)
+    if request.verb != "complete":
+        return request, None
+    own = file_holding(request.token_text.strip(), token)
+    if own is None:
+        return replace(request, maybe_old=True), None
+    try:
+        source = read_task_file(str(own))
+    except CliError:  # unreadable now: the environment's settings stand
+        return request, own
+    return replace(request, place=source.place, maybe_old=source.maybe_old), own
 
 
 def _holds(path: Path, needle: bytes) -> bool:
@@ -315,12 +391,11 @@ def main(argv: list[str]) -> int:
     try:
         request = parse_args(argv)
         token = checked_token(request.token_text)
+        request, own = with_own_file(request, token)
         asyncio.run(call(request, token))
         if request.verb == "heartbeat":
             print("progress recorded")
             return Exit.OK
-        own = (Path(request.task_file) if request.task_file is not None
-               else file_holding(request.token_text.strip(), token))
         if own is not None:
             settle_own_file(own, request.status, request.message)
     except CliError as err:

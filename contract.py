@@ -26,6 +26,7 @@ JSON_ENCODING = b"json/plain"
 
 # Where a task file carries its stage's token: payload.task_token, standard base64.
 TOKEN_FIELD = "task_token"
+LOCATION_FIELD = "temporal"  # payload.temporal: where the stage lives (address, namespace, TLS)
 
 
 def completion(output: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ PREFAB = Stage(
 IMPLEMENT = Stage(
     "implement", "build_plan", "implement_build", "build", "timeout_implement", None,
     "Implement build: {build_name}",
-    "Implement build '{build_name}' as its plan describes (originating task "
+    "Implement build '{build_name}' as its plan{plan_at} describes (originating task "
     "{originating_task_id}). Build, test and commit the work.\n",
     "short summary or report path")
 AUDIT = Stage(

@@ -95,6 +95,7 @@ async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
                                       "namespace": client.namespace,
                                       "index_builds": index_builds})
     async with worker:
+        say_ready(config)
         chores = [asyncio.create_task(sweeper.run_forever()),
                   asyncio.create_task(release_forever())]
         await stop.wait()
@@ -103,6 +104,18 @@ async def run(config: WorkerConfig, stop: asyncio.Event) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await chore
     telemetry.shutdown()
+
+
+def ready_line(config: WorkerConfig) -> str:
+    """What a person starting the worker wants to see once: it serves, where, and as what."""
+    client = config.client
+    return (f"worker ready: role {config.role}, task queue {config.task_queue}, Temporal at "
+            f"{client.address} ({client.address_from}), namespace {client.namespace}")
+
+
+def say_ready(config: WorkerConfig) -> None:
+    """The ready line on stderr, beside the JSON logs on stdout (which stay pure JSON)."""
+    print(ready_line(config), file=sys.stderr, flush=True)
 
 
 def main() -> int:

@@ -42,8 +42,10 @@ def _template_fields(fields: dict[str, Any]) -> dict[str, Any]:
     cut = int(fields.get("flags_cut") or 0)
     build = fields.get("build_name", "")
     refs = "".join(f"\n- {ref}" for ref in fields.get("context_refs") or [])
+    plan = fields.get("plan_path")
     return {
         "build_name": build, **fields,
+        "plan_at": f" at {plan}" if plan else "",
         "flag_count": len(flags), "finding_count": len(flags) + cut,
         "findings": wrap_findings(flags) if flags else "",
         "findings_left_out": (f"{cut} more finding(s) were left out to keep this file "

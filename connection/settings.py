@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from contract import LOCATION_FIELD
 from exceptions import ConfigError
 from vault import VaultSettings
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
+DEFAULT_SOURCE = "the default"  # a setting nobody set
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -25,6 +28,8 @@ class ClientSettings:
     vault: VaultSettings | None
     require_tls: bool
     vault_missing: tuple[str, ...] = ()  # some Vault variables set, these not: Vault is off
+    address_from: str = DEFAULT_SOURCE  # where the address came from, said in messages
+    namespace_from: str = DEFAULT_SOURCE
 
     @property
     def address(self) -> str:
@@ -38,6 +43,29 @@ class ClientSettings:
     def has_static_tls(self) -> bool:
         tls = self.connect.get("tls")
         return tls is not None and tls is not False
+
+    @property
+    def names_address(self) -> bool:
+        """Whether the address was set (a variable or a profile), not defaulted."""
+        return self.address_from != DEFAULT_SOURCE
+
+    @property
+    def names_namespace(self) -> bool:
+        return self.namespace_from != DEFAULT_SOURCE
+
+    @property
+    def server_name(self) -> str | None:
+        """The TLS server name a static TLS configuration asks for, if any."""
+        return getattr(self.connect.get("tls"), "domain", None) or None
+
+    def location(self) -> dict[str, Any]:
+        """Where a stage of this connection lives, as its task file says it (no secrets: TLS
+        material and API keys never leave the process that holds them)."""
+        place: dict[str, Any] = {"address": self.address, "namespace": self.namespace,
+                                 "tls": self.vault is not None or self.has_static_tls}
+        if self.server_name:
+            place["server_name"] = self.server_name
+        return place
 
     def describe(self) -> dict[str, Any]:
         """Non-secret summary for the config_loaded log line."""
@@ -109,6 +137,9 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
         connect = dict(profile.to_client_connect_config())
     except Exception as err:  # envconfig raises plain errors for bad files/values
         raise ConfigError(f"invalid Temporal client configuration: {err}") from None
+    sources = {f"{key}_from": _source(env, variable, connect.get(key))
+               for key, variable in (("address", "TEMPORAL_ADDRESS"),
+                                     ("namespace", "TEMPORAL_NAMESPACE"))}
     connect.setdefault("target_host", DEFAULT_ADDRESS)
     connect.setdefault("namespace", DEFAULT_NAMESPACE)
     if not connect.get("target_host"):
@@ -120,4 +151,80 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
         vault=_vault_settings(env),
         vault_missing=vault_missing(env),
         require_tls=parse_bool("TEMPORAL_REQUIRE_TLS", env.get("TEMPORAL_REQUIRE_TLS")),
+        **sources,
     )
+
+
+def _source(env: Mapping[str, str], variable: str, value: object) -> str:
+    """Where a connection setting came from: its variable, a profile, or nowhere (default)."""
+    if env.get(variable, "").strip():
+        return f"from {variable}"
+    return "from the Temporal config profile" if value else DEFAULT_SOURCE
+
+
+FROM_FILE = "from the task file"
+_ADDRESS = re.compile(r"[A-Za-z0-9._\-\[\]:]{1,250}:[0-9]{1,5}")
+_NAME = re.compile(r"[A-Za-z0-9._\-]{1,253}")
+
+
+@dataclass(frozen=True)
+class StageLocation:
+    """What a task file says about where its stage lives (never a credential)."""
+
+    address: str | None = None
+    namespace: str | None = None
+    tls: bool = False
+    server_name: str | None = None
+
+
+def stage_location(raw: object) -> StageLocation | None:
+    """payload.temporal of a task file, checked field by field (any agent can write the file);
+    ValueError names the field that is wrong."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"payload.{LOCATION_FIELD} is not a mapping")
+    checks = {"address": _ADDRESS, "namespace": _NAME, "server_name": _NAME}
+    values: dict[str, Any] = {}
+    for key, pattern in checks.items():
+        value = raw.get(key)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise ValueError(f"payload.{LOCATION_FIELD}.{key} is not a valid {key}")
+        values[key] = value
+    if not isinstance(raw.get("tls", False), bool):
+        raise ValueError(f"payload.{LOCATION_FIELD}.tls is not true or false")
+    return StageLocation(tls=bool(raw.get("tls")), **values)
+
+
+def agent_settings(env: Mapping[str, str], place: StageLocation | None) -> ClientSettings:
+    """The agents' CLI's connection: its own AGENT_TEMPORAL_* settings, else the shell's
+    TEMPORAL_* (and profile), each setting they leave unset filled from the task file."""
+    own = any(name.startswith(AGENT_PREFIX + "TEMPORAL_") for name in env)
+    settings = load_client_settings(agent_env(env))
+    if own:
+        settings = replace(settings, **{
+            key: getattr(settings, key).replace("from TEMPORAL_", f"from {AGENT_PREFIX}TEMPORAL_")
+            for key in ("address_from", "namespace_from")})
+    return settings if place is None else at_location(settings, place)
+
+
+def at_location(settings: ClientSettings, place: StageLocation) -> ClientSettings:
+    """SETTINGS with the address, namespace and TLS on/off the task file names, where the
+    environment names none. Credentials from the environment go only to an address named
+    there too (the file is anyone's to write): refused, never sent elsewhere."""
+    connect = dict(settings.connect)
+    changes: dict[str, str] = {}
+    if place.address and not settings.names_address:
+        if connect.get("api_key") or connect.get("rpc_metadata"):
+            raise ConfigError(
+                f"the task file says its stage is at {place.address}, but the API key (or "
+                f"gRPC metadata) from the environment is sent only to an address set there "
+                f"too: set TEMPORAL_ADDRESS (or AGENT_TEMPORAL_ADDRESS)")
+        connect["target_host"], changes["address_from"] = place.address, FROM_FILE
+        if place.tls and settings.vault is None and not settings.has_static_tls:
+            from temporalio.service import TLSConfig
+
+            connect["tls"] = TLSConfig(domain=place.server_name)  # the system's CA roots
+    if place.namespace and not settings.names_namespace:
+        connect["namespace"], changes["namespace_from"] = place.namespace, FROM_FILE
+    return replace(settings, connect=connect, **changes)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Field numbers of the server's TaskToken message (temporal.server.api.token.v1).
-_WORKFLOW_ID, _RUN_ID, _SCHEDULED_EVENT_ID, _ACTIVITY_ID, _ACTIVITY_TYPE = 2, 3, 4, 6, 8
+_WORKFLOW_ID, _RUN_ID, _SCHEDULED_EVENT_ID, _ATTEMPT = 2, 3, 4, 5
+_ACTIVITY_ID, _ACTIVITY_TYPE = 6, 8
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class TokenFacts:
     scheduled_event_id: int
     activity_id: str
     activity_type: str
+    attempt: int = 0  # the attempt the token was issued for (0: the token does not say)
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -55,4 +57,5 @@ def read_task_token(token: bytes) -> TokenFacts:
     if not texts.get(_WORKFLOW_ID) or not texts.get(_RUN_ID):
         raise ValueError("task token names no workflow run")
     return TokenFacts(texts[_WORKFLOW_ID], texts[_RUN_ID], numbers.get(_SCHEDULED_EVENT_ID, 0),
-                      texts.get(_ACTIVITY_ID, ""), texts.get(_ACTIVITY_TYPE, ""))
+                      texts.get(_ACTIVITY_ID, ""), texts.get(_ACTIVITY_TYPE, ""),
+                      numbers.get(_ATTEMPT, 0))

@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Create the venv and install requirements (dev ones with --dev); quiet and quick when done.
+# Create the venv and install requirements (dev ones with --dev); one line per step, and quick
+# when everything is done already.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 req="$ROOT/requirements.txt"
 [ "${1:-}" = "--dev" ] && req="$ROOT/requirements-dev.txt"
+say() { echo "setup.sh: $*"; }
 if [ ! -x "$VENV/bin/python" ]; then
+  say "creating the venv $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
   "$PY" -m venv "$VENV"
+else
+  say "venv: $VENV ($("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'))"
 fi
 stamp="$VENV/.installed-$(basename "$req")"
 if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+  say "installing $(basename "$req") with pip (quiet; a minute the first time)"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
   touch "$stamp"
+else
+  say "$(basename "$req"): installed already"
 fi
 # The worker runs with -OO (bootstrap.py): its libraries' bytecode for that, compiled once here
 # instead of at every start where PYTHONDONTWRITEBYTECODE is set.
 lean="$VENV/.compiled-OO"
 if [ ! -f "$lean" ] || [ "$stamp" -nt "$lean" ]; then
+  say "compiling the libraries' bytecode for python -OO (once)"
   "$VENV/bin/python" -m compileall -q -j 0 -o 2 "$VENV/lib" > /dev/null
   touch "$lean"
+else
+  say "bytecode for -OO: compiled already"
 fi
+say "ready: run ./scripts/run.sh (or pm2 start ecosystem.config.js)"

@@ -81,3 +81,13 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a YAML mapping")
     return data
+
+
+def offers(document: dict[str, Any]) -> int:
+    """How often the worker wrote this stage's file (each offer carries a new token): more
+    than one means an older token may still be around."""
+    history = document.get("history")
+    entries = history if isinstance(history, list) else []
+    return sum(1 for entry in entries if isinstance(entry, dict)
+               and entry.get("actor") == SOURCE_AGENT
+               and entry.get("status") in ("submitted", "parked"))

@@ -17,6 +17,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+READY_PREFIX = "worker ready: "  # worker.py's one human line, beside its JSON logs
+
+
 class WorkerProcess:
     """One worker.py process writing JSON lines to LOG."""
 
@@ -40,7 +43,8 @@ class WorkerProcess:
             try:
                 parsed.append(json.loads(line))
             except json.JSONDecodeError:
-                parsed.append({"event": "<non-json>", "raw": line})
+                if not line.startswith(READY_PREFIX):  # the one plain line: not an event
+                    parsed.append({"event": "<non-json>", "raw": line})
         return parsed
 
     async def wait_event(self, name: str, count: int = 1, timeout: float = 60.0) -> None:

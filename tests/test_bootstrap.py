@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -140,3 +142,21 @@ def test_the_agents_cli_connects_without_what_it_never_uses(env, tmp_path):
     assert "temporalio.service" in imported
     assert not [name for name in imported if name.startswith("grpc.")]  # `grpc` is tried
     assert CLOUD_MESSAGES not in imported
+
+
+async def test_the_worker_says_in_one_plain_line_that_it_is_ready(env, server, tmp_path):
+    """Beside the JSON logs on stdout (which stay pure JSON): one human line on stderr naming
+    the role, task queue, address (and where it came from) and namespace."""
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(["python3", "worker.py"], cwd=ROOT, stdout=stdout,
+                                   stderr=stderr, env=system_python_first(env, tmp_path))
+    try:
+        said = await eventually(lambda: [line for line in err.read_text().splitlines()
+                                         if line.startswith("worker ready:")], 60)
+        assert said == [f"worker ready: role main, task queue {env['TASK_QUEUE']}, Temporal at "
+                        f"{server.address} (from TEMPORAL_ADDRESS), namespace default"]
+        assert all(json.loads(line) for line in out.read_text().splitlines())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

@@ -6,13 +6,27 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from temporalio.api.enums.v1 import PendingActivityState
 
+from connection.offers import superseded
+from connection.task_token import TokenFacts
 from testbed.agents import COMPLETE, AgentSim, run_cli
-from testbed.helpers import eventually, files_of_type, stage_file, start_pipeline
+from testbed.helpers import (
+    eventually,
+    files_of_type,
+    progress_of,
+    stage_file,
+    start_pipeline,
+    system_python_first,
+)
+from workflows.dispatching import DispatchingWorkflow
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 
@@ -320,3 +334,135 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
         code, _, err = await run_cli("heartbeat", env=env)
         assert code == EXIT_USAGE and "heartbeat" in err
         await handle.terminate("test over")
+
+
+def _without_temporal_settings(env: dict[str, str], base: Path) -> dict[str, str]:
+    """An agent's shell: no TEMPORAL_* at all, and the system's python3 first on PATH."""
+    bare = system_python_first(env, base)
+    return {name: value for name, value in bare.items() if not name.startswith("TEMPORAL_")}
+
+
+async def _python3(*args: str, env: dict[str, str], cwd: Path,
+                   stdin: bytes | None = None) -> tuple[int, str, str]:
+    """`python3 <repo>/complete_activity.py ARGS` as AGENTS.md writes it, from a shell."""
+    process = await asyncio.create_subprocess_exec(
+        "python3", COMPLETE, *args, env=env, cwd=cwd, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate(stdin)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_task_file_says_where_its_stage_lives(client, cfg, dirs, env, worker, server,
+                                                        tmp_path):
+    """The worker is on the test server's random port, not localhost:7233; the agent's shell
+    has no TEMPORAL_* settings and no venv: both forms of the file's command still work."""
+    shell = _without_temporal_settings(env, tmp_path)
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
+                                              "build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "where-it-lives")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
+        payload = yaml.safe_load(path.read_text())["payload"]
+        assert payload["temporal"] == {"address": server.address, "namespace": "default",
+                                       "tls": False}
+        code, out, err = await _python3("--task-file", str(path), "success", "out",
+                                        env=shell, cwd=tmp_path)
+        assert (code, out.strip()) == (0, "activity completed: success"), err
+        implement = await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
+        token = yaml.safe_load(implement.read_text())["payload"]["task_token"]
+        code, out, err = await _python3("-", "success", "built", env=shell, cwd=tmp_path,
+                                        stdin=token.encode())
+        assert code == 0, err  # the token form finds its file, and so its stage's place
+        await eventually(lambda: stage_file(dirs["tasks"], "security_audit"))
+        await handle.terminate("test over")
+
+
+def _file_at(tmp_path: Path, place: object) -> Path:
+    """A task file whose stage lives at PLACE (payload.temporal), with a token of no run."""
+    path = tmp_path / "20260101-000000-abcdef12.yml"
+    token = base64.b64encode(b"\x12\x03wid\x1a\x03rid").decode()
+    path.write_text(yaml.safe_dump({"id": "abcdef12", "payload": {
+        "task_token": token, "temporal": place}}))
+    path.chmod(0o600)
+    return path
+
+
+async def test_exit_5_names_the_address_and_where_it_came_from(env, tmp_path):
+    path = _file_at(tmp_path, {"address": "127.0.0.1:1", "namespace": "default", "tls": False})
+    shell = {name: value for name, value in env.items() if not name.startswith("TEMPORAL_")}
+    code, _, err = await run_cli("--task-file", str(path), "success", env=shell)
+    assert code == EXIT_UNREACHABLE
+    assert err.strip() == ("complete_activity: cannot reach Temporal at 127.0.0.1:1 (from the "
+                           "task file)")
+    code, _, err = await run_cli("--task-file", str(path), "success",
+                                 env={**shell, "TEMPORAL_ADDRESS": "127.0.0.1:2"})
+    assert code == EXIT_UNREACHABLE  # the shell's own setting wins over the file
+    assert err.strip().endswith("at 127.0.0.1:2 (from TEMPORAL_ADDRESS)")
+    code, _, err = await run_cli("--task-file", str(path), "success",
+                                 env={**shell, "AGENT_TEMPORAL_ADDRESS": "127.0.0.1:3",
+                                      "TEMPORAL_ADDRESS": "127.0.0.1:2"})
+    assert err.strip().endswith("at 127.0.0.1:3 (from AGENT_TEMPORAL_ADDRESS)")
+
+
+async def test_an_api_key_is_never_sent_to_an_address_the_file_names(env, tmp_path):
+    path = _file_at(tmp_path, {"address": "127.0.0.1:1", "namespace": "default"})
+    shell = {name: value for name, value in env.items() if not name.startswith("TEMPORAL_")}
+    code, _, err = await run_cli("--task-file", str(path), "success",
+                                 env={**shell, "TEMPORAL_API_KEY": "sekrit-key"})
+    assert code == 6, err
+    assert_one_line(err)
+    assert "set TEMPORAL_ADDRESS" in err and "sekrit-key" not in err
+
+
+@pytest.mark.parametrize("place", ["localhost:7233", {"address": "evil host:1"},
+                                   {"namespace": "a/b"}, {"tls": "yes"},
+                                   {"server_name": ["x"]}])
+async def test_a_forged_place_is_refused_in_one_line(place, env, tmp_path):
+    path = _file_at(tmp_path, place)
+    code, _, err = await run_cli("--task-file", str(path), "success", env=env)
+    assert code == EXIT_BAD_TOKEN, err
+    assert_one_line(err)
+    assert "payload.temporal" in err
+
+
+OFFERED_AGAIN = "complete_activity: this stage was offered again; use the current task file"
+
+
+async def test_an_old_token_after_a_redispatch_says_so(client, cfg, dirs, env, worker, tmp_path):
+    """The server accepts a completion of the re-dispatched stage's old activity (cancel
+    requested, still pending), so it used to exit 0 while the stage kept waiting."""
+    async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None,
+                                              "build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "old-token")
+        path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
+        copy = tmp_path / path.name  # the agent's own copy of the first offer
+        shutil.copy2(path, copy)
+        old = yaml.safe_load(path.read_text())["payload"]["task_token"]
+        await handle.signal(DispatchingWorkflow.redispatch)  # as the sweeper sends it
+        await eventually(lambda: yaml.safe_load(path.read_text())["payload"]["task_token"]
+                         != old)
+        for args, stdin in ((("-", "success", "stale"), old.encode()),
+                            (("--task-file", str(copy), "success", "stale"), None),
+                            (("heartbeat", "-", "still on it"), old.encode())):
+            code, out, err = await run_cli(*args, stdin=stdin, env=env)
+            assert (code, err.strip(), out) == (EXIT_NOT_FOUND, OFFERED_AGAIN, ""), args
+        assert (await progress_of(handle)).stage == "prefab"  # nothing happened to it
+        code, _, err = await run_cli("--task-file", str(path), "success", "scaffolded", env=env)
+        assert code == 0, err
+        await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
+        await handle.terminate("test over")
+
+
+def _pending(activity_id: str, attempt: int, state: PendingActivityState) -> SimpleNamespace:
+    return SimpleNamespace(activity_id=activity_id, attempt=attempt, state=state,
+                           activity_type=SimpleNamespace(name="dispatch_stage"))
+
+
+def test_a_newer_attempt_or_a_newer_activity_supersedes_a_token():
+    facts = TokenFacts("wf", "run", 10, "2", "dispatch_stage", attempt=1)
+    started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    cancelling = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+    assert not superseded(facts, [_pending("2", 1, started)])
+    assert superseded(facts, [_pending("2", 2, started)])  # retried: a new attempt's token
+    assert superseded(facts, [_pending("2", 1, cancelling), _pending("3", 1, started)])
+    assert not superseded(facts, [_pending("2", 1, cancelling)])  # the run is being cancelled
+    assert not superseded(facts, [_pending("3", 1, started)])  # gone: the server says so

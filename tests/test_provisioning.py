@@ -1,4 +1,5 @@
-"""scripts/ensure-temporal.sh: reuse the cache without Go; fail clearly when nothing works."""
+"""Provisioning scripts: ensure-temporal.sh reuses the cache without Go and fails clearly when
+nothing works; setup.sh says each step; run.sh keeps one state directory per address."""
 
 from __future__ import annotations
 
@@ -52,3 +53,53 @@ def test_no_cli_and_no_go_fails_with_install_hint(tmp_path):
     assert result.returncode == 1
     assert "go install github.com/temporalio/cli/cmd/temporal@v1.5.1" in result.stderr
     assert "https://docs.temporal.io/cli" in result.stderr
+
+
+def _where(**env: str) -> dict[str, str]:
+    """What `run.sh --where` says for ENV: address, state, pid file, Web UI."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run.sh"), "--where"],
+                            env={"PATH": os.environ["PATH"], **env}, capture_output=True,
+                            text=True, check=True)
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
+
+
+def test_run_sh_keeps_one_state_directory_per_address():
+    default, other = _where(), _where(TEMPORAL_ADDRESS="localhost:7300")
+    assert default["state"] == str(ROOT / ".state" / "localhost_7233")
+    assert other["state"] == str(ROOT / ".state" / "localhost_7300")
+    assert default["pid file"] != other["pid file"]
+    assert (default["Web UI"], other["Web UI"]) == ("http://localhost:8233",
+                                                    "http://localhost:8300")
+    assert _where(TEMPORAL_UI_PORT="9000")["Web UI"] == "http://localhost:9000"
+
+
+def test_run_sh_refuses_an_address_without_a_port():
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run.sh"), "--where"],
+                            env={"PATH": os.environ["PATH"], "TEMPORAL_ADDRESS": "localhost"},
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("run.sh: error: TEMPORAL_ADDRESS=localhost is not "
+                                     "host:port")
+
+
+def test_setup_sh_says_each_step(tmp_path):
+    """In a checkout whose venv borrows this interpreter (nothing to install: no network, the
+    shared venv untouched): a line per step, the first time and when all is done."""
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "setup.sh", root / "scripts")
+    (root / "requirements.txt").write_text("# nothing to install\n")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "lib").mkdir()
+    (root / ".venv" / "bin" / "python").symlink_to((ROOT / ".venv" / "bin" / "python").resolve())
+
+    def said() -> list[str]:
+        result = subprocess.run(["bash", str(root / "scripts" / "setup.sh")], capture_output=True,
+                                text=True, check=True, env={"PATH": os.environ["PATH"]})
+        return [line.split(" (", 1)[0].split(": ", 1)[1] for line in result.stdout.splitlines()]
+
+    assert said() == [f"venv: {root / '.venv'}", "installing requirements.txt with pip",
+                      "compiling the libraries' bytecode for python -OO",
+                      "ready: run ./scripts/run.sh"]
+    assert said() == [f"venv: {root / '.venv'}", "requirements.txt: installed already",
+                      "bytecode for -OO: compiled already", "ready: run ./scripts/run.sh"]
