@@ -218,6 +218,14 @@ async def progress_of(handle: WorkflowHandle) -> Progress:
     return await handle.query(DispatchingWorkflow.progress)
 
 
+async def current_details(handle: WorkflowHandle) -> str:
+    """What the Web UI shows as the run's Current Details (Markdown)."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
 async def reaches_stage(handle: WorkflowHandle, stage: str, timeout: float = 30.0) -> Progress:
     """Poll the run's progress until it is at STAGE; its progress then."""
     async def there() -> Progress | None:

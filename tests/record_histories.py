@@ -1,6 +1,8 @@
 """Record workflow histories for the replay test:
 `python -m tests.record_histories [routed|refused|liveness]`.
 
+The files of a release whose runs must keep replaying are moved to `histories/<release>/` first.
+
 Re-record only on purpose (a deliberate, versioned workflow change); CI replays these files
 so that a change which would break running workflows fails. `routed` records only the
 pipeline whose stages go to host queues (one host down for a while), `refused` only the one
@@ -84,6 +86,13 @@ async def record() -> None:
                     await handle.result()
             (OUT / "pipeline-cancelled.json").write_text(
                 (await handle.fetch_history()).to_json())
+            failing = {"build_plan": lambda d, p: ("failed", "compiler exploded")}
+            async with AgentSim(dirs["tasks"], env, failing, client=client):
+                handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                              "replay-failed")
+                with contextlib.suppress(WorkflowFailureError):
+                    await handle.result()
+            (OUT / "pipeline-failed.json").write_text((await handle.fetch_history()).to_json())
             plan = BuildPlanInput(plan_name="replay-plan", phases=[
                 PhaseSpec(number=1, agent_type="dev", description="one"),
                 PhaseSpec(number=2, agent_type="ops", description="two")])
@@ -135,7 +144,19 @@ async def record_refused() -> None:
             await handle.signal("reject", BlockDecision(by="recorder", reason="unreadable"))
             with contextlib.suppress(WorkflowFailureError):
                 await handle.result()
-        (OUT / "pipeline-triage-refused.json").write_text(
+            (OUT / "pipeline-triage-refused.json").write_text(
+                (await handle.fetch_history()).to_json())
+            # Approved as unreadable, then corrected to hold a block: decided again.
+            handle = await start_pipeline(client, config.task_queue, dirs["tasks"],
+                                          "replay-corrected")
+            await eventually(lambda: _parked(handle))
+            (dirs["audit"] / "replay-corrected" / "triage-output.yml").write_text(
+                "blocks: [root password]\nflags: [rotate key]\ninfo: []\n")
+            await handle.signal("approve", BlockDecision(by="recorder", reason="corrected"))
+            await eventually(lambda: _decided_again(handle))
+            await handle.signal("approve", BlockDecision(by="recorder", reason="seen"))
+            await handle.result()
+        (OUT / "pipeline-refused-corrected.json").write_text(
             (await handle.fetch_history()).to_json())
 
 
@@ -170,6 +191,11 @@ async def _unpolled(handle) -> bool:
 
 async def _parked(handle) -> bool:
     return await _stage_is(handle, "wait")
+
+
+async def _decided_again(handle) -> bool:
+    progress = await handle.query("progress")
+    return progress.get("stage") == "wait" and progress.get("findings") == ["root password"]
 
 
 async def _stage_is(handle, stage: str) -> bool:

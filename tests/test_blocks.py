@@ -22,6 +22,7 @@ from testbed.helpers import (
     eventually,
     file_status,
     make_origin,
+    progress_of,
     running_worker,
     start_pipeline,
     worker_env,
@@ -52,11 +53,6 @@ async def parked(handle) -> Progress:
         return progress if progress.stage == "wait" else None
 
     return await eventually(waiting)
-
-
-async def progress_of(handle) -> Progress:
-    """One bounded progress query."""
-    return await handle.query("progress", result_type=Progress, rpc_timeout=timedelta(seconds=5))
 
 
 def origin_status(dirs, task_id: str) -> str | None:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from buildctl import SHOWN, status_lines
@@ -72,8 +71,6 @@ def test_status_lines_number_each_block_and_name_a_refused_triage_file():
     assert not any("\x1b" in line for line in lines)
 
 
-@pytest.mark.xfail(strict=True, reason="INTEGRATOR (#35.2): passes once the workflow fills "
-                   "Progress.findings, triage_path and decided_by; then remove this mark")
 async def test_status_shows_the_blocks_own_words_and_who_decided(client, cfg, dirs, env,
                                                                   worker):
     quiet_notifier(dirs["home"])
@@ -95,7 +92,9 @@ async def test_status_shows_the_blocks_own_words_and_who_decided(client, cfg, di
         assert code == 0, err
         _, out, _ = await buildctl(env, "status", handle.id)
         assert "decision: approved by alice: accepted" in out
-        await handle.terminate("test over")
+        await handle.result()
+    _, out, _ = await buildctl(env, "status", handle.id)
+    assert "outcome: partial" in out and "decision: approved by alice: accepted" in out
 
 
 async def test_a_triage_retry_shows_what_it_waits_for_and_when(client, dirs, env):

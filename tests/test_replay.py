@@ -4,6 +4,7 @@
 `histories/0.7/` are the shape before the lean hand-off (runs without its marker);
 `histories/0.8/` the routed pipeline before host liveness (0.9: probes until the stage is taken);
 `histories/0.9/` every run as 0.9 started it (one marker per release, before `lean-start-0.10`);
+`histories/0.10/` every run as 0.10 started it (before `operator-decision-0.11`);
 `histories/v0.5/` were recorded from the original v0.5 worker and must replay for ever.
 """
 
@@ -20,7 +21,7 @@ from connection.converter import DATA_CONVERTER
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
-OURS = [path for shape in ("", "0.7", "0.8", "0.9")
+OURS = [path for shape in ("", "0.7", "0.8", "0.9", "0.10")
         for path in sorted((ROOT / shape).glob("*.json"))]
 V05 = sorted((ROOT / "v0.5").glob("*.json"))
 
@@ -30,8 +31,10 @@ def test_histories_are_present():
     assert {"pipeline-clean", "pipeline-flags", "pipeline-blocks-approved",
             "pipeline-blocks-rejected", "pipeline-cancelled", "plan", "pipeline-routed",
             "pipeline-triage-refused", "pipeline-liveness"} <= names
+    assert {"pipeline-failed", "pipeline-refused-corrected"} <= names
     assert len(V05) == 11 and len(list((ROOT / "0.7").glob("*.json"))) == 7
-    assert {path.stem for path in (ROOT / "0.9").glob("*.json")} == names
+    earlier = {path.stem for path in (ROOT / "0.10").glob("*.json")}
+    assert {path.stem for path in (ROOT / "0.9").glob("*.json")} == earlier < names
     assert [p.stem for p in (ROOT / "0.8").glob("*.json")] == ["pipeline-routed"]
 
 
@@ -88,16 +91,41 @@ def test_new_paths_record_their_release_markers():
 
 
 def test_a_new_run_records_one_marker_for_every_release():
-    """From 0.10 a run's one marker, first of all its commands, stands for all earlier ones,
-    whichever paths the run takes (routed, refused triage, plan)."""
-    for path in sorted(ROOT.glob("*.json")):
-        assert patches(path) == ["lean-start-0.10"], path.name
-        events = WorkflowHistory.from_json(path.stem, path.read_text()).events
-        first_command = next(e for e in events if e.event_type > 7)  # after the first task
-        assert first_command.marker_recorded_event_attributes.marker_name == "core_patch"
-    refused = scheduled(ROOT / "pipeline-triage-refused.json")
+    """From 0.10 a run's first marker, first of all its commands, stands for all earlier ones,
+    whichever paths the run takes (routed, refused triage, plan); 0.11's follows it."""
+    for folder, markers in ((ROOT, ["lean-start-0.10", "operator-decision-0.11"]),
+                            (ROOT / "0.10", ["lean-start-0.10"])):
+        for path in sorted(folder.glob("*.json")):
+            assert patches(path) == markers, path.name
+            events = WorkflowHistory.from_json(path.stem, path.read_text()).events
+            first_command = next(e for e in events if e.event_type > 7)  # after the first task
+            assert first_command.marker_recorded_event_attributes.marker_name == "core_patch"
+    refused = scheduled(ROOT / "0.10" / "pipeline-triage-refused.json")
     assert refused.count("process_triage_output") == 1  # refused, not retried
     assert "notify_blocks" in refused and refused.count("dispatch_stage") == 3  # no close
+
+
+def test_blocks_are_notified_before_fixes_and_each_set_is_decided():
+    """0.11: notify_findings is scheduled right after triage, before the fixes stage; a
+    corrected triage file's blocks are notified and awaited again; failures leave summaries."""
+    events = WorkflowHistory.from_json("approved", (ROOT / "pipeline-blocks-approved.json")
+                                       .read_text()).events
+    types = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+             for e in events if e.HasField("activity_task_scheduled_event_attributes")}
+    done = [types[e.activity_task_completed_event_attributes.scheduled_event_id]
+            for e in events if e.HasField("activity_task_completed_event_attributes")
+            and types[e.activity_task_completed_event_attributes.scheduled_event_id]
+            in ("dispatch_stage", "notify_findings")]
+    assert done[3:5] == ["notify_findings", "dispatch_stage"]  # notified while fixes ran
+    before = scheduled(ROOT / "0.10" / "pipeline-blocks-approved.json")
+    assert before.index("notify_blocks") > before.index("process_triage_output") + 1
+    corrected = scheduled(ROOT / "pipeline-refused-corrected.json")
+    assert corrected.count("notify_findings") == 2
+    assert corrected.count("check_block_status") == 2
+    assert corrected.count("process_triage_output") == 2
+    assert scheduled(ROOT / "pipeline-failed.json")[-1] == "write_summary"
+    assert scheduled(ROOT / "pipeline-cancelled.json")[-1] == "write_summary"
+    assert scheduled(ROOT / "plan.json")[-1] == "write_plan_summary"
 
 
 def test_a_silent_agents_stage_is_offered_again_in_the_recorded_run():

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import follows
 
 SHORT = RetryPolicy(maximum_attempts=3)
-NOTICE_TRIES, NOTICE_PAUSE = 5, timedelta(minutes=1)  # a failed notification, tried again
+NOTICE_TRIES = 5  # a failed notification is tried again after 1, 2, 4, 8 check intervals
 REPORT_CHARS = 4000  # of the implementing agent's report, handed to the auditor
 
 
@@ -276,10 +276,10 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
                 self.stand(f"block notification failed {attempt} times ({failed}); nobody "
                            f"was told: decide from buildctl.py status or the Web UI")
                 return
-            pause = NOTICE_PAUSE * attempt
-            self.stand(f"block notification failed ({failed}); trying again in "
-                       f"{pause.total_seconds() / 60:g} min (try {attempt} of {NOTICE_TRIES})")
-            await workflow.sleep(pause)
+            pause = self.handoff.recheck * 2 ** (attempt - 1)
+            self.stand(f"block notification failed ({failed}); trying again in {pause:g} s "
+                       f"(try {attempt} of {NOTICE_TRIES})")
+            await workflow.sleep(timedelta(seconds=pause))
 
     async def _read_triage(self, build: str,
                            settings: StageSettings) -> tuple[TriageOutput, bool]:
