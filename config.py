@@ -228,6 +228,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     values: dict[str, object] = {"client": client}
     values.update({field: env[name].strip() for name, field in PLAIN.items()
                    if env.get(name, "").strip()})
+    values.setdefault("temporal_ui_url", _ui_url(env, client.address))
     warnings: Warnings = []
     _log_level(env, values, warnings)
     if client.vault_missing:
@@ -252,6 +253,16 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
     _check_combinations(config)
     return config
+
+
+def _ui_url(env: Mapping[str, str], address: str) -> str:
+    """The Web UI beside a local dev server: TEMPORAL_UI_PORT, else the gRPC port + 1000 (as
+    scripts/run.sh and the Temporal CLI place it); elsewhere the documented default."""
+    host, _, port = address.rpartition(":")
+    ui_port = env.get("TEMPORAL_UI_PORT", "").strip()
+    if host.strip("[]") in ("localhost", "127.0.0.1", "::1") and port.isdigit():
+        return f"http://localhost:{ui_port if ui_port.isdigit() else int(port) + 1000}"
+    return f"http://localhost:{ui_port}" if ui_port.isdigit() else "http://localhost:8233"
 
 
 def _log_level(env: Mapping[str, str], values: dict[str, object], warnings: Warnings) -> None:

@@ -40,12 +40,13 @@ def _render(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _location(item: dict[Any, Any]) -> str:
-    """`location`, or `file` with its `line`, as one place."""
+def _place(item: dict[Any, Any]) -> tuple[str, set[str]]:
+    """`location`, else `file` with its `line`, as one place, and the keys it used."""
     if text := _render(item.get("location")):
-        return text
+        return text, {"location"}
     where, line = _render(item.get("file")), _render(item.get("line"))
-    return f"{where}:{line}" if where and line else where or (f"line {line}" if line else "")
+    place = f"{where}:{line}" if where and line else where or (f"line {line}" if line else "")
+    return place, {"location", "file", "line"}
 
 
 def render_finding(item: Any) -> str:
@@ -55,15 +56,13 @@ def render_finding(item: Any) -> str:
     if not isinstance(item, dict):
         return _render(item)
     severity = _render(item.get("severity"))
+    place, used = _place(item)
     head = ": ".join(part for part in (_render(item.get("title")),
-                                       _render(item.get("description")), _location(item))
-                     if part)
-    rest = _render({k: v for k, v in item.items() if k not in _NAMED})
+                                       _render(item.get("description")), place) if part)
+    rest = _render({k: v for k, v in item.items()
+                    if k not in used and k not in ("severity", "title", "description")})
     text = "; ".join(part for part in (head, rest) if part)
     return f"[{severity}] {text}".strip() if severity else text
-
-
-_NAMED = frozenset({"severity", "title", "description", "location", "file", "line"})
 
 
 def _findings(key: str, items: list[Any]) -> list[str]:

@@ -45,8 +45,9 @@ async def test_start_status_list_approve(client, cfg, dirs, env, worker):
                                         plan_file(dirs), "--task-id", origin, "--agent", "dev",
                                         "--id", "ctl-demo-1")
         assert code == 0, err
+        ui_port = int(env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]) + 1000  # as run.sh puts it
         assert out.splitlines() == ["started ctl-demo-1",
-                                    "http://localhost:8233/namespaces/default/workflows/"
+                                    f"http://localhost:{ui_port}/namespaces/default/workflows/"
                                     "ctl-demo-1"]
         handle = client.get_workflow_handle("ctl-demo-1")
         description = await handle.describe()

@@ -208,3 +208,17 @@ def test_standard_tls_settings_and_their_precedence_after_vault(tmp_path):
                          "TEMPORAL_PROFILE": "tls"}).client
     assert named.address == "secure:7233" and named.connect.get("api_key") == "from-profile"
 
+
+
+@pytest.mark.parametrize("env,url", [
+    ({}, "http://localhost:8233"),
+    ({"TEMPORAL_ADDRESS": "127.0.0.1:7300"}, "http://localhost:8300"),
+    ({"TEMPORAL_ADDRESS": "localhost:7300", "TEMPORAL_UI_PORT": "9000"},
+     "http://localhost:9000"),
+    ({"TEMPORAL_ADDRESS": "127.0.0.1:7300", "TEMPORAL_UI_URL": "https://ui.example"},
+     "https://ui.example"),
+])
+def test_the_web_ui_link_follows_the_server_run_sh_starts(env, url):
+    """#35.12: buildctl's links point where run.sh puts the Web UI for that address."""
+    env = {"TEMPORAL_CONFIG_FILE": "/nonexistent/temporal.toml", **env}
+    assert load_config(env).temporal_ui_url == url

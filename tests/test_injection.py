@@ -85,3 +85,35 @@ def test_wrapper_survives_nasty_findings(findings):
     lines = wrap_findings(findings).split("\n")
     assert lines[0] == "<security-findings>" and lines[-1] == "</security-findings>"
     assert len(lines) == len(findings) + 2
+
+
+FIELDS = ("title", "severity", "description", "location", "file", "line", "owner")
+words = st.text(alphabet=st.sampled_from([*"ab :-#[]{}'\"é", "\t"]), max_size=12)
+findings = st.lists(st.one_of(
+    words, st.none(), st.dictionaries(st.sampled_from(FIELDS), st.one_of(words, st.none()),
+                                      max_size=4)), min_size=1, max_size=5)
+
+
+@EXAMPLES
+@given(findings)
+def test_property_no_finding_is_ever_dropped(items):
+    """#35.1: every block is kept with each word it carries, or the file is refused as
+    unreadable; never fewer blocks than items (a dropped block closed the build unseen)."""
+    from triage import TriageFormatError, parse_triage
+
+    raw = yaml.safe_dump({"blocks": items, "flags": [], "info": []}).encode()
+    try:
+        result = parse_triage(raw)
+    except TriageFormatError as err:
+        assert "is empty" in str(err)
+        says_nothing = [item for item in items if not (item.strip() if isinstance(item, str)
+                        else isinstance(item, dict) and any(
+                            isinstance(v, str) and v.strip() for v in item.values()))]
+        assert says_nothing, (items, str(err))
+        return
+    assert len(result.blocks) == len(items)
+    for item, line in zip(items, result.blocks, strict=True):
+        values = [item] if isinstance(item, str) else list(item.values())
+        for value in values:
+            if isinstance(value, str) and value.strip():
+                assert value.strip() in line
