@@ -10,6 +10,7 @@ bootstrap.lighten_sdk_import()
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ from connection.client import connect
 from connection.pollers import live_pollers, queue_pollers
 from connection.rpc_exits import rpc_exit
 from connection.search_attributes import BUILD_NAME
-from contract import BUILDS_QUERY, PIPELINE, RUNNING_BUILDS_QUERY, Memo
+from contract import BUILDS_QUERY, EARLIER_MARKERS, PIPELINE, RUNNING_BUILDS_QUERY, Memo
 from exceptions import Exit, TemporalUnreachable, TemporalWorkerError
 from models import (
     BlockDecision,
@@ -67,6 +68,7 @@ MAX_PLAN_BYTES = 1024 * 1024
 # A live worker answers a query in milliseconds; without one the server holds it for seconds.
 QUERY_WAIT = timedelta(seconds=1)
 NO_WORKER = "no worker answered (is worker.py running?)"
+EARLIER_RUN = "started by 0.x: finish it on a 0.x worker (docs/upgrading.md)"
 # What a query that nobody answered fails with (timeout, or the server's "no poller seen").
 UNANSWERED = {RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
               RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.UNAVAILABLE}
@@ -270,6 +272,23 @@ async def _progress(client: Client, workflow_id: str, polled: bool = True) -> An
         return Answer()
 
 
+async def earlier_release(client: Client, workflow_id: str) -> bool:
+    """Whether a 0.x release started this run (its first marker is one of theirs): a 1.0
+    worker does not continue it, so it is drained on a 0.x worker before the upgrade."""
+    handle = client.get_workflow_handle(workflow_id)
+    async for event in handle.fetch_history_events(page_size=8):
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            data = marker.details["patch-data"].payloads[0].data if \
+                marker.marker_name == "core_patch" and "patch-data" in marker.details else b""
+            with contextlib.suppress(ValueError, AttributeError):
+                return json.loads(data).get("id") in EARLIER_MARKERS
+            return False
+        if event.event_id > 8:
+            break
+    return False
+
+
 async def list_row(client: Client, execution: ListedRun,
                    polled: bool) -> tuple[dict[str, Any], bool]:
     """One build for `list`, and whether a worker was asked and did not answer."""
@@ -281,6 +300,8 @@ async def list_row(client: Client, execution: ListedRun,
     if status == "running" and stage is None and memo.get(Memo.AWAIT):
         stage = "wait"  # the server's memo says the run is parked on a decision
     outcome = (progress.outcome if progress else None) if status != "running" else None
+    if status == "running" and await earlier_release(client, execution.id):
+        stage = EARLIER_RUN
     return ({"workflow_id": execution.id, "type": execution.workflow_type,
              "build_name": execution.typed_search_attributes.get(BUILD_NAME),
              "status": status, "stage": stage, "outcome": outcome,
@@ -289,7 +310,7 @@ async def list_row(client: Client, execution: ListedRun,
 
 
 async def cmd_list(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
-    narrowed = args.running or args.waiting
+    narrowed = args.running or args.waiting or args.started_by_0x
     query = (RUNNING_BUILDS_QUERY if narrowed else BUILDS_QUERY).format(
         task_queue=config.build_queue)
     executions = [execution async for execution in client.list_workflows(
@@ -298,6 +319,8 @@ async def cmd_list(client: Client, config: WorkerConfig, args: argparse.Namespac
         executions = [e for e in executions if (await e.memo()).get(Memo.AWAIT)][:args.limit]
     polled = await worker_polls(client, config)
     answers = await bounded([list_row(client, execution, polled) for execution in executions])
+    if args.started_by_0x:
+        answers = [answer for answer in answers if answer[0]["stage"] == EARLIER_RUN]
     result: dict[str, Any] = {"workflows": [row for row, _ in answers]}
     if any(no_worker for _, no_worker in answers):
         result["note"] = NO_WORKER
@@ -670,6 +693,9 @@ def parser() -> argparse.ArgumentParser:
     listing = command("list", "recent builds: name, start, status, stage or outcome")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--running", action="store_true", help="only running builds")
+    listing.add_argument("--started-by-0x", action="store_true",
+                         help="only running builds a 0.x release started (drain them before "
+                              "upgrading to 1.0)")
     listing.add_argument("--waiting", action="store_true",
                          help="only builds waiting for an operator decision")
     status = command("status", "progress of one build")

@@ -88,18 +88,12 @@ class Handler:
 
 
 class Marker:
-    """Version markers (`workflow.patched` ids), named after the release that added them.
+    """The version marker (`workflow.patched` id) every run 1.0 starts records first; README's
+    "Versions and markers" says how a later change to running workflow code adds its own."""
 
-    Each guards a change to running workflow code; README's "Versioning" says when each can
-    be deprecated and removed.
-    """
+    RELEASE = "release-1.0"
 
-    NATIVE_RUN = "native-run-0.7"  # every run we start; without it v0.5 started the run
-    LEAN_HANDOFF = "lean-handoff-0.8"  # the next stage's dispatch carries the settlement
-    ABSOLUTE_PLAN_PATH = "absolute-plan-path-0.9"  # a relative plan_path is refused
-    HOST_LIVENESS = "host-liveness-0.9"  # host queues watched until taken; bounded settles
-    TRIAGE_REFUSAL_PARKS = "refused-triage-parks-0.9"  # a refused triage file parks the build
-    LEAN_START = "lean-start-0.10"  # a new run's one marker: it stands for all of the above
-    # Blocks notified as soon as triage finds them, decided from then on, one decision per
-    # set of blocks; every ending writes a summary (plans too).
-    OPERATOR_DECISION = "operator-decision-0.11"
+
+# The first marker of every run a 0.x release started (0.7 to 0.9: native-run-0.7; 0.10 and
+# later: lean-start-0.10): such a run is recognised and named, never continued.
+EARLIER_MARKERS = ("native-run-0.7", "lean-start-0.10")

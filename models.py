@@ -296,7 +296,7 @@ class StageTask(_Model):
 
 
 class QueueProbe(_Model):
-    """Input of queue_polled / host_queue_state: the host task queue a stage is handed to."""
+    """Input of host_queue_state: the host task queue a stage is handed to."""
 
     task_queue: str
     activity_type: str = DISPATCH_STAGE  # the stage's activity, pending on that queue

@@ -19,16 +19,6 @@ class QueueActivities:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name="queue_polled")
-    async def queue_polled(self, probe: QueueProbe) -> bool:
-        """True when a worker polls the queue (or the server cannot tell us: no false alarm)."""
-        try:
-            return await live_pollers(self.client, probe.task_queue) > 0
-        except RPCError as err:
-            activity.logger.warning("queue_describe_failed", extra={
-                "task_queue": probe.task_queue, "error": str(err)[:200]})
-            return True
-
     @activity.defn(name="host_queue_state")
     async def host_queue_state(self, probe: QueueProbe) -> QueueState:
         """Whether a worker polls the queue and whether this run's stage has been taken from

@@ -37,5 +37,5 @@ def main_activities(deps: Deps, client: Client, index_builds: bool) -> list[Call
         blocks.notify_blocks, blocks.notify_findings, blocks.check_block_status,
         summaries.write_summary, summaries.write_plan_summary,
         SettingsActivities(deps.config, index_builds).load_stage_settings,
-        queues.queue_polled, queues.host_queue_state,
+        queues.host_queue_state,
     ]

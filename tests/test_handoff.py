@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from temporalio.exceptions import ActivityError, RetryState
 
-from workflows.handoff import CarriedSettlement, SettleFirst, finished_quietly
+from workflows.handoff import Handoff, finished_quietly
 
 
 def failed_activity() -> ActivityError:
@@ -33,7 +33,7 @@ async def test_only_what_settled_would_pass_without_waiting_or_raising_is_forgot
 
 async def test_a_finished_settlement_is_dropped_unless_settled_is_going_through_them():
     loop = asyncio.get_running_loop()
-    handoff = SettleFirst()
+    handoff = Handoff()
     quiet, failed, broken = (loop.create_future() for _ in range(3))
     handoff._settling = [quiet, failed, broken]  # type: ignore[list-item]
     quiet.set_result(True)
@@ -50,7 +50,7 @@ async def test_a_finished_settlement_is_dropped_unless_settled_is_going_through_
 
 
 async def test_a_finished_step_end_action_is_dropped_as_it_finishes():
-    handoff = CarriedSettlement()
+    handoff = Handoff()
     ran: list[str] = []
 
     def fail() -> None:

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from connection.search_attributes import BUILD_NAME, TARGET_AGENT
-    from contract import PIPELINE, Handler, Marker, Memo
+    from contract import PIPELINE, Handler, Memo
     from models import (
         BlockDecision,
         BlockNotice,
@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dispatching import DispatchingWorkflow, StageCall
     from workflows.legacy import V05Pipeline, started_by_v05
     from workflows.run_input import checked_input, invalid_input, note_ignored_keys
-    from workflows.versions import follows
 
 SHORT = RetryPolicy(maximum_attempts=3)
 NOTICE_TRIES = 5  # a failed notification is tried again after 1, 2, 4, 8 check intervals
@@ -52,7 +51,7 @@ def triage_refusal(error: ActivityError) -> str | None:
     return None
 
 
-# Worker-side activities finish in well under this or heartbeat (notify_blocks, per block): a
+# Worker-side activities finish in well under this or heartbeat (notify_findings): a
 # worker killed mid-activity then costs a retry after LIVENESS, not the whole start-to-close.
 LIVENESS = timedelta(seconds=30)
 
@@ -68,7 +67,6 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self._found: TriageOutput | None = None
         self._notices: list[asyncio.Task[None]] = []
         self._tried = 0  # notifications whose first try is over
-        self.decides_first = False  # 0.11's path (Marker.OPERATOR_DECISION)
         self._started: datetime | None = None
         self._summarized = False
 
@@ -79,11 +77,9 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         if started_by_v05():
             return await V05Pipeline(self).run(params)
         problem = plan_path_problem(params.plan_path)
-        if problem and follows(Marker.ABSOLUTE_PLAN_PATH):
+        if problem:
             self.status.stage = "invalid input"
             raise invalid_input(problem)
-        self.choose_handoff()
-        self.decides_first = workflow.patched(Marker.OPERATOR_DECISION)
         note_ignored_keys(params)
         settings = await self.load_settings()
         if settings.index_builds:
@@ -111,16 +107,15 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
 
     async def _summarize_ending(self, params: BuildPipelineInput, outcome: str,
                                 why: str) -> None:
-        """A build that did not close still leaves its summary (0.11 runs): how it ended and
-        why. Rejected and timed-out builds wrote theirs already."""
+        """A build that did not close still leaves its summary: how it ended and why.
+        Rejected and timed-out builds wrote theirs already."""
         if self._summarized:
             self.finish(self.status.outcome or outcome, self.status.summary_path)
             return
-        if self.decides_first:
-            with contextlib.suppress(ActivityError):  # the run's own ending comes first
-                await self.summarize(params, self._started or workflow.now(),
-                                     [*self.status.stages_done], self._found or TriageOutput(),
-                                     outcome, None, ending=why[:2000])
+        with contextlib.suppress(ActivityError):  # the run's own ending comes first
+            await self.summarize(params, self._started or workflow.now(),
+                                 [*self.status.stages_done], self._found or TriageOutput(),
+                                 outcome, None, ending=why[:2000])
         self.finish(outcome, self.status.summary_path)
 
     def _input(self, raw: dict[str, Any]) -> BuildPipelineInput:
@@ -143,53 +138,19 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
 
     async def _stages(self, params: BuildPipelineInput,
                       settings: StageSettings) -> BuildPipelineResult:
-        started = self._started or workflow.now()
-        build, origin = params.build_name, params.task_id
+        started, origin = self._started or workflow.now(), params.task_id
         stage = self._stage_runner(params, settings)
         await stage(PREFAB, plan_path=params.plan_path)
-        if self.decides_first:
-            built = await stage(IMPLEMENT, originating_task_id=origin, plan_path=params.plan_path)
-            await stage(AUDIT, plan_path=params.plan_path,
-                        implement_report=built.output[:REPORT_CHARS])
-            return await self._decide_first(params, settings, started)
-        await stage(IMPLEMENT, originating_task_id=origin)
-        await stage(AUDIT, plan_path=params.plan_path)
-        triage, refused = await self._read_triage(build, settings)
-        self._found = triage
-        phases = ["prefab", "implement", "audit", "triage"]
-        if triage.flags:
-            await stage(FIXES, flags=triage.flags)
-            phases.append("fixes")
-        if triage.blocks:
-            outcome = await self._resolve_blocks(params, triage.blocks, settings)
-            if outcome != "approved":
-                await self.summarize(params, started, phases, triage, outcome, None)
-                raise self.ending_error(build, outcome)
-            decided = self.gate.decided or BlockDecision(by="task-file")
-            why = f": {decided.reason}" if decided.reason else ""
-            self.settle(origin, "in-progress", f"blocks approved by {decided.by}{why}; "
-                                               f"the build goes on")
-        if refused:  # approved over an unreadable audit: read it again (the operator may
-            fixed = await self._reread_triage(build)  # have corrected it), then its flags
-            if fixed is not None:
-                triage = TriageOutput(blocks=triage.blocks + fixed.blocks, flags=fixed.flags,
-                                      info=fixed.info)
-                self._show_triage(triage, None)
-                if fixed.flags:
-                    await stage(FIXES, flags=fixed.flags)
-                    phases.append("fixes")
-        close = await stage(CLOSE)
-        phases.append("close")
-        outcome = finished_outcome(len(triage.blocks))
-        path = await self.summarize(params, started, phases, triage, outcome,
-                                    close.output or None)
-        return BuildPipelineResult(workflow_id=workflow.info().workflow_id, summary_path=path)
+        built = await stage(IMPLEMENT, originating_task_id=origin, plan_path=params.plan_path)
+        await stage(AUDIT, plan_path=params.plan_path,
+                    implement_report=built.output[:REPORT_CHARS])
+        return await self._decide(params, settings, started)
 
-    async def _decide_first(self, params: BuildPipelineInput, settings: StageSettings,
-                            started: datetime) -> BuildPipelineResult:
-        """0.11: blocks are notified as soon as triage finds them and may be decided from
-        then on (a decision taken while fixes run counts once they end); each set of blocks
-        is decided on its own: blocks read after an approval are notified and decided again."""
+    async def _decide(self, params: BuildPipelineInput, settings: StageSettings,
+                      started: datetime) -> BuildPipelineResult:
+        """Blocks are notified as soon as triage finds them and may be decided from then on
+        (a decision taken while fixes run counts once they end); each set of blocks is
+        decided on its own: blocks read after an approval are notified and decided again."""
         build, origin = params.build_name, params.task_id
         stage = self._stage_runner(params, settings)
         triage, refused = await self._read_triage(build, settings)
@@ -289,7 +250,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             return await self._triage(build, settings), False
         except ActivityError as err:
             reason = triage_refusal(err)
-            if reason is None or not follows(Marker.TRIAGE_REFUSAL_PARKS):
+            if reason is None:
                 raise
         workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
         refusal = f"triage file unreadable: {reason}"
@@ -325,19 +286,6 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         self._show_triage(triage, None)
         self.done("triage")
         return triage
-
-    async def _resolve_blocks(self, params: BuildPipelineInput, blocks: list[str],
-                              settings: StageSettings) -> str:
-        """Notify, then wait durably for approve/reject (signal, update or task file)."""
-        build, task_id = params.build_name, params.task_id
-        self.enter("notify", f"notifications for {len(blocks)} block(s)")
-        await workflow.execute_activity_method(
-            BlockActivities.notify_blocks, args=[build, task_id, blocks],
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,
-            retry_policy=SHORT,
-            summary=f"notify · {len(blocks)} block(s) · originating task {task_id}")
-        self.done("notify")
-        return await self._park(params, blocks, settings)
 
     async def _park(self, params: BuildPipelineInput, blocks: list[str],
                     settings: StageSettings, what: str = "block(s)") -> str:
@@ -421,7 +369,6 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
                         ending: str | None = None) -> str:
         self.enter("summary", None)
         decided = self.gate.decided
-        words = self.decides_first  # 0.11: the findings' own words, and why it ended
         record = WorkflowSummary(
             workflow_id=workflow.info().workflow_id, build_name=params.build_name,
             started=started, completed=workflow.now(), phases_completed=phases,
@@ -429,8 +376,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
             outcome=outcome, plan_path=params.plan_path, build_report_path=report,
             decided_by=decided.by if decided else None,
             reason=(decided.reason or None) if decided else None,
-            blocks=triage.blocks if words else None, flags=triage.flags if words else None,
-            triage_file=triage.path if words else None, ending=ending if words else None)
+            blocks=triage.blocks, flags=triage.flags, triage_file=triage.path, ending=ending)
         path = await workflow.execute_activity_method(
             SummaryActivities.write_summary, record,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=LIVENESS,

@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
-    from contract import PLAN, Marker
+    from contract import PLAN
     from models import (
         BuildPhaseInput,
         BuildPlanInput,
@@ -43,8 +43,6 @@ class BuildPlanWorkflow(DispatchingWorkflow):
             raise
         if started_by_v05():
             return await V05Plan(self).run(plan)
-        self.choose_handoff()
-        summarized = workflow.patched(Marker.OPERATOR_DECISION)  # 0.11: a plan's summary
         note_ignored_keys(plan)
         settings = await self.load_settings()
         started, outcomes = workflow.now(), [
@@ -61,13 +59,13 @@ class BuildPlanWorkflow(DispatchingWorkflow):
             await self.settled()
         except asyncio.CancelledError:
             self._cancelled(outcomes)
-            await self._ended(summarized, plan, started, outcomes, "cancelled",
+            await self._ended(plan, started, outcomes, "cancelled",
                               "the plan was cancelled")
             raise
         except (ActivityError, ApplicationError) as err:
-            await self._ended(summarized, plan, started, outcomes, "failed", err.message)
+            await self._ended(plan, started, outcomes, "failed", err.message)
             raise
-        await self._ended(summarized, plan, started, outcomes, "success", None)
+        await self._ended(plan, started, outcomes, "success", None)
         return BuildPlanResult(phases_run=len(plan.phases))
 
     @staticmethod
@@ -85,20 +83,18 @@ class BuildPlanWorkflow(DispatchingWorkflow):
             if outcome.outcome == "failed":
                 outcome.outcome = "cancelled"
 
-    async def _ended(self, summarized: bool, plan: BuildPlanInput, started: Any,
-                     outcomes: list[PhaseOutcome], outcome: str, why: str | None) -> None:
-        """How the plan ended, shown and (0.11 runs) written as its summary."""
+    async def _ended(self, plan: BuildPlanInput, started: Any, outcomes: list[PhaseOutcome],
+                     outcome: str, why: str | None) -> None:
+        """How the plan ended, shown and written as its summary."""
         path = None
-        if summarized:
-            record = PlanSummary(workflow_id=workflow.info().workflow_id,
-                                 plan_name=plan.plan_name, started=started,
-                                 completed=workflow.now(), outcome=outcome, phases=outcomes,
-                                 ending=why[:2000] if why else None)
-            with contextlib.suppress(ActivityError):  # the plan's own ending comes first
-                path = await workflow.execute_activity_method(
-                    SummaryActivities.write_plan_summary, record,
-                    start_to_close_timeout=timedelta(minutes=5),
-                    heartbeat_timeout=timedelta(seconds=30),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                    summary=f"summary · plan outcome {outcome}")
+        record = PlanSummary(workflow_id=workflow.info().workflow_id, plan_name=plan.plan_name,
+                             started=started, completed=workflow.now(), outcome=outcome,
+                             phases=outcomes, ending=why[:2000] if why else None)
+        with contextlib.suppress(ActivityError):  # the plan's own ending comes first
+            path = await workflow.execute_activity_method(
+                SummaryActivities.write_plan_summary, record,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"summary · plan outcome {outcome}")
         self.finish(outcome, path)

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import TaskLifecycle
     from activities.queues import QueueActivities
     from activities.settings import SettingsActivities
-    from contract import DISPATCH_STAGE, Handler, Marker
+    from contract import DISPATCH_STAGE, Handler
     from models import (
         BuildPhaseResult,
         Progress,
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from safeio.inert import markdown
     from stages import Stage
     from taskdir.documents import stage_task_id
-    from workflows.handoff import SettleFirst, choose_handoff
+    from workflows.handoff import Handoff
     from workflows.stage_results import (
         agent_retry,
         failed_result,
@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         stage_failure,
         stage_result,
     )
-    from workflows.versions import follows
 
 P = TypeVar("P")
 
@@ -74,16 +73,12 @@ class DispatchingWorkflow:
 
     def __init__(self) -> None:
         self.status = Progress(stage="starting")
-        self.handoff: SettleFirst = SettleFirst()
+        self.handoff = Handoff()
         self._redispatch = False
         self._routes: dict[str, str] = {}
         self._liveness: float | None = None  # AGENT_HEARTBEAT_TIMEOUT of this run
         self._silence, self._reoffers = "reoffer", 0
         self._standing: str | None = None  # an alert that outlives stage changes
-
-    def choose_handoff(self) -> None:
-        """Call right after the v0.5 check: runs started before 0.8 keep their order."""
-        self.handoff = choose_handoff()
 
     async def load_settings(self) -> StageSettings:
         """The worker's stage settings and agent routes, recorded once in this history."""
@@ -315,23 +310,13 @@ class DispatchingWorkflow:
 
     async def _await_dispatch(self, handle: workflow.ActivityHandle[Any],
                               queue: str | None) -> None:
-        """Wait for the stage's activity (or a redispatch); while its host queue has no
-        poller, say so and look again every check interval (no timeout meanwhile)."""
+        """Wait for the stage's activity (or a redispatch), watching its host's queue until
+        the stage is taken (no timeout meanwhile)."""
         def ready() -> bool:
             return handle.done() or self._redispatch
 
-        if queue is not None and follows(Marker.HOST_LIVENESS):
+        if queue is not None:
             await self._watch_host(queue, ready)
-            return
-        polled = QueueActivities.queue_polled
-        unpolled = queue is not None and not await self._probe(polled, queue, True)
-        while unpolled and not ready():
-            self._mark_unpolled(True)
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    ready, timeout=timedelta(seconds=self.handoff.recheck))
-            unpolled = not ready() and not await self._probe(polled, queue, True)
-        self._mark_unpolled(False)
         await workflow.wait_condition(ready)
 
     async def _watch_host(self, queue: str, ready: Callable[[], bool]) -> None:
@@ -352,8 +337,8 @@ class DispatchingWorkflow:
 
     async def _probe(self, probe: Callable[[Any, QueueProbe], Awaitable[P]], queue: str,
                      unknown: P) -> P:
-        """Ask (and record) about QUEUE's pollers with the local activity PROBE (0.8 runs:
-        queue_polled, later: host_queue_state); UNKNOWN when it cannot tell (no alarm)."""
+        """Ask (and record) about QUEUE's pollers with the local activity PROBE; UNKNOWN when
+        it cannot tell (no alarm)."""
         try:
             return await workflow.execute_local_activity_method(
                 probe, QueueProbe(task_queue=queue), start_to_close_timeout=timedelta(seconds=10),

@@ -1,11 +1,6 @@
-"""How a run hands over from one agent stage to the next: chosen once, at the run's start.
-
-Runs started before 0.8 settle each finished stage's file at once, with its own activity
-(`SettleFirst`); from 0.8 on the settlement waits for the end of the workflow step, where
-the next stage's dispatch on the same host carries it (`CarriedSettlement`: one activity
-and one memo command fewer per hand-off). Which one a run uses is recorded by the marker
-`lean-handoff-0.8`, so each run replays with the order it was started with.
-"""
+"""How a run hands over from one agent stage to the next: a finished stage's file is settled
+at the end of the workflow step, carried by the next stage's dispatch on the same host (one
+activity and one memo command fewer per hand-off), else by a settle_task of its own."""
 
 from __future__ import annotations
 
@@ -21,9 +16,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import TaskLifecycle
-    from contract import Marker, Memo
+    from contract import Memo
     from models import TaskSettlement
-    from workflows.versions import follows
 
 
 def finished_quietly(task: asyncio.Future[Any],
@@ -36,9 +30,10 @@ def finished_quietly(task: asyncio.Future[Any],
     return error is None or (ignored is not None and isinstance(error, ignored))
 
 
-class SettleFirst:
-    """Each settlement is its own settle_task at once; the dispatch memo is cleared as soon
-    as a stage ends (runs started before 0.8)."""
+class Handoff:
+    """Settlements and the memo's clearing wait for the end of the workflow step: the next
+    stage's dispatch on the same host carries the settlement, and its memo replaces the last;
+    a settlement nobody carried is a settle_task of its own (awaited by `settled`)."""
 
     def __init__(self) -> None:
         # The run's BLOCK_CHECK_INTERVAL once its settings are loaded (held here only: the
@@ -46,63 +41,6 @@ class SettleFirst:
         self.recheck = 30.0
         self._settling: list[workflow.ActivityHandle[bool]] = []
         self._draining = False  # `settled` is going through `_settling`: leave it as it is
-        self._routed: dict[str, Any] = {}
-
-    def show_dispatch(self, task_id: str, queue: str | None) -> None:
-        """Tell the sweeper (memo) which agent task the run waits on, and on which host."""
-        self._routed = {Memo.QUEUE: queue} if queue else {}  # the default memo is unchanged
-        workflow.upsert_memo({Memo.DISPATCH: task_id, **self._routed})
-
-    def clear_dispatch(self, task_id: str) -> None:
-        """The run waits on no agent task now."""
-        workflow.upsert_memo({Memo.DISPATCH: None, **dict.fromkeys(self._routed)})
-
-    def carry(self, queue: str | None) -> TaskSettlement | None:
-        """A settlement for the dispatch on QUEUE to carry: never, here."""
-        return None
-
-    def settle(self, settlement: TaskSettlement, queue: str | None) -> None:
-        """Move a task file along in the background (awaited by `settled`)."""
-        self._start(settlement, queue)
-
-    def _start(self, settlement: TaskSettlement, queue: str | None) -> None:
-        # Book-keeping on a host that is down must not hold the run: the host's sweep
-        # settles the file when it is back (sweeper: stale stage files).
-        bound = (timedelta(seconds=max(10.0, 4 * self.recheck))
-                 if queue is not None and follows(Marker.HOST_LIVENESS) else None)
-        handle = workflow.start_activity_method(
-            TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
-            task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
-            heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"task {settlement.task_id} → {settlement.status}")
-        self._settling.append(handle)
-        handle.add_done_callback(self._forget)
-
-    def _forget(self, handle: asyncio.Future[Any]) -> None:
-        """A finished settlement's handle keeps its input (the agent's output) as long as the
-        run is cached: drop it, unless `settled` is going through the list or must see it."""
-        if not self._draining and finished_quietly(handle, ActivityError):
-            self._settling = [kept for kept in self._settling if kept is not handle]
-
-    async def settled(self) -> None:
-        """Wait for every background task-file move (a failed one is only logged)."""
-        self._draining = True
-        try:
-            for handle in self._settling:
-                with contextlib.suppress(ActivityError):
-                    await handle
-        finally:
-            self._draining = False
-        self._settling.clear()
-
-
-class CarriedSettlement(SettleFirst):
-    """Settlements and the memo's clearing wait for the end of the workflow step: the next
-    stage's dispatch on the same host carries the settlement, and its memo replaces the last
-    (runs started from 0.8 on)."""
-
-    def __init__(self) -> None:
-        super().__init__()
         self._step_end: list[asyncio.Task[None]] = []
         self._unsettled: list[tuple[TaskSettlement, str | None]] = []
         self._memo_task: str | None = None  # Memo.DISPATCH as last upserted
@@ -159,12 +97,35 @@ class CarriedSettlement(SettleFirst):
 
         self._at_step_end(unless_carried)
 
+    def _start(self, settlement: TaskSettlement, queue: str | None) -> None:
+        # Book-keeping on a host that is down must not hold the run: the host's sweep
+        # settles the file when it is back (sweeper: stale stage files).
+        bound = (timedelta(seconds=max(10.0, 4 * self.recheck))
+                 if queue is not None else None)
+        handle = workflow.start_activity_method(
+            TaskLifecycle.settle_task, settlement, schedule_to_close_timeout=bound,
+            task_queue=queue, start_to_close_timeout=timedelta(minutes=1),
+            heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"task {settlement.task_id} → {settlement.status}")
+        self._settling.append(handle)
+        handle.add_done_callback(self._forget)
+
+    def _forget(self, handle: asyncio.Future[Any]) -> None:
+        """A finished settlement's handle keeps its input (the agent's output) as long as the
+        run is cached: drop it, unless `settled` is going through the list or must see it."""
+        if not self._draining and finished_quietly(handle, ActivityError):
+            self._settling = [kept for kept in self._settling if kept is not handle]
+
     async def settled(self) -> None:
+        """Wait for the step-end actions, then every background task-file move (a failed one
+        is only logged)."""
         await asyncio.gather(*self._step_end)
         self._step_end.clear()
-        await super().settled()
-
-
-def choose_handoff() -> SettleFirst:
-    """This run's hand-off, from its history (call right after the v0.5 check)."""
-    return CarriedSettlement() if follows(Marker.LEAN_HANDOFF) else SettleFirst()
+        self._draining = True
+        try:
+            for handle in self._settling:
+                with contextlib.suppress(ActivityError):
+                    await handle
+        finally:
+            self._draining = False
+        self._settling.clear()

@@ -1,26 +1,28 @@
-"""Which release's workflow code a run follows: every `workflow.patched` question asked here."""
+"""Which code a run follows: 1.0's, v0.5's (through the legacy door), or none (0.x's runs)."""
 
 from __future__ import annotations
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contract import Marker
-
-# What the start marker stands for: every marker added before it. A marker added after it is
-# asked on its own, since a run started by 0.10 took the old path where that marker is asked.
-IMPLIED_BY_START = frozenset({Marker.NATIVE_RUN, Marker.LEAN_HANDOFF, Marker.ABSOLUTE_PLAN_PATH,
-                              Marker.HOST_LIVENESS, Marker.TRIAGE_REFUSAL_PARKS})
+    from contract import EARLIER_MARKERS, Marker
 
 
-def follows(marker: str) -> bool:
-    """Whether this run takes the path MARKER guards.
+class StartedByEarlierRelease(RuntimeError):
+    """A run a 0.x release started: its workflow task fails, naming it, until a 0.x worker
+    finishes it (docs: drain 0.x runs before the upgrade). Not a workflow failure."""
 
-    A run started by 0.10 or later records one marker, `lean-start-0.10`, and it stands for
-    every earlier one (one command on the first workflow task instead of one per release);
-    a run started before carries, or lacks, each marker of its own. The legacy door asks
-    first in `run`, so that marker is a new run's first command.
-    """
-    if marker in IMPLIED_BY_START and workflow.patched(Marker.LEAN_START):
-        return True
-    return workflow.patched(marker)
+
+def started_by_v05() -> bool:
+    """Whether v0.5 started this run (no marker of ours in its history). Asked first in
+    `run`: a new run records `Marker.RELEASE` as its first command. A run that carries a
+    0.x release's marker instead is named and not continued."""
+    if workflow.patched(Marker.RELEASE):
+        return False
+    for marker in EARLIER_MARKERS:
+        if workflow.patched(marker):
+            raise StartedByEarlierRelease(
+                f"run {workflow.info().workflow_id} was started by a 0.x release (marker "
+                f"{marker}); a 1.0 worker does not continue it: finish it on a 0.x worker, "
+                f"or terminate it (see docs/upgrading.md)")
+    return True

@@ -9,15 +9,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contract import Marker
     from workflows.legacy.pipeline import V05Pipeline
     from workflows.legacy.plan import V05Plan
-    from workflows.versions import follows
-
-
-def started_by_v05() -> bool:
-    """True for runs v0.5 started (no marker in their history); call first in `run`."""
-    return not follows(Marker.NATIVE_RUN)
+    from workflows.versions import started_by_v05
 
 
 __all__ = ["V05Pipeline", "V05Plan", "started_by_v05"]
