@@ -30,9 +30,9 @@ def project_python() -> Path | None:
 def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> None:
     """Return when this interpreter has the project's packages (and, LEAN, runs with -OO);
     else re-run SCRIPT with the project's venv (same arguments, stdin and environment), or
-    exit 6 with one line. -OO leaves docstrings out of every loaded module: ~2 MB less for a
-    long-lived process (bench/NOTES.md). It also drops asserts: our code has none, and nothing
-    we use reads a docstring."""
+    exit 6 with one line. -OO leaves docstrings out of every loaded module, memory a long-lived
+    process would hold for nothing (bench/NOTES.md). It also drops asserts: our code has none,
+    and nothing we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     unoptimized = lean and sys.flags.optimize < 2
@@ -53,7 +53,7 @@ def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> Non
 
 
 # Messages of services our programs never call: the SDK imports every service's messages at
-# its first import (Temporal Cloud's ~1 MB of RSS and ~11 ms, the test server's a little).
+# its first import (Temporal Cloud's and the test server's: memory and start time for nothing).
 DEFERRED_MODULES = frozenset({"temporalio.api.cloud.cloudservice.v1",
                               "temporalio.api.testservice.v1"})
 
@@ -72,9 +72,10 @@ class _DeferredModules(importlib.abc.MetaPathFinder):
 
 def lighten_sdk_import() -> None:
     """Import the SDK without what our programs never use: grpcio's Python stubs (the SDK marks
-    them optional and talks to Temporal through its Rust core; ~8 MB of RSS, ~20 ms) and the
-    messages of DEFERRED_MODULES (loaded if ever used). Call before the first temporalio
-    import; a program that may load an OTLP exporter calls `allow_grpc()` after its imports."""
+    them optional and talks to Temporal through its Rust core; their memory and import time
+    buy us nothing) and the messages of DEFERRED_MODULES (loaded if ever used). Call before
+    the first temporalio import; a program that may load an OTLP exporter calls `allow_grpc()`
+    after its imports."""
     sys.modules.setdefault("grpc", None)  # type: ignore[arg-type]
     if not any(isinstance(finder, _DeferredModules) for finder in sys.meta_path):
         sys.meta_path.insert(0, _DeferredModules())

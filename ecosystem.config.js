@@ -1,7 +1,7 @@
 // PM2 process file: `pm2 start ecosystem.config.js`. No secrets or personal paths here;
 // put site settings in the environment PM2 is started from (or an env file you source).
 //
-// On an agent host (see README "Several hosts") start it with WORKER_ROLE=host and the
+// On an agent host (see docs/hosts.md) start it with WORKER_ROLE=host and the
 // host's own TASK_QUEUE: `WORKER_ROLE=host TASK_QUEUE=helm-build-claudebox pm2 start
 // ecosystem.config.js` runs the host worker `temporal-build-worker@helm-build-claudebox`.
 const fs = require("fs");

@@ -118,7 +118,7 @@ class TriageOutput(_Model):
     blocks: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
     info: list[str] = Field(default_factory=list)
-    path: str | None = None  # the file read (absent in results recorded before 0.11)
+    path: str | None = None  # the file read (absent in older recorded results)
 
 
 class PhaseSpec(BaseModel):
@@ -206,7 +206,8 @@ class WorkflowSummary(_Model):
     build_report_path: str | None = None
     decided_by: str | None = None
     reason: str | None = None
-    # From 0.11: the findings' own words, and why a build that did not close ended.
+    # The findings' own words, and why a build that did not close ended (absent from the
+    # calls of runs that predate them, which must still decode).
     blocks: list[str] | None = None
     flags: list[str] | None = None
     triage_file: str | None = None
@@ -262,7 +263,7 @@ class BlockCheck(_Model):
 
 
 def _stage_kind(value: str) -> str:
-    """Our stage kind; the upstream name a 0.9 worker scheduled (in flight) is read as it."""
+    """Our stage kind; the upstream name an older worker scheduled (in flight) is read as it."""
     return stage_named(value).kind
 
 

@@ -71,7 +71,8 @@ _BY_NAME = {name: stage for stage in STAGES for name in (stage.kind, stage.upstr
 
 
 def stage_named(name: str) -> Stage:
-    """The stage whose kind (or upstream task type, as 0.9 and v0.5 named it) is NAME."""
+    """The stage whose kind (or upstream task type, as v0.5 and our older workers named it)
+    is NAME."""
     try:
         return _BY_NAME[name]
     except KeyError:

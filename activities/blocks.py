@@ -52,15 +52,15 @@ def input_required_note(build_name: str, blocks: list[str]) -> str:
 
 
 class BlockActivities:
-    """notify_findings (v0.5 and 0.10 runs: notify_blocks) and the one-shot status check of a
-    parked build's originating task."""
+    """notify_findings (v0.5's runs, and ours from before `operator-decision-0.11`:
+    notify_blocks) and the one-shot status check of a parked build's originating task."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     @activity.defn(name="notify_blocks")
     async def notify_blocks(self, build_name: str, task_id: str, blocks: list[str]) -> None:
-        """v0.5's and 0.10's runs: one bounded message, then the originating task is marked.
+        """Runs on the older path: one bounded message, then the originating task is marked.
         Returns nothing: v0.5 workflows decode this result as no value."""
         title, message = notice_text(BlockNotice(build_name=build_name, task_id=task_id,
                                                  blocks=blocks))

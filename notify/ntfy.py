@@ -1,4 +1,5 @@
-"""ntfy push (v0.3 behaviour): POST the message with Title, Tags and high Priority headers."""
+"""ntfy push as the upstream worker sent it: POST the message with Title, Tags and high
+Priority headers."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def summary_of(dirs: dict[str, Path]) -> dict:
 async def test_blocks_are_notified_while_fixes_run_and_may_be_decided_then(client, cfg, dirs,
                                                                         env, worker):
     """#35.3: the notification does not wait for the fixes stage; a decision taken meanwhile
-    counts once fixes end (README: the operator may decide while fixes run)."""
+    counts once fixes end (docs/pipeline.md: the operator may decide while fixes run)."""
     sent, _ = recording_notifier(dirs["home"])
     release: list[bool] = []
     triage = {"blocks": [{"title": "Hardcoded root password", "severity": "high",
