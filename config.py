@@ -326,7 +326,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     finally:
         _ENV.reset(token)
     if problems or not (client and timings and settings):
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(";\n".join(problems))
     config = WorkerConfig.model_construct(**dict(settings), client=client,
                                           timings=StageTimings(**timings.model_dump()))
     _check_combinations(config)

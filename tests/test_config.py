@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from pydantic.fields import FieldInfo
 import config as config_module
 import connection.settings
 from config import load_config
-from exceptions import ConfigError
+from exceptions import ConfigError, Exit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -308,3 +311,15 @@ def test_the_readme_configuration_table_is_the_models():
     expected = configuration_table()
     assert lines[start:end] == expected, "the table as the models say it:\n" + "\n".join(
         expected)
+
+
+@pytest.mark.parametrize("program,args", [("worker.py", ()), ("buildctl.py", ("list",))])
+def test_the_worker_and_buildctl_exit_6_naming_every_bad_variable(tmp_path, program, args):
+    """As operators start them: exit 6 (Exit.CONFIG), each bad variable named, no traceback."""
+    bad = {"TIMEOUT_AUDIT": "soon", "TASK_PRIORITY": "asap", "NOTIFIERS": "pager"}
+    env = {**base_env(tmp_path), "PATH": os.environ.get("PATH", ""), **bad}
+    done = subprocess.run([sys.executable, str(REPO / program), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == Exit.CONFIG and "Traceback" not in output, output
+    assert all(name in output for name in bad), output
