@@ -80,12 +80,6 @@ def _home_path(value: object) -> Path:
     return Path(home + raw[1:] if raw.startswith("~") else raw)
 
 
-def _not_blank(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip() if isinstance(value, str) else value
-
-
 def _log_level(value: object) -> str:
     """A standard level name (any case, WARN, FATAL); anything else INFO (with a warning)."""
     level = LOG_LEVEL_ALIASES.get(str(value).upper(), str(value).upper())
@@ -94,8 +88,8 @@ def _log_level(value: object) -> str:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 HomePath = Annotated[Path, BeforeValidator(_home_path)]
-Name = Annotated[str, BeforeValidator(_not_blank)]
 Words = Annotated[tuple[str, ...], BeforeValidator(_words)]
+Names = Annotated[frozenset[str], BeforeValidator(_words)]
 Queues = Annotated[dict[str, str], BeforeValidator(lambda v: _pairs(v, "task-queue"))]
 
 
@@ -131,12 +125,13 @@ class EnvSettings(BaseSettings):
 class Worker(EnvSettings):
     """Queues, roles and capacity."""
 
-    task_queue: Name = var(
-        "TASK_QUEUE", "helm-build", "Temporal task queue (a host worker: its host's own queue)")
+    task_queue: str = var("TASK_QUEUE", "helm-build", "Temporal task queue (a host worker: "
+                          "its host's own queue)", min_length=1)
     role: WorkerRole = var("WORKER_ROLE", "main", "`main` (workflows and every activity) or "
                            "`host` (only the activities of stages routed to this host)")
-    workflow_task_queue: Name = var("WORKFLOW_TASK_QUEUE", "helm-build", "host worker: the "
-                                    "queue the workflows run on (the main worker's TASK_QUEUE)")
+    workflow_task_queue: str = var("WORKFLOW_TASK_QUEUE", "helm-build", "host worker: the "
+                                   "queue the workflows run on (the main worker's TASK_QUEUE)",
+                                   min_length=1)
     agent_queues: Queues = var("AGENT_QUEUES", {}, "main worker: agent → its host's task queue, "
                                "e.g. `claudebox=helm-build-claudebox`; others stay on TASK_QUEUE")
     max_concurrent_activities: int = var(
@@ -177,7 +172,7 @@ class TaskFiles(EnvSettings):
                                       "vocabulary: `workflow_mode` of our tasks")
     task_priority: Priority = var(
         "TASK_PRIORITY", "normal", "task-queue vocabulary: `payload.priority`")
-    file_approvers: frozenset[str] = var("FILE_APPROVERS", frozenset(), "comma list of actors "
+    file_approvers: Names = var("FILE_APPROVERS", frozenset(), "comma list of actors "
                                          "whose task-file decisions count (below); empty: any")
     # open (drop-in): task files decide blocks and complete stages through the tooling;
     # closed: they decide and complete nothing (Temporal and the task token only).
@@ -193,16 +188,12 @@ class TaskFiles(EnvSettings):
             return {**FIXED_AGENT_ROSTER_NAMES, **given}
         return given
 
-    @field_validator("file_approvers", mode="before")
-    @classmethod
-    def _approvers(cls, value: object) -> object:
-        return frozenset(_words(value)) if isinstance(value, str) else value
-
 
 class Notifications(EnvSettings):
     """Where a parked build is announced."""
 
-    matrix_room: Name = var("MATRIX_ROOM", "sysadmin", "room for the notification script")
+    matrix_room: str = var(
+        "MATRIX_ROOM", "sysadmin", "room for the notification script", min_length=1)
     send_matrix_script: HomePath = var("SEND_MATRIX_SCRIPT", "~/scripts/send-matrix.sh",
                                        "called as `SCRIPT ROOM MESSAGE` (15 s limit)")
     ntfy_url: str = var("NTFY_URL", "", "ntfy endpoint; set = ntfy on")
