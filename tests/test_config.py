@@ -251,10 +251,14 @@ def test_every_invalid_variable_is_named_at_once_one_line_each(tmp_path):
                                           ("45", 45), ("1.5h", 5400)])
 def test_every_duration_variable_takes_the_same_forms(tmp_path, text, seconds):
     """One validator for every duration: the stage limits, the waits, the metrics period."""
-    names = [name.upper() for name in config_module.DURATION_FIELDS] + ["METRICS_INTERVAL"]
-    config = load_config({**base_env(tmp_path), **dict.fromkeys(names, text)})
-    values = [getattr(config.timings, name) for name in config_module.DURATION_FIELDS]
-    assert [*values, config.metrics_interval] == [seconds] * len(names)
+    stages = [f"TIMEOUT_{name}" for name in ("PREFAB", "IMPLEMENT", "AUDIT", "FIXES", "CLOSE",
+                                             "PHASE")]
+    names = [*stages, "TRIAGE_RETRY_INITIAL", "TRIAGE_RETRY_MAX", "BLOCK_WAIT_TIMEOUT",
+             "BLOCK_CHECK_INTERVAL", "AGENT_HEARTBEAT_TIMEOUT"]
+    config = load_config({**base_env(tmp_path), **dict.fromkeys(names, text),
+                          "METRICS_INTERVAL": text})
+    values = [getattr(config.timings, name.lower()) for name in names]
+    assert [*values, config.metrics_interval] == [seconds] * (len(names) + 1)
 
 
 def _duration(seconds: float) -> str:
