@@ -104,6 +104,7 @@ class _GivenEnv(EnvSettingsSource):
     """The environment load_config was given (os.environ, or a test's own), set values only."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        """Blank counts as unset; lower-case names are never settings (nor field names)."""
         return {name: value.strip() for name, value in _ENV.get({}).items()
                 if name.isupper() and value.strip()}
 
@@ -263,6 +264,7 @@ class Timings(EnvSettings, StageTimings):
     @field_validator(*DURATION_FIELDS, mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
+        """The stage limits and waits take the same forms as every other duration."""
         return _seconds(value)
 
 
@@ -316,11 +318,11 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         settings = _validated(lambda: WorkerSettings(temporal_ui_url=ui_url), problems)
     finally:
         _ENV.reset(token)
+    problems.extend(_combinations(settings) if settings else ())
     if problems or not (client and timings and settings):
         raise ConfigError(";\n".join(problems))
     config = WorkerConfig.model_construct(**dict(settings), client=client,
                                           timings=StageTimings(**timings.model_dump()))
-    _check_combinations(config)
     return config.model_copy(update={"warnings": _warnings(env, config)})
 
 
@@ -378,16 +380,15 @@ def _warnings(env: Mapping[str, str], config: WorkerConfig) -> tuple[tuple[str, 
     return tuple(warnings)
 
 
-def _check_combinations(config: WorkerConfig) -> None:
-    """Settings that are each valid but do not go together."""
+def _combinations(config: WorkerSettings) -> list[str]:
+    """Settings that are each valid but do not go together, one line each."""
+    problems = []
     if config.role == "host" and config.task_queue == config.workflow_task_queue:
-        raise ConfigError(
+        problems.append(
             "WORKER_ROLE=host needs the host's own TASK_QUEUE (e.g. helm-build-claudebox), "
             f"not the workflow queue {config.workflow_task_queue!r} (WORKFLOW_TASK_QUEUE)")
     if "matrix" in config.notifiers and not (
-        config.matrix_homeserver and config.matrix_room_id and config.matrix_access_token_file
-    ):
-        raise ConfigError(
-            "NOTIFIERS includes matrix: set MATRIX_HOMESERVER, MATRIX_ROOM_ID and "
-            "MATRIX_ACCESS_TOKEN_FILE"
-        )
+            config.matrix_homeserver and config.matrix_room_id and config.matrix_access_token_file):
+        problems.append("NOTIFIERS includes matrix: set MATRIX_HOMESERVER, MATRIX_ROOM_ID and "
+                        "MATRIX_ACCESS_TOKEN_FILE")
+    return problems

@@ -245,6 +245,11 @@ def test_every_invalid_variable_is_named_at_once_one_line_each(tmp_path):
     assert len(lines) == len(bad)
     for name in bad:
         assert len([line for line in lines if line.startswith(name)]) == 1, (name, lines)
+    # settings each valid that do not go together are named beside the others
+    with pytest.raises(ConfigError) as caught:
+        load_config({**base_env(tmp_path), "TIMEOUT_AUDIT": "soon", "WORKER_ROLE": "host"})
+    assert [line[:13] for line in str(caught.value).splitlines()] == [
+        "TIMEOUT_AUDIT", "WORKER_ROLE=h"]
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("7d", 7 * 86400),
