@@ -89,6 +89,18 @@ def parse_bool(name: str, value: str | None) -> bool:
 
 
 VAULT_VARS = ("VAULT_ADDR", "VAULT_ROLE_ID", "VAULT_SECRET_ID_FILE")
+# The connection's rows of the README's configuration table (variable, default, meaning):
+# read here and by temporalio.envconfig, not by config.py's models (the agents' CLI stays light).
+ENV_ROWS = (
+    ("TEMPORAL_ADDRESS", DEFAULT_ADDRESS, "frontend address (also TEMPORAL_API_KEY, "
+     "TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE: standard `temporalio.envconfig`)"),
+    ("TEMPORAL_NAMESPACE", DEFAULT_NAMESPACE, "namespace"),
+    ("TEMPORAL_REQUIRE_TLS", "unset", "1/true/yes: refuse to start without TLS"),
+    (", ".join(VAULT_VARS), "unset", "all three: mTLS material from Vault; only some: no Vault, "
+     "a `vault_partial` warning naming the missing ones"),
+    ("AGENT_TEMPORAL_*", "unset", "the agents' CLI's own connection settings (replace "
+     "TEMPORAL_* and Vault for it)"),
+)
 
 
 def vault_missing(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic.fields import FieldInfo
 
+import config as config_module
+import connection.settings
 from config import load_config
-from exceptions import ConfigError
+from exceptions import ConfigError, Exit
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def other_warnings(config) -> tuple:
@@ -66,15 +74,18 @@ def test_profile_file_is_honoured(tmp_path):
     ("TIMEOUT_IMPLEMENT", "0", "TIMEOUT_IMPLEMENT"),
     ("MAX_CONCURRENT_ACTIVITIES", "many", "MAX_CONCURRENT_ACTIVITIES"),
     ("TEMPORAL_REQUIRE_TLS", "maybe", "TEMPORAL_REQUIRE_TLS"),
-    ("NOTIFIERS", "pager", "unknown notifier"),
+    ("NOTIFIERS", "pager", "NOTIFIERS: unknown notifier"),
+    ("METRICS_INTERVAL", "often", "METRICS_INTERVAL"),
+    ("AGENT_HEARTBEAT_TIMEOUT", "-5m", "AGENT_HEARTBEAT_TIMEOUT"),
+    ("INDEX_BUILDS", "maybe", "INDEX_BUILDS"),
     ("NOTIFIERS", "matrix", "MATRIX_HOMESERVER"),
-    ("TASK_VOCABULARY", "native", "task_vocabulary"),
-    ("TASK_WORKFLOW_MODE", "yolo", "workflow_mode"),
-    ("TASK_PRIORITY", "asap", "task_priority"),
+    ("TASK_VOCABULARY", "native", "TASK_VOCABULARY"),
+    ("TASK_WORKFLOW_MODE", "yolo", "TASK_WORKFLOW_MODE"),
+    ("TASK_PRIORITY", "asap", "TASK_PRIORITY"),
     ("AGENT_MAP", "security-agent", "AGENT_MAP"),
     ("TRIAGE_MAX_ATTEMPTS", "lots", "TRIAGE_MAX_ATTEMPTS"),
     ("AGENT_QUEUES", "claudebox=", "AGENT_QUEUES"),
-    ("WORKER_ROLE", "sidecar", "role"),
+    ("WORKER_ROLE", "sidecar", "WORKER_ROLE"),
     ("WORKER_ROLE", "host", "own TASK_QUEUE"),  # a host on the workflow queue
 ])
 def test_bad_values_raise_one_line(tmp_path, name, value, fragment):
@@ -222,3 +233,102 @@ def test_the_web_ui_link_follows_the_server_run_sh_starts(env, url):
     """#35.12: buildctl's links point where run.sh puts the Web UI for that address."""
     env = {"TEMPORAL_CONFIG_FILE": "/nonexistent/temporal.toml", **env}
     assert load_config(env).temporal_ui_url == url
+
+
+def test_every_invalid_variable_is_named_at_once_one_line_each(tmp_path):
+    """#38.2: an operator fixes every bad variable in one go, not one per restart."""
+    bad = {"TEMPORAL_REQUIRE_TLS": "maybe", "TIMEOUT_AUDIT": "soon", "TASK_PRIORITY": "asap",
+           "MAX_CACHED_WORKFLOWS": "-1", "NOTIFIERS": "pager", "METRICS_INTERVAL": "0"}
+    with pytest.raises(ConfigError) as caught:
+        load_config({**base_env(tmp_path), **bad})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(bad)
+    for name in bad:
+        assert len([line for line in lines if line.startswith(name)]) == 1, (name, lines)
+    # settings each valid that do not go together are named beside the others
+    with pytest.raises(ConfigError) as caught:
+        load_config({**base_env(tmp_path), "TIMEOUT_AUDIT": "soon", "WORKER_ROLE": "host"})
+    assert [line[:13] for line in str(caught.value).splitlines()] == [
+        "TIMEOUT_AUDIT", "WORKER_ROLE=h"]
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("7d", 7 * 86400),
+                                          ("45", 45), ("1.5h", 5400)])
+def test_every_duration_variable_takes_the_same_forms(tmp_path, text, seconds):
+    """One validator for every duration: the stage limits, the waits, the metrics period."""
+    stages = [f"TIMEOUT_{name}" for name in ("PREFAB", "IMPLEMENT", "AUDIT", "FIXES", "CLOSE",
+                                             "PHASE")]
+    names = [*stages, "TRIAGE_RETRY_INITIAL", "TRIAGE_RETRY_MAX", "BLOCK_WAIT_TIMEOUT",
+             "BLOCK_CHECK_INTERVAL", "AGENT_HEARTBEAT_TIMEOUT"]
+    config = load_config({**base_env(tmp_path), **dict.fromkeys(names, text),
+                          "METRICS_INTERVAL": text})
+    values = [getattr(config.timings, name.lower()) for name in names]
+    assert [*values, config.metrics_interval] == [seconds] * (len(names) + 1)
+
+
+def _duration(seconds: float) -> str:
+    """A default duration as the README writes it (the largest whole unit)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _shown(name: str, field: FieldInfo) -> str:
+    """The default cell of a setting's README row."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    default = field.default
+    if "shown" in extra:
+        return str(extra["shown"])
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    if name in config_module.DURATION_FIELDS or config_module.Seconds.__metadata__[0] in (
+            field.metadata):
+        return _duration(default)
+    if isinstance(default, tuple):
+        return ",".join(default)
+    return str(default) if default or default == 0 else "(empty)"
+
+
+def configuration_table() -> list[str]:
+    """The README's configuration table as the models say it (connection rows first)."""
+    rows = [f"| {name} | {default} | {meaning} |"
+            for name, default, meaning in connection.settings.ENV_ROWS]
+    for concern in (config_module.Worker, config_module.TaskFiles,
+                    config_module.Notifications, config_module.Telemetry,
+                    config_module.Timings):
+        for name, field in concern.model_fields.items():
+            meaning = field.description or config_module.TIMING_MEANINGS[name]
+            rows.append(f"| {field.validation_alias or field.alias} | {_shown(name, field)} "
+                        f"| {meaning} |")
+    return ["| variable | default | meaning |", "|---|---|---|", *rows]
+
+
+def test_the_readme_configuration_table_is_the_models():
+    """#38.2: every variable of the models has its README row with the same default, and the
+    table has no other; the page may move (README or docs/), the table goes with it."""
+    header = "| variable | default | meaning |"
+    pages = [page for page in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+             if header in page.read_text()]
+    assert len(pages) == 1, f"one page holds the configuration table, found {pages}"
+    lines = pages[0].read_text().splitlines()
+    start = lines.index(header)
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")),
+               len(lines))
+    expected = configuration_table()
+    assert lines[start:end] == expected, "the table as the models say it:\n" + "\n".join(
+        expected)
+
+
+@pytest.mark.parametrize("program,args", [("worker.py", ()), ("buildctl.py", ("list",))])
+def test_the_worker_and_buildctl_exit_6_naming_every_bad_variable(tmp_path, program, args):
+    """As operators start them: exit 6 (Exit.CONFIG), each bad variable named, no traceback."""
+    bad = {"TIMEOUT_AUDIT": "soon", "TASK_PRIORITY": "asap", "NOTIFIERS": "pager"}
+    env = {**base_env(tmp_path), "PATH": os.environ.get("PATH", ""), **bad}
+    done = subprocess.run([sys.executable, str(REPO / program), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == Exit.CONFIG and "Traceback" not in output, output
+    assert all(name in output for name in bad), output

@@ -15,7 +15,7 @@ import yaml
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
-from config import WorkerConfig, load_config
+from config import WorkerConfig, load_config, parse_duration
 from models import BlockDecision, BuildPlanInput, PhaseSpec
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
@@ -154,3 +154,15 @@ async def test_agent_stages_are_scheduled_with_their_default_limits(time_env, di
     attributes = phase.activity_task_scheduled_event_attributes
     assert attributes.start_to_close_timeout.ToTimedelta() == timedelta(hours=24)
     assert attributes.retry_policy.maximum_attempts == 2
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200),
+                                          ("7d", 7 * 86400), ("250ms", 0.25), (" 1.5h ", 5400)])
+def test_parse_duration_reads_every_documented_form(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0", "0s", "-5m", "5w", "1h30m", "1e3", "7 days"])
+def test_parse_duration_refuses_what_is_not_a_positive_duration(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
