@@ -11,6 +11,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connection.settings import ClientSettings, load_client_settings, parse_bool
+from contract import DEFAULT_TASK_DIR
 from exceptions import ConfigError
 from models import StageTimings
 from stages import STAGES
@@ -81,7 +82,7 @@ class WorkerConfig(BaseModel):
     audit_dir: Path = Path("~/.claude/comms/artifacts/audit-requests")
     # v0.5's code default: audits it requested keep their triage file there.
     legacy_audit_dir: Path = Path("~/.claude/comms/artifacts")
-    task_dir: Path = Path("~/.claude/task-queue")
+    task_dir: Path = Path(DEFAULT_TASK_DIR)
     summary_dir: Path = Path("~/repos/personal/agent-activity/workflows")
     log_level: LogLevel = "INFO"
     log_file: str | None = None

@@ -24,6 +24,9 @@ SUCCESS, FAILED = "success", "failed"
 PHASE_FAILED = "PhaseFailedError"
 JSON_ENCODING = b"json/plain"
 
+# Where the agents' task-queue tooling keeps task files, unless the variable says otherwise.
+TASK_DIR_VARIABLE, DEFAULT_TASK_DIR = "TASK_QUEUE_DIR", "~/.claude/task-queue"
+
 # Where a task file carries its stage's token: payload.task_token, standard base64.
 TOKEN_FIELD = "task_token"
 LOCATION_FIELD = "temporal"  # payload.temporal: where the stage lives (address, namespace, TLS)
