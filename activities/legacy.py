@@ -17,6 +17,7 @@ from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
 from activities.deps import Deps
 from activities.summary import SummaryActivities
+from contract import BUILD_REJECTED
 from models import BuildPhaseInput, BuildPhaseResult, StageTask, WorkflowSummary, finished_outcome
 from stages import AUDIT, CLOSE, FIXES, IMPLEMENT, PHASE, PREFAB, Stage
 from taskdir.documents import stage_task_id
@@ -92,7 +93,7 @@ class V05Activities:
             if DECISIONS.get(status or "") == "rejected":
                 raise ApplicationError(
                     f"Build {build_name}: originating task {task_id} was set to {status}",
-                    type="BuildRejected", non_retryable=True)
+                    type=BUILD_REJECTED, non_retryable=True)
             await asyncio.sleep(interval)
 
     @activity.defn(name="summarize_workflow")

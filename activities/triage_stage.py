@@ -10,9 +10,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from contract import TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, TriageFormatError
 from models import TriageOutput
 from safeio.untrusted_yaml import InputRefused, read_regular
-from triage import MAX_TRIAGE_BYTES, TriageFormatError, parse_triage
+from triage import MAX_TRIAGE_BYTES, parse_triage
 
 
 class TriageStage:
@@ -37,18 +38,18 @@ class TriageStage:
         except FileNotFoundError:
             _log_expected_wait(path)
             raise ApplicationError(f"triage file not written yet: {path}",
-                                   type="TriageMissing") from None
+                                   type=TRIAGE_MISSING) from None
         except InputRefused as err:
-            raise ApplicationError(f"{path}: {err}", type="TriageFormatError",
+            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         except OSError as err:
             reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
             raise ApplicationError(f"cannot read triage file {path}: {reason}",
-                                   type="TriageFormatError", non_retryable=True) from None
+                                   type=TRIAGE_FORMAT_ERROR, non_retryable=True) from None
         try:
             result = parse_triage(raw)
         except TriageFormatError as err:
-            raise ApplicationError(f"{path}: {err}", type="TriageFormatError",
+            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         activity.logger.info("triage_read", extra={
             "blocks": len(result.blocks), "flags": len(result.flags), "info": len(result.info)})

@@ -99,7 +99,8 @@ findings = st.lists(st.one_of(
 def test_property_no_finding_is_ever_dropped(items):
     """#35.1: every block is kept with each word it carries, or the file is refused as
     unreadable; never fewer blocks than items (a dropped block closed the build unseen)."""
-    from triage import TriageFormatError, parse_triage
+    from contract import TriageFormatError
+    from triage import parse_triage
 
     raw = yaml.safe_dump({"blocks": items, "flags": [], "info": []}).encode()
     try:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage import TriageFormatError, neutralise, parse_triage, wrap_findings
+from contract import TriageFormatError
+from triage import neutralise, parse_triage, wrap_findings
 
 
 def test_strings_and_description_mappings_both_accepted():
