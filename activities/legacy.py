@@ -13,9 +13,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
 from activities.deps import Deps
+from activities.dispatch import StageDispatch
 from activities.summary import SummaryActivities
 from contract import BUILD_REJECTED
 from models import BuildPhaseInput, BuildPhaseResult, StageTask, WorkflowSummary, finished_outcome
@@ -37,7 +37,7 @@ class V05Activities:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.stages = AgentStages(deps)
+        self.stages = StageDispatch(deps)
         self.blocks = BlockActivities(deps)
         self.summaries = SummaryActivities(deps)
 

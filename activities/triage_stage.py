@@ -9,6 +9,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.audit_folder import requested_folder
 from activities.deps import Deps
 from contract import TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, TriageFormatError
 from models import TriageOutput
@@ -22,17 +23,9 @@ class TriageStage:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def _triage_path(self, build_name: str) -> Path:
-        """Where this build's request told the agent to write: ours, else v0.5's root."""
-        config = self.deps.config
-        for root in (config.audit_dir, config.legacy_audit_dir):
-            if (root / build_name / "request.md").is_file():
-                return root / build_name / "triage-output.yml"
-        return config.audit_dir / build_name / "triage-output.yml"
-
     @activity.defn(name="process_triage_output")
     async def process_triage_output(self, build_name: str) -> TriageOutput:
-        path = await asyncio.to_thread(self._triage_path, build_name)
+        path = (await asyncio.to_thread(requested_folder, self.deps.config, build_name)).triage
         try:
             raw = await asyncio.to_thread(read_regular, path, MAX_TRIAGE_BYTES)
         except FileNotFoundError:
