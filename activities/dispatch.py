@@ -16,12 +16,12 @@ from activities.deps import Deps
 from activities.lifecycle import TaskLifecycle
 from contract import DISPATCH_STAGE, LOCATION_FIELD, encode_token
 from exceptions import UnsafePathError
+from findings import bounded_findings
 from models import BuildPhaseResult, StageTask
 from safeio.writing import write_private
 from stages import AUDIT, FIXES, stage_named
 from taskdir import TaskSpec
 from taskdir.waiting import patiently
-from triage import bounded_findings
 
 
 class StageDispatch:

@@ -13,7 +13,7 @@ from activities.dispatch import StageDispatch
 from activities.legacy import legacy_activities
 from activities.lifecycle import TaskLifecycle
 from activities.queues import QueueActivities
-from activities.settings import SettingsActivities
+from activities.stage_settings import SettingsActivities
 from activities.summary import SummaryActivities
 from activities.triage_stage import TriageStage
 

@@ -1,21 +1,6 @@
-"""load_stage_settings: hand the worker's stage timings to a workflow run (a local activity)."""
+"""Interim: workflows/dispatching.py still imports SettingsActivities from here; it lives in
+activities/stage_settings.py."""
 
-from __future__ import annotations
+from activities.stage_settings import SettingsActivities
 
-from temporalio import activity
-
-from config import WorkerConfig
-from models import StageSettings
-
-
-class SettingsActivities:
-    """Recorded in history once per run, so replays see the same values."""
-
-    def __init__(self, config: WorkerConfig, index_builds: bool) -> None:
-        self.settings = StageSettings(index_builds=index_builds,
-                                      agent_queues=config.agent_queues,
-                                      **config.timings.model_dump())
-
-    @activity.defn(name="load_stage_settings")
-    async def load_stage_settings(self) -> StageSettings:
-        return self.settings
+__all__ = ["SettingsActivities"]

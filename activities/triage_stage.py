@@ -12,9 +12,9 @@ from temporalio.exceptions import ApplicationError
 from activities.audit_folder import requested_folder
 from activities.deps import Deps
 from contract import TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, TriageFormatError
+from findings import MAX_TRIAGE_BYTES, parse_triage
 from models import TriageOutput
 from safeio.untrusted_yaml import InputRefused, read_regular
-from triage import MAX_TRIAGE_BYTES, parse_triage
 
 
 class TriageStage:
