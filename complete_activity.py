@@ -300,15 +300,16 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
     """The stage is done: say so in its task file at once, so that it never looks like open
     work to another agent (the worker's own settlement then finds it finished)."""
     from taskdir import TaskDirectory, load
+    from taskdir.vocabulary import FINAL_STATUS
 
-    moved = "completed" if status == SUCCESS else "failed"
+    moved = FINAL_STATUS[status]
     try:
         document = load(path)
         directory = TaskDirectory(path.resolve().parent)
-        directory.set_status(str(document.get("id")), moved,
-                             f"stage {moved} with complete_activity.py", output=message,
-                             by=str(document.get("target_agent") or "complete_activity"),
-                             unless_terminal=True, path=path)
+        directory.finish(str(document.get("id")), moved,
+                         f"stage {moved} with complete_activity.py", output=message,
+                         by=str(document.get("target_agent") or "complete_activity"),
+                         path=path)
     except Exception as err:  # the completion went through; the worker settles the file too
         print(f"complete_activity: note: task file not updated ({type(err).__name__}); the "
               f"worker settles it", file=sys.stderr)

@@ -18,6 +18,7 @@ from models import BuildPhaseResult
 from sweeper.notes import Notes, run_of
 from taskdir import SOURCE_AGENT, load
 from taskdir.index import mover
+from taskdir.vocabulary import CANCELLED, COMPLETED
 
 log = logging.getLogger("sweeper")
 MAX_OUTPUT_CHARS = 100_000  # of the file's result, sent as the stage's output
@@ -65,7 +66,7 @@ class FinishedStages:
         who = str(result.get("completed_by") or "the task queue")[:200]
         handle = self.client.get_async_activity_handle(task_token=token)
         try:
-            if status == "completed":
+            if status == COMPLETED:
                 await handle.complete(BuildPhaseResult(status="success", output=output))
             else:
                 await handle.fail(ApplicationError(
@@ -103,7 +104,7 @@ class FinishedStages:
 
     def _not_the_agent(self, document: dict[str, Any]) -> str | None:
         """Why the move's actor may not finish this stage (None: it may)."""
-        if document.get("status") == "cancelled" and not self.stage_agents:
+        if document.get("status") == CANCELLED and not self.stage_agents:
             return None  # an operator's move in the tooling; FILE_APPROVERS narrows it
         moved_by = actor(document)
         if moved_by not in {str(document.get("target_agent")), *self.stage_agents}:

@@ -13,19 +13,19 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from connection.task_token import TokenFacts, read_task_token
-from contract import decode_token, token_text
+from contract import FAILED, SUCCESS, decode_token, token_text
 from sweeper.reach import outage
 from taskdir import TaskDirectory, load
 from taskdir.locks import TaskLocked
-from taskdir.vocabulary import TERMINAL
+from taskdir.vocabulary import CANCELLED, FINAL_STATUS, TERMINAL
 
 log = logging.getLogger("sweeper")
 STALE_AFTER = 10.0  # seconds a stage file must be untouched before it can count as stale
-_ENDINGS = (
-    ("activity_task_completed_event_attributes", "completed", "completed"),
-    ("activity_task_failed_event_attributes", "failed", "failed"),
-    ("activity_task_timed_out_event_attributes", "failed", "timed out"),
-    ("activity_task_canceled_event_attributes", "cancelled", "was cancelled"),
+_ENDINGS = (  # the history event that ended a stage's activity -> its file's final status
+    ("activity_task_completed_event_attributes", FINAL_STATUS[SUCCESS], "completed"),
+    ("activity_task_failed_event_attributes", FINAL_STATUS[FAILED], "failed"),
+    ("activity_task_timed_out_event_attributes", FINAL_STATUS[FAILED], "timed out"),
+    ("activity_task_canceled_event_attributes", CANCELLED, "was cancelled"),
 )
 _RUN_CLOSED = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
@@ -46,7 +46,7 @@ async def activity_ending(client: Client, facts: TokenFacts) -> tuple[str, str] 
                     and getattr(event, kind).scheduled_event_id == facts.scheduled_event_id):
                 return status, note.format(verb)
         closed = closed or event.event_type in _RUN_CLOSED
-    return ("cancelled", note.format("ended with its run")) if closed else None
+    return (CANCELLED, note.format("ended with its run")) if closed else None
 
 
 class StaleStages:
@@ -90,8 +90,7 @@ class StaleStages:
         status, note = ending
         self._done.add(task_id)
         try:
-            await asyncio.to_thread(self.tasks.set_status, task_id, status, note,
-                                    unless_terminal=True, path=path)
+            await asyncio.to_thread(self.tasks.finish, task_id, status, note, path=path)
         except TaskLocked:
             self._done.discard(task_id)  # someone holds it: next pass
             return 0
