@@ -46,7 +46,7 @@ from connection.pollers import live_pollers, queue_pollers
 from connection.rpc_exits import rpc_exit
 from connection.search_attributes import BUILD_NAME
 from contract import BUILDS_QUERY, EARLIER_MARKERS, PIPELINE, RUNNING_BUILDS_QUERY, Memo
-from exceptions import Exit, TemporalUnreachable, TemporalWorkerError
+from exceptions import Exit, ExitError, TemporalUnreachable, TemporalWorkerError
 from models import (
     BlockDecision,
     BuildPipelineInput,
@@ -79,14 +79,6 @@ OPTIONS = {"build_name": "--build-name", "plan_path": "--plan-path", "task_id": 
            "target_agent": "--agent"}
 IN_WORDS = {("build_name", "string_pattern_mismatch"):
             "must be lower-case letters, digits and '-', starting with a letter or digit"}
-
-
-class Failure(Exception):
-    """One line for the operator and the exit code that goes with it."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def shown(text: object, limit: int = 500) -> str:
@@ -130,9 +122,9 @@ def check_origin(config: WorkerConfig, task_id: str) -> None:
     except (OSError, ValueError):
         found = None
     if found is None:
-        raise Failure(f"originating task {task_id} has no task file in {config.task_dir}; "
-                      f"write it first (README: The originating task) or pass "
-                      f"--without-origin-file", Exit.REFUSED)
+        raise ExitError(f"originating task {task_id} has no task file in {config.task_dir}; "
+                        f"write it first (README: The originating task) or pass "
+                        f"--without-origin-file", Exit.REFUSED)
 
 
 def plan_file_problem(plan_path: str) -> str | None:
@@ -178,7 +170,7 @@ def start_input(args: argparse.Namespace) -> BuildPipelineInput:
         error = err
     problems = argument_problems(error, args.plan_path)
     if problems or params is None:
-        raise Failure("invalid arguments: " + "; ".join(problems), Exit.INVALID)
+        raise ExitError("invalid arguments: " + "; ".join(problems), Exit.INVALID)
     return params
 
 
@@ -207,9 +199,9 @@ async def check_shared_origin(client: Client, config: WorkerConfig, task_id: str
     """Refuse a second running build on one originating task: both would decide through it."""
     holders = await origin_holders(client, config, task_id)
     if holders:
-        raise Failure(f"originating task {task_id} is held by running build "
-                      f"{shown(holders[0])}; pass --allow-shared-origin to start another "
-                      f"on it", Exit.REFUSED)
+        raise ExitError(f"originating task {task_id} is held by running build "
+                        f"{shown(holders[0])}; pass --allow-shared-origin to start another "
+                        f"on it", Exit.REFUSED)
 
 
 async def cmd_start(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
@@ -232,13 +224,13 @@ async def cmd_plan(client: Client, config: WorkerConfig, args: argparse.Namespac
         raw = untrusted_yaml.load_file(Path(args.file), MAX_PLAN_BYTES)
         plan = BuildPlanInput.model_validate(raw)
     except OSError as err:
-        raise Failure(f"cannot read {args.file}: {err.strerror}", Exit.INVALID) from None
+        raise ExitError(f"cannot read {args.file}: {err.strerror}", Exit.INVALID) from None
     except untrusted_yaml.InputRefused as err:
-        raise Failure(f"{args.file}: {err}", Exit.INVALID) from None
+        raise ExitError(f"{args.file}: {err}", Exit.INVALID) from None
     except yaml.YAMLError:
-        raise Failure(f"{args.file} is not valid UTF-8 YAML", Exit.INVALID) from None
+        raise ExitError(f"{args.file} is not valid UTF-8 YAML", Exit.INVALID) from None
     except ValidationError as err:
-        raise Failure(validation_message(err), Exit.INVALID) from None
+        raise ExitError(validation_message(err), Exit.INVALID) from None
     workflow_id = args.id or f"plan-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
         BuildPlanWorkflow.run, plan.model_dump(), id=workflow_id, task_queue=config.task_queue,
@@ -484,14 +476,14 @@ async def refuse_if_ended(handle: WorkflowHandle[Any, Any]) -> None:
     """An ended build takes no decision and no cancellation: say how it ended (exit 7)."""
     status = status_name((await handle.describe()).status)
     if status != "running":
-        raise Failure(f"build {shown(handle.id)} already ended: {status}", Exit.REFUSED)
+        raise ExitError(f"build {shown(handle.id)} already ended: {status}", Exit.REFUSED)
 
 
 async def cmd_decide(client: Client, config: WorkerConfig, args: argparse.Namespace) -> dict:
     try:
         decision = BlockDecision(by=args.by, reason=args.reason or "")
     except ValidationError as err:
-        raise Failure(validation_message(err), Exit.INVALID) from None
+        raise ExitError(validation_message(err), Exit.INVALID) from None
     update = (BuildPipelineWorkflow.approve_blocks if args.command == "approve"
               else BuildPipelineWorkflow.reject_blocks)
     handle = client.get_workflow_handle(args.workflow_id)
@@ -500,7 +492,7 @@ async def cmd_decide(client: Client, config: WorkerConfig, args: argparse.Namesp
         verdict = await handle.execute_update(update, decision)
     except WorkflowUpdateFailedError as err:
         cause = getattr(err.cause, "message", None) or str(err.cause)
-        raise Failure(f"refused: {cause}", Exit.REFUSED) from None
+        raise ExitError(f"refused: {cause}", Exit.REFUSED) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:  # it ended between the two calls
             await refuse_if_ended(handle)
@@ -724,8 +716,8 @@ def check_text_arguments(args: argparse.Namespace) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise Failure(f"{name.replace('_', '-')} is not valid UTF-8 text",
-                              Exit.INVALID) from None
+                raise ExitError(f"{name.replace('_', '-')} is not valid UTF-8 text",
+                                Exit.INVALID) from None
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -734,15 +726,15 @@ async def run(args: argparse.Namespace) -> dict:
         config = load_config()
         client = await connect(config.client)
     except TemporalUnreachable:
-        raise Failure(f"cannot reach Temporal at {config.client.address}",
-                      Exit.UNREACHABLE) from None
+        raise ExitError(f"cannot reach Temporal at {config.client.address}",
+                        Exit.UNREACHABLE) from None
     except TemporalWorkerError as err:
-        raise Failure(str(err), Exit.CONFIG) from None
+        raise ExitError(str(err), Exit.CONFIG) from None
     try:
         return await COMMANDS[args.command](client, config, args)
     except WorkflowAlreadyStartedError:
-        raise Failure(f"a workflow with id {getattr(args, 'id', None) or '?'} is already "
-                      f"running (choose another --id)", Exit.REFUSED) from None
+        raise ExitError(f"a workflow with id {getattr(args, 'id', None) or '?'} is already "
+                        f"running (choose another --id)", Exit.REFUSED) from None
     except RPCError as err:
         code = rpc_exit(err, Exit.REFUSED)
         messages = {
@@ -750,8 +742,8 @@ async def run(args: argparse.Namespace) -> dict:
             Exit.UNREACHABLE: f"cannot reach Temporal at {config.client.address}"}
         if err.status == RPCStatusCode.ALREADY_EXISTS:
             messages[code] = "a workflow with that id is already running"
-        raise Failure(messages.get(code, f"Temporal refused: {err.status.name}: "
-                                         f"{err.message[:200]}"), code) from None
+        raise ExitError(messages.get(code, f"Temporal refused: {err.status.name}: "
+                                           f"{err.message[:200]}"), code) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -759,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)  # the CLI speaks through its own output only
     try:
         result = asyncio.run(run(args))
-    except Failure as err:
+    except ExitError as err:
         if args.json:
             print(json.dumps({"error": str(err), "exit_code": err.code}))
         else:

@@ -14,18 +14,20 @@ from typing import Any
 
 from connection.settings import ClientSettings, StageLocation, stage_location
 from contract import (
+    DEFAULT_TASK_DIR,
     FAILED,
     JSON_ENCODING,
     LOCATION_FIELD,
     PHASE_FAILED,
     SUCCESS,
+    TASK_DIR_VARIABLE,
     TOKEN_FIELD,
     completion_json,
     decode_token,
     progress_json,
     token_text,
 )
-from exceptions import Exit
+from exceptions import Exit, ExitError
 
 USAGE = (
     "usage: complete_activity.py TOKEN|- success|failed [message]\n"
@@ -38,24 +40,16 @@ MAX_PROGRESS_BYTES = 2048  # a heartbeat's progress message
 STATUSES = (SUCCESS, FAILED)
 
 
-class CliError(Exception):
-    """A one-line message and the exit code that goes with it."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def checked_token(text: str) -> bytes:
     """The contract's token from TEXT; the token itself never appears in a message."""
     if not text.strip():
-        raise CliError("task token is empty", Exit.INVALID)
+        raise ExitError("task token is empty", Exit.INVALID)
     if len(text.strip()) > MAX_TOKEN_CHARS:
-        raise CliError(f"task token is longer than {MAX_TOKEN_CHARS} characters", Exit.INVALID)
+        raise ExitError(f"task token is longer than {MAX_TOKEN_CHARS} characters", Exit.INVALID)
     try:
         return decode_token(text)
     except ValueError as err:
-        raise CliError(str(err), Exit.INVALID) from None
+        raise ExitError(str(err), Exit.INVALID) from None
 
 
 def read_task_file(path: str) -> TokenSource:
@@ -71,15 +65,15 @@ def read_task_file(path: str) -> TokenSource:
         document = load(Path(path))
     except OSError as err:
         reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
-        raise CliError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
+        raise ExitError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
     except untrusted_yaml.InputRefused as err:
-        raise CliError(f"cannot read task file {path}: {err}", Exit.USAGE) from None
+        raise ExitError(f"cannot read task file {path}: {err}", Exit.USAGE) from None
     except (ValueError, yaml.YAMLError) as err:
         detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
-        raise CliError(f"task file {path}: {detail}", Exit.INVALID) from None
+        raise ExitError(f"task file {path}: {detail}", Exit.INVALID) from None
     token = token_text(document)
     if token is None:
-        raise CliError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
+        raise ExitError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
     maybe_old = offers(document) > 1 or Path(path).resolve().parent != task_dir().resolve()
     return TokenSource(token, path, location_in(document, path), maybe_old)
 
@@ -90,7 +84,7 @@ def location_in(document: dict[str, Any], path: object) -> StageLocation | None:
     try:
         return stage_location(payload.get(LOCATION_FIELD) if isinstance(payload, dict) else None)
     except ValueError as err:
-        raise CliError(f"task file {path}: {err}", Exit.INVALID) from None
+        raise ExitError(f"task file {path}: {err}", Exit.INVALID) from None
 
 
 def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "output") -> str:
@@ -98,11 +92,11 @@ def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "out
     try:
         size = len(message.encode("utf-8"))
     except UnicodeEncodeError:
-        raise CliError(f"the {what} is not valid UTF-8 text (undecodable bytes in the "
-                       f"argument); nothing was sent", Exit.REFUSED) from None
+        raise ExitError(f"the {what} is not valid UTF-8 text (undecodable bytes in the "
+                        f"argument); nothing was sent", Exit.REFUSED) from None
     if size > limit:
-        raise CliError(f"the {what} is larger than {limit} bytes; nothing was "
-                       f"sent (write it to a file and pass the path)", Exit.REFUSED)
+        raise ExitError(f"the {what} is larger than {limit} bytes; nothing was "
+                        f"sent (write it to a file and pass the path)", Exit.REFUSED)
     return message
 
 
@@ -120,9 +114,9 @@ class Request:
 
 
 def parse_args(argv: list[str]) -> Request:
-    """The Request ARGV asks for, or CliError(usage)."""
+    """The Request ARGV asks for, or ExitError(usage)."""
     if argv[:1] in (["-h"], ["--help"]):
-        raise CliError(USAGE, Exit.OK)
+        raise ExitError(USAGE, Exit.OK)
     if argv[:1] == ["heartbeat"]:
         source, rest = token_source(argv[1:])
         message = check_message(" ".join(rest), MAX_PROGRESS_BYTES, "progress message")
@@ -130,11 +124,11 @@ def parse_args(argv: list[str]) -> Request:
                        source.place, source.maybe_old)
     source, rest = token_source(argv)
     if not rest:
-        raise CliError(USAGE, Exit.USAGE)
+        raise ExitError(USAGE, Exit.USAGE)
     status = rest[0]
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
-        raise CliError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
+        raise ExitError(f"status must be 'success' or 'failed', got {shown!r}", Exit.USAGE)
     return Request("complete", source.token, status, check_message(" ".join(rest[1:])),
                    source.path, source.place, source.maybe_old)
 
@@ -157,7 +151,7 @@ def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
     if argv and argv[0].startswith("--task-file="):
         return read_task_file(argv[0].split("=", 1)[1]), argv[1:]
     if not argv or argv[0].startswith("--"):
-        raise CliError(USAGE, Exit.USAGE)
+        raise ExitError(USAGE, Exit.USAGE)
     if argv[0] == "-":
         return TokenSource(sys.stdin.read(MAX_TOKEN_CHARS + 2)), argv[1:]
     return TokenSource(argv[0]), argv[1:]
@@ -185,27 +179,27 @@ async def call(request: Request, token: bytes) -> None:
                                rpc_metadata=dict(options.get("rpc_metadata") or {}),
                                identity=f"{os.getpid()}@{socket.gethostname()}")
     except TemporalWorkerError as err:
-        raise CliError(str(err), Exit.CONFIG) from None
+        raise ExitError(str(err), Exit.CONFIG) from None
     try:
         service = await ServiceClient.connect(config)
     except RuntimeError:  # the bridge reports a failed connection this way
-        raise CliError(unreachable(settings), Exit.UNREACHABLE) from None
+        raise ExitError(unreachable(settings), Exit.UNREACHABLE) from None
     try:
         await send(request, service, settings.namespace, config.identity, token)
     except RPCError as err:
         code = rpc_exit(err, Exit.ERROR)
         if code == Exit.NOT_FOUND and await offered_again(service, settings.namespace, token):
-            raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND) from None
+            raise ExitError(OFFERED_AGAIN, Exit.NOT_FOUND) from None
         if code == Exit.NOT_FOUND and request.verb == "heartbeat" and \
                 stage_withdrawn(request.task_file):
-            raise CliError(STOP_LINE, Exit.STOP) from None
+            raise ExitError(STOP_LINE, Exit.STOP) from None
         messages = {
             Exit.NOT_FOUND: "no such activity: already completed, timed out, cancelled, or "
                             "from another namespace",
             Exit.INVALID: "Temporal rejected the task token as malformed",
             Exit.UNREACHABLE: unreachable(settings)}
-        raise CliError(messages.get(code, f"Temporal refused the completion "
-                                          f"({err.status.name})"), code) from None
+        raise ExitError(messages.get(code, f"Temporal refused the completion "
+                                           f"({err.status.name})"), code) from None
 
 
 async def send(request: Request, service: Any, namespace: str, identity: str,
@@ -218,7 +212,7 @@ async def send(request: Request, service: Any, namespace: str, identity: str,
         await beat(service, namespace, identity, token, request.message)
         return
     if request.maybe_old and await offered_again(service, namespace, token):
-        raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND)
+        raise ExitError(OFFERED_AGAIN, Exit.NOT_FOUND)
     await respond(service, namespace, identity, token, request.status, request.message)
 
 
@@ -269,8 +263,8 @@ async def beat(service: Any, namespace: str, identity: str, token: bytes, messag
                                                identity=identity, details=payloads),
             retry=True)
         if again:
-            raise CliError(OFFERED_AGAIN, Exit.NOT_FOUND)
-        raise CliError(STOP_LINE, Exit.STOP)
+            raise ExitError(OFFERED_AGAIN, Exit.NOT_FOUND)
+        raise ExitError(STOP_LINE, Exit.STOP)
 
 
 async def respond(service: Any, namespace: str, identity: str, token: bytes, status: str,
@@ -306,15 +300,16 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
     """The stage is done: say so in its task file at once, so that it never looks like open
     work to another agent (the worker's own settlement then finds it finished)."""
     from taskdir import TaskDirectory, load
+    from taskdir.vocabulary import FINAL_STATUS
 
-    moved = "completed" if status == SUCCESS else "failed"
+    moved = FINAL_STATUS[status]
     try:
         document = load(path)
         directory = TaskDirectory(path.resolve().parent)
-        directory.set_status(str(document.get("id")), moved,
-                             f"stage {moved} with complete_activity.py", output=message,
-                             by=str(document.get("target_agent") or "complete_activity"),
-                             unless_terminal=True, path=path)
+        directory.finish(str(document.get("id")), moved,
+                         f"stage {moved} with complete_activity.py", output=message,
+                         by=str(document.get("target_agent") or "complete_activity"),
+                         path=path)
     except Exception as err:  # the completion went through; the worker settles the file too
         print(f"complete_activity: note: task file not updated ({type(err).__name__}); the "
               f"worker settles it", file=sys.stderr)
@@ -322,8 +317,7 @@ def settle_own_file(path: Path, status: str, message: str) -> None:
 
 def task_dir() -> Path:
     """This host's task directory, as the agents' tooling finds it."""
-    home = os.environ.get("HOME") or str(Path.home())
-    return Path(os.environ.get("TASK_QUEUE_DIR") or f"{home}/.claude/task-queue")
+    return Path(os.environ.get(TASK_DIR_VARIABLE) or DEFAULT_TASK_DIR).expanduser()
 
 
 def file_holding(token_text: str, token: bytes) -> Path | None:
@@ -371,7 +365,7 @@ def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]
         return replace(request, maybe_old=True), None
     try:
         source = read_task_file(str(own))
-    except CliError:  # unreadable now: the environment's settings stand
+    except ExitError:  # unreadable now: the environment's settings stand
         return request, own
     return replace(request, place=source.place, maybe_old=source.maybe_old), own
 
@@ -398,7 +392,7 @@ def main(argv: list[str]) -> int:
             return Exit.OK
         if own is not None:
             settle_own_file(own, request.status, request.message)
-    except CliError as err:
+    except ExitError as err:
         stream = sys.stdout if err.code == Exit.OK else sys.stderr
         print(f"complete_activity: {err}" if err.code != Exit.OK else str(err), file=stream)
         return err.code

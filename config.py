@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from connection.settings import ClientSettings, load_client_settings
+from contract import DEFAULT_TASK_DIR, TASK_DIR_VARIABLE
 from exceptions import ConfigError
 from models import StageTimings
 from stages import STAGES
@@ -152,7 +153,7 @@ class Worker(EnvSettings):
 class TaskFiles(EnvSettings):
     """The task directory, the audit folders and the task files' vocabulary."""
 
-    task_dir: HomePath = var("TASK_QUEUE_DIR", "~/.claude/task-queue", "agents' task directory")
+    task_dir: HomePath = var(TASK_DIR_VARIABLE, DEFAULT_TASK_DIR, "agents' task directory")
     audit_dir: HomePath = var("TEMPORAL_AUDIT_DIR", "~/.claude/comms/artifacts/audit-requests",
                               "audit requests and triage files")
     # v0.5's code default: audits it requested keep their triage file there.

@@ -22,7 +22,21 @@ RUNNING_BUILDS_QUERY = BUILDS_QUERY + " AND ExecutionStatus = 'Running'"
 # non-retryable failure of this type.
 SUCCESS, FAILED = "success", "failed"
 PHASE_FAILED = "PhaseFailedError"
+
+
+class TriageFormatError(ValueError):
+    """The triage file cannot be understood; retrying will not help. Its class name is the
+    failure type on the wire: the pipeline parks the build on it."""
+
+
+# The other failure types our runs act on: the triage file's failure (parks the build), a
+# triage file not written yet (retried), and blocks the operator refused (ends the build).
+TRIAGE_FORMAT_ERROR, TRIAGE_MISSING = TriageFormatError.__name__, "TriageMissing"
+BUILD_REJECTED = "BuildRejected"
 JSON_ENCODING = b"json/plain"
+
+# Where the agents' task-queue tooling keeps task files, unless the variable says otherwise.
+TASK_DIR_VARIABLE, DEFAULT_TASK_DIR = "TASK_QUEUE_DIR", "~/.claude/task-queue"
 
 # Where a task file carries its stage's token: payload.task_token, standard base64.
 TOKEN_FIELD = "task_token"

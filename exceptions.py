@@ -17,6 +17,15 @@ class Exit(IntEnum):
     STOP = 8  # agents' heartbeat: this stage was cancelled, stop working on it
 
 
+class ExitError(Exception):
+    """A CLI's ending: one line for the person at the terminal, and its exit code. Not a
+    TemporalWorkerError, so no handler of the project's errors takes it for one."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class TemporalWorkerError(Exception):
     """Base of every error raised by this project."""
 

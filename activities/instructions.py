@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from config import REPO_DIR
+from findings import wrap_findings
 from stages import Stage
-from triage import wrap_findings
 
 # The interpreter this worker runs on: it has the packages, whatever `python3` the agent has.
 COMPLETE = f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO_DIR / 'complete_activity.py'))}"

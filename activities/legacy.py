@@ -13,10 +13,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
 from activities.deps import Deps
+from activities.dispatch import StageDispatch
 from activities.summary import SummaryActivities
+from contract import BUILD_REJECTED
 from models import BuildPhaseInput, BuildPhaseResult, StageTask, WorkflowSummary, finished_outcome
 from stages import AUDIT, CLOSE, FIXES, IMPLEMENT, PHASE, PREFAB, Stage
 from taskdir.documents import stage_task_id
@@ -36,7 +37,7 @@ class V05Activities:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.stages = AgentStages(deps)
+        self.stages = StageDispatch(deps)
         self.blocks = BlockActivities(deps)
         self.summaries = SummaryActivities(deps)
 
@@ -92,7 +93,7 @@ class V05Activities:
             if DECISIONS.get(status or "") == "rejected":
                 raise ApplicationError(
                     f"Build {build_name}: originating task {task_id} was set to {status}",
-                    type="BuildRejected", non_retryable=True)
+                    type=BUILD_REJECTED, non_retryable=True)
             await asyncio.sleep(interval)
 
     @activity.defn(name="summarize_workflow")

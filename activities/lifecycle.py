@@ -8,6 +8,7 @@ from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import TaskCancellation, TaskSettlement
 from taskdir import UNREADABLE
+from taskdir.vocabulary import CANCELLED
 from taskdir.waiting import patiently
 
 _TROUBLE = (*UNREADABLE, UnsafePathError)  # a file we cannot read, or must not write
@@ -39,7 +40,7 @@ class TaskLifecycle:
     @activity.defn(name="mark_task_cancelled")
     async def mark_task_cancelled(self, request: TaskCancellation) -> bool:
         """Set the live task file to `cancelled`; False when there is none (already gone)."""
-        return await patiently(self._move, request.task_id, "cancelled", request.note,
+        return await patiently(self._move, request.task_id, CANCELLED, request.note,
                                None, None, False, on_wait=_heartbeat)
 
     def _move(self, task_id: str, status: str, note: str, output: str | None,

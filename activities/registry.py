@@ -7,13 +7,13 @@ from typing import Any
 
 from temporalio.client import Client
 
-from activities.agent_stages import AgentStages
 from activities.blocks import BlockActivities
 from activities.deps import Deps
+from activities.dispatch import StageDispatch
 from activities.legacy import legacy_activities
 from activities.lifecycle import TaskLifecycle
 from activities.queues import QueueActivities
-from activities.settings import SettingsActivities
+from activities.stage_settings import SettingsActivities
 from activities.summary import SummaryActivities
 from activities.triage_stage import TriageStage
 
@@ -21,7 +21,7 @@ from activities.triage_stage import TriageStage
 def host_activities(deps: Deps) -> list[Callable[..., Any]]:
     """What touches a host's own task and audit directories: a stage's file and triage."""
     lifecycle = TaskLifecycle(deps)
-    return [AgentStages(deps).dispatch_stage, TriageStage(deps).process_triage_output,
+    return [StageDispatch(deps).dispatch_stage, TriageStage(deps).process_triage_output,
             lifecycle.settle_task, lifecycle.mark_task_cancelled]
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.audit_folder import requested_folder
 from activities.deps import Deps
+from contract import TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, TriageFormatError
+from findings import MAX_TRIAGE_BYTES, parse_triage
 from models import TriageOutput
 from safeio.untrusted_yaml import InputRefused, read_regular
-from triage import MAX_TRIAGE_BYTES, TriageFormatError, parse_triage
 
 
 class TriageStage:
@@ -21,34 +23,26 @@ class TriageStage:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def _triage_path(self, build_name: str) -> Path:
-        """Where this build's request told the agent to write: ours, else v0.5's root."""
-        config = self.deps.config
-        for root in (config.audit_dir, config.legacy_audit_dir):
-            if (root / build_name / "request.md").is_file():
-                return root / build_name / "triage-output.yml"
-        return config.audit_dir / build_name / "triage-output.yml"
-
     @activity.defn(name="process_triage_output")
     async def process_triage_output(self, build_name: str) -> TriageOutput:
-        path = await asyncio.to_thread(self._triage_path, build_name)
+        path = (await asyncio.to_thread(requested_folder, self.deps.config, build_name)).triage
         try:
             raw = await asyncio.to_thread(read_regular, path, MAX_TRIAGE_BYTES)
         except FileNotFoundError:
             _log_expected_wait(path)
             raise ApplicationError(f"triage file not written yet: {path}",
-                                   type="TriageMissing") from None
+                                   type=TRIAGE_MISSING) from None
         except InputRefused as err:
-            raise ApplicationError(f"{path}: {err}", type="TriageFormatError",
+            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         except OSError as err:
             reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
             raise ApplicationError(f"cannot read triage file {path}: {reason}",
-                                   type="TriageFormatError", non_retryable=True) from None
+                                   type=TRIAGE_FORMAT_ERROR, non_retryable=True) from None
         try:
             result = parse_triage(raw)
         except TriageFormatError as err:
-            raise ApplicationError(f"{path}: {err}", type="TriageFormatError",
+            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         activity.logger.info("triage_read", extra={
             "blocks": len(result.blocks), "flags": len(result.flags), "info": len(result.info)})

@@ -18,7 +18,7 @@ from taskdir.decisions import Decision, read_decision
 from taskdir.documents import TaskSpec
 from taskdir.index import TaskIndex
 from taskdir.locks import TaskLocks
-from taskdir.vocabulary import TaskStyle
+from taskdir.vocabulary import TERMINAL, TaskStyle
 from taskdir.writes import TaskWriter
 
 
@@ -53,6 +53,14 @@ class TaskDirectory(TaskIndex):
     def set_status(self, task_id: str, status: str, note: str, **how: Any) -> bool:
         """See TaskWriter.set_status (output, by, unless_terminal, path, include_archive)."""
         return self.writer.set_status(task_id, status, note, **how)
+
+    def finish(self, task_id: str, status: str, note: str, **how: Any) -> bool:
+        """Give TASK_ID its final STATUS (one of TERMINAL), never over a final one: the one
+        way our CLIs and sweeps end a file (output, by, path, include_archive as set_status).
+        False when the file was finished already (or is not there)."""
+        if status not in TERMINAL:
+            raise ValueError(f"{status!r} is not a final status of a task file")
+        return self.writer.set_status(task_id, status, note, unless_terminal=True, **how)
 
     def tighten(self, path: Path) -> bool:
         return self.writer.tighten(path)

@@ -78,22 +78,24 @@ class Header:
     stage: bool = False  # one of our stage files: written by us, holding a task token
 
 
-def mover(document: dict, status: str | None) -> tuple[str | None, str | None]:
+def mover(document: dict, status: object, *,
+          decision: bool = True) -> tuple[str | None, str | None]:
     """Actor and note of the newest history entry that set STATUS (who made the move, why).
-    A deciding status counts only when set after our newest park (`input-required` /
-    `pending-approval`, written when the build parked): an approval from before it (an
-    earlier build of the same task id), or with no park entry at all, names nobody."""
+    On an originating task (DECISION) a deciding status counts only when set after our
+    newest park (`input-required` / `pending-approval`, written when the build parked): an
+    approval from before it (an earlier build of the same task id), or with no park entry at
+    all, names nobody. A stage file (not DECISION) has no park: its newest move counts."""
     history = document.get("history")
     entries = [entry for entry in (history if isinstance(history, list) else [])
                if isinstance(entry, dict)]
     for at in range(len(entries) - 1, -1, -1):
         entry = entries[at]
         if entry.get("status") == status:
-            if status in DECISIONS and not any(map(_parks, entries[:at])):
+            if decision and status in DECISIONS and not any(map(_parks, entries[:at])):
                 return None, None
             return _line(entry.get("actor"), MAX_BY_CHARS), _line(entry.get("note"),
                                                                   MAX_NOTE_CHARS)
-        if _parks(entry):
+        if decision and _parks(entry):
             break
     return None, None
 

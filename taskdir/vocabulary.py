@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import contract
 from stages import stage_named
 from taskdir.documents import SOURCE_AGENT, TaskSpec, history_entry
 
 Vocabulary = Literal["upstream", "task-queue"]
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL = COMPLETED, FAILED, CANCELLED = ("completed", "failed", "cancelled")  # final statuses
+FINAL_STATUS = {contract.SUCCESS: COMPLETED, contract.FAILED: FAILED}  # a stage result's -> file's
 # Originating-task statuses that decide a parked pipeline, and the verdict each carries.
 DECISIONS = {"approved": "approved", "rejected": "rejected", "cancelled": "rejected",
              "failed": "rejected"}

@@ -8,8 +8,8 @@ import yaml
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from activities.agent_stages import AgentStages
 from activities.deps import Deps
+from activities.dispatch import StageDispatch
 from config import load_config
 from models import StageTask, TaskSettlement
 from taskdir import TaskDirectory, TaskSpec
@@ -24,7 +24,7 @@ def stage(settle: TaskSettlement | None) -> StageTask:
 
 async def dispatch(env: dict[str, str], task: StageTask) -> None:
     with pytest.raises(activity._CompleteAsyncError):  # the stage now waits for its agent
-        await ActivityEnvironment().run(AgentStages(Deps.for_config(load_config(env)))
+        await ActivityEnvironment().run(StageDispatch(Deps.for_config(load_config(env)))
                                         .dispatch_stage, task)
 
 

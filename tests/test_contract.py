@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from connection.converter import DATA_CONVERTER
@@ -29,3 +31,28 @@ def test_the_token_field_is_read_only_from_the_payload():
     assert token_text({"task_token": "dA=="}) is None
     assert token_text({"payload": {"task_token": 7}}) is None
     assert token_text(["payload"]) is None
+
+
+def test_the_failure_types_on_the_wire_keep_their_names():
+    """Recorded histories and the workflows name these failure types as strings: contract.py
+    owns them, and moving the owner must not rename them."""
+    from contract import BUILD_REJECTED, TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, TriageFormatError
+
+    assert (TRIAGE_FORMAT_ERROR, TRIAGE_MISSING, BUILD_REJECTED) == (
+        "TriageFormatError", "TriageMissing", "BuildRejected")
+    assert issubclass(TriageFormatError, ValueError)
+
+
+def test_the_worker_and_the_agents_cli_default_to_one_task_directory(tmp_path, monkeypatch):
+    """Without TASK_QUEUE_DIR, the worker's configuration and complete_activity.py look in
+    the same directory (one default, in contract.py)."""
+    import complete_activity
+    from config import load_config
+    from contract import DEFAULT_TASK_DIR
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("TASK_QUEUE_DIR", raising=False)
+    expected = Path(DEFAULT_TASK_DIR).expanduser()
+    assert expected == tmp_path / ".claude" / "task-queue"
+    assert complete_activity.task_dir() == expected
+    assert load_config({"HOME": str(tmp_path)}).task_dir.expanduser() == expected

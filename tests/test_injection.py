@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from activities import instructions
+from findings import wrap_findings
 from models import BuildPipelineInput
 from stages import IMPLEMENT
 from taskdir import TaskSpec, TaskStyle, dump, utc_now
-from triage import wrap_findings
 
 EXAMPLES = settings(max_examples=300, derandomize=True, deadline=None)
 ALPHABET = [*"ab:-\n\r\t'\"#&*!|>{}[]%@`\\/. <>", "\u2028", "\x00", "\x85", "é"]
@@ -99,7 +99,8 @@ findings = st.lists(st.one_of(
 def test_property_no_finding_is_ever_dropped(items):
     """#35.1: every block is kept with each word it carries, or the file is refused as
     unreadable; never fewer blocks than items (a dropped block closed the build unseen)."""
-    from triage import TriageFormatError, parse_triage
+    from contract import TriageFormatError
+    from findings import parse_triage
 
     raw = yaml.safe_dump({"blocks": items, "flags": [], "info": []}).encode()
     try:

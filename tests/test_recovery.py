@@ -7,7 +7,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.worker import Worker
 
-from activities.settings import SettingsActivities
+from activities.stage_settings import SettingsActivities
 from models import BuildPhaseResult, StageTask
 from testbed.agents import AgentSim
 from testbed.helpers import eventually, files_of_type, reaches_stage, running_worker, start_pipeline

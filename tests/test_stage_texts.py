@@ -4,7 +4,7 @@ audit's request.md says what was built and where (#35.11)."""
 from __future__ import annotations
 
 from activities import instructions
-from activities.agent_stages import audit_request
+from activities.audit_folder import audit_request
 from stages import IMPLEMENT
 
 FIELDS = {"build_name": "demo", "originating_task_id": "origin-1"}

@@ -305,3 +305,33 @@ def test_a_lookup_reads_at_most_its_budget_of_changed_bytes(tmp_path, monkeypatc
             assert "budget of bytes" in str(err)
             outcomes.append("stopped")
     assert outcomes == ["stopped", "stopped", None, None]  # 2 files a lookup, then all known
+
+
+def test_a_final_status_is_given_once_and_only_a_final_one(tmp_path):
+    """TaskDirectory.finish is the one writer of a task file's final status: a status that is
+    not final is refused before anything is written, and a finished file is never moved."""
+    tasks = TaskDirectory(tmp_path)
+    path = tasks.dispatch(spec(build_name="x"), "dG9rZW4x")
+    task_id = yaml.safe_load(path.read_text())["id"]
+    before = path.read_bytes()
+    try:
+        tasks.finish(task_id, "in-progress", "not final")
+    except ValueError as err:
+        assert "not a final status" in str(err)
+    else:
+        raise AssertionError("a status that is not final was written")
+    assert path.read_bytes() == before
+    assert tasks.finish(task_id, "failed", "stage failed", output="why", by="dev")
+    assert not tasks.finish(task_id, "completed", "too late")
+    document = yaml.safe_load(path.read_text())
+    assert document["status"] == "failed"
+    assert document["result"]["completed_by"] == "dev"
+
+
+def test_the_actor_of_a_stage_files_move_needs_no_park():
+    """A stage file's `failed`/`cancelled` names its mover (there is never a park on a stage
+    file); an originating task's deciding move counts only after our park."""
+    document = {"history": [{"status": "submitted", "actor": "temporal-build-worker"},
+                            {"status": "failed", "actor": "dev", "note": "broke"}]}
+    assert taskdir_module.mover(document, "failed", decision=False) == ("dev", "broke")
+    assert taskdir_module.mover(document, "failed") == (None, None)

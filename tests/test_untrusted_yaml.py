@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from contract import TriageFormatError
+from findings import parse_triage
 from safeio import untrusted_yaml
 from safeio.untrusted_yaml import InputRefused, TooManyNodes
 from taskdir import UNREADABLE, TaskDirectory, load
 from testbed.helpers import make_origin
-from triage import TriageFormatError, parse_triage
 
 
 @pytest.mark.parametrize("text,key", [

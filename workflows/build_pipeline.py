@@ -18,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from activities.triage_stage import TriageStage
     from connection.search_attributes import BUILD_NAME, TARGET_AGENT
-    from contract import PIPELINE, Handler, Memo
+    from contract import BUILD_REJECTED, PIPELINE, TRIAGE_FORMAT_ERROR, Handler, Memo
+    from findings import shown
     from models import (
         BlockDecision,
         BlockNotice,
@@ -32,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         plan_path_problem,
     )
     from stages import AUDIT, AUDIT_AGENT, CLOSE, FIXES, IMPLEMENT, PREFAB, Stage
-    from triage import shown
     from workflows.decisions import DecisionGate
     from workflows.dispatching import DispatchingWorkflow, StageCall
     from workflows.legacy import V05Pipeline, started_by_v05
@@ -46,7 +46,7 @@ REPORT_CHARS = 4000  # of the implementing agent's report, handed to the auditor
 def triage_refusal(error: ActivityError) -> str | None:
     """The one-line reason when the triage activity refused the file (else None)."""
     cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == "TriageFormatError":
+    if isinstance(cause, ApplicationError) and cause.type == TRIAGE_FORMAT_ERROR:
         return cause.message
     return None
 
@@ -281,7 +281,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
                 initial_interval=timedelta(seconds=settings.triage_retry_initial),
                 maximum_interval=timedelta(seconds=settings.triage_retry_max),
                 maximum_attempts=settings.triage_max_attempts,
-                non_retryable_error_types=["TriageFormatError"]),
+                non_retryable_error_types=[TRIAGE_FORMAT_ERROR]),
             summary=f"triage · read triage-output.yml for {build}")
         self._show_triage(triage, None)
         self.done("triage")
@@ -392,7 +392,7 @@ class BuildPipelineWorkflow(DispatchingWorkflow):
         if outcome == "rejected" and who:
             why = f": {who.reason}" if who.reason else ""
             return ApplicationError(f"Build {build} rejected by {who.by}{why}",
-                                    type="BuildRejected", non_retryable=True)
+                                    type=BUILD_REJECTED, non_retryable=True)
         return ApplicationError(f"Build {build}: no block decision before the deadline",
                                 type="BlockWaitTimedOut", non_retryable=True)
 

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import TaskLifecycle
     from activities.queues import QueueActivities
-    from activities.settings import SettingsActivities
+    from activities.stage_settings import SettingsActivities
     from contract import DISPATCH_STAGE, Handler
     from models import (
         BuildPhaseResult,

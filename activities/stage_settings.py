@@ -1,4 +1,4 @@
-"""load_stage_settings: hand the worker's stage timings to a workflow run (a local activity)."""
+"""load_stage_settings: the worker's stage timings handed to a workflow run (a local activity)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage import TriageFormatError, neutralise, parse_triage, wrap_findings
+from contract import TriageFormatError
+from findings import neutralise, parse_triage, wrap_findings
 
 
 def test_strings_and_description_mappings_both_accepted():
@@ -103,8 +104,8 @@ def test_property_wrapper_is_never_broken(findings):
 
 
 def test_ten_megabyte_triage_file_is_refused_after_a_bounded_read(tmp_path):
+    from findings import MAX_TRIAGE_BYTES
     from safeio.untrusted_yaml import FileTooLarge, read_regular
-    from triage import MAX_TRIAGE_BYTES
 
     huge = tmp_path / "triage-output.yml"
     huge.write_bytes(b"flags:\n" + b"  - x\n" * (10 * 1024 * 1024 // 6))
@@ -169,8 +170,8 @@ def test_neutralise_needs_one_pass_for_hidden_tags():
 
 
 def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
+    from findings import FINDINGS_BUDGET, bounded_findings
     from taskdir import TaskDirectory, TaskSpec, load
-    from triage import FINDINGS_BUDGET, bounded_findings
 
     flags = ["漢" * 500] * 400  # 600 KB of findings: once 1.2 MB of task file
     kept, cut = bounded_findings(flags)

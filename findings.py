@@ -1,4 +1,5 @@
-"""Parse triage-output.yml safely and render findings as inert data for agent instructions."""
+"""The security agent's findings: triage-output.yml parsed safely, bounded, and rendered as
+inert data for agent instructions and operators."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from exceptions import ActivityRuntimeError
+from contract import TriageFormatError
 from models import TriageOutput
 from safeio import untrusted_yaml
 from safeio.inert import one_line
@@ -22,10 +23,6 @@ TRIAGE_KEYS = ("blocks", "flags", "info")  # all three, always: the documented s
 _WRAPPER = re.compile(r"<\s*/?\s*security-findings\s*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-class TriageFormatError(ActivityRuntimeError, ValueError):
-    """The triage file cannot be understood; retrying will not help."""
 
 
 def _render(value: Any) -> str:
