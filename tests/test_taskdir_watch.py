@@ -203,3 +203,23 @@ def test_a_directory_on_a_file_system_not_known_local_is_listed(tmp_path):
                         lambda name: None) is None
     assert watch.groups(tmp_path, os.stat(tmp_path).st_ino, scan, lambda name: None) == {}
     assert listed == [tmp_path]
+
+
+def test_the_file_system_is_the_deepest_mount_above_the_directory(tmp_path, monkeypatch):
+    """Read from mountinfo as the kernel writes it: a mount point with a space (octal-escaped)
+    inside another mount, and a later mount on the same point hiding the earlier one."""
+    import taskdir.watch as watch
+
+    share = tmp_path / "with space"
+    (share / "tasks").mkdir(parents=True)
+    point = str(share).replace(" ", "\\040")
+    mounts = tmp_path / "mountinfo"
+    mounts.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"40 22 0:50 / {tmp_path} rw shared:7 - tmpfs tmpfs rw\n"
+        f"41 40 0:51 / {point} rw shared:8 - fuse.sshfs host:/x rw\n"
+        f"42 41 0:52 / {point} rw shared:9 - nfs4 host:/tasks rw,vers=4.2\n")
+    monkeypatch.setattr(watch, "MOUNTS", mounts)
+    assert watch.file_system(share / "tasks") == "nfs4"
+    assert watch.file_system(tmp_path / "with") == "tmpfs"  # a prefix of the name is not inside
+    assert watch.file_system(Path("/usr")) == "ext4"
