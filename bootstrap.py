@@ -44,8 +44,8 @@ def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> Non
     drops asserts: our code has none, and nothing we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-    unoptimized = lean and (sys.flags.optimize < 2 or not ALLOCATOR_ENV.keys() <= os.environ.keys())
-    if not missing and not unoptimized:
+    lean_already = sys.flags.optimize >= 2 and ALLOCATOR_ENV.keys() <= os.environ.keys()
+    if not missing and (not lean or lean_already):
         return
     own = Path(sys.executable) if sys.executable else None  # this one, re-run with -OO
     python = project_python() if missing else own
