@@ -168,6 +168,13 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert lookup_after(made_without, tmp_path, "") == ["False", "True"]
 
 
+def test_without_the_inotify_library_it_lists_on_change(tmp_path):
+    """A venv not yet set up again after an upgrade (no `asyncinotify`): the worker's index
+    lists on change instead of failing."""
+    made_without = "sys.modules['asyncinotify'] = None\nindex = NameIndex(watch=True)"
+    assert lookup_after(made_without, tmp_path, "") == ["False", "True"]
+
+
 # A user namespace of its own whose inotify instance limit is 0: the kernel refuses as when
 # `max_user_instances` is reached, and no instance of the machine's is taken to get there.
 NO_INSTANCES = ("unshare", "--user", "--map-root-user", "sh", "-c",
