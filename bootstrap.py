@@ -27,25 +27,38 @@ def project_python() -> Path | None:
     return None
 
 
+# glibc's allocator for a long-lived worker, read by glibc only when a process starts: large
+# blocks (histories, protobuf buffers) always get their own mapping, returned on free (glibc
+# would raise the threshold after each such free, up to 32 MB, and keep them in heaps a burst
+# leaves fragmented); the heap's top is trimmed past 128 KiB; two arenas, not eight per core.
+# The launchers set the same (ecosystem.config.js, scripts/run.sh); a value set stays.
+ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072",
+                 "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
 def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> None:
-    """Return when this interpreter has the project's packages (and, LEAN, runs with -OO);
-    else re-run SCRIPT with the project's venv (same arguments, stdin and environment), or
-    exit 6 with one line. -OO leaves docstrings out of every loaded module, memory a long-lived
-    process would hold for nothing (bench/NOTES.md). It also drops asserts: our code has none,
-    and nothing we use reads a docstring."""
+    """Return when this interpreter has the project's packages (and, LEAN, runs with -OO and
+    ALLOCATOR_ENV); else re-run SCRIPT with the project's venv (same arguments, stdin and
+    environment, plus ALLOCATOR_ENV if LEAN), or exit 6 with one line. -OO leaves docstrings
+    out of every loaded module, memory a long-lived process
+    would hold for nothing (bench/NOTES.md). It also
+    drops asserts: our code has none, and nothing we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-    unoptimized = lean and sys.flags.optimize < 2
-    if not missing and not unoptimized:
+    lean_already = sys.flags.optimize >= 2 and ALLOCATOR_ENV.keys() <= os.environ.keys()
+    if not missing and (not lean or lean_already):
         return
     own = Path(sys.executable) if sys.executable else None  # this one, re-run with -OO
     python = project_python() if missing else own
     if python is not None and not hopped:
         os.environ[_HOPPED] = "1"
+        if lean:  # glibc reads them as the new program starts
+            for name, value in ALLOCATOR_ENV.items():
+                os.environ.setdefault(name, value)
         flags = ["-OO"] if lean else []
         os.execv(str(python), [str(python), *flags, str(Path(script).resolve()), *sys.argv[1:]])
     if not missing:
-        return  # could not re-run itself with -OO: runs as it is, only heavier
+        return  # could not re-run itself lean: runs as it is, only heavier
     where = f"{python} lacks them" if python else "no .venv"
     print(f"{program}: the project's Python packages are not installed ({where}: no module "
           f"'{missing[0]}'); set up once with: {REPO_DIR}/scripts/setup.sh", file=sys.stderr)

@@ -12,6 +12,15 @@ const venvPython = [".venv", "venv"]
   .map((dir) => path.join(__dirname, dir, "bin", "python"))
   .find((candidate) => fs.existsSync(candidate)) || path.join(__dirname, ".venv", "bin", "python");
 
+// glibc's allocator for a long-lived worker, read only as a process starts (bootstrap.py's
+// ALLOCATOR_ENV says why; worker.py sets the same before it re-runs itself if a launcher did
+// not). A value in the environment PM2 is started from stays.
+const allocator = Object.fromEntries(Object.entries({
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "131072",
+  MALLOC_TRIM_THRESHOLD_: "131072",
+}).map(([name, value]) => [name, process.env[name] || value]));
+
 const worker = {
   name: "temporal-build-worker",
   script: "worker.py",
@@ -25,6 +34,7 @@ const worker = {
   env: {
     PYTHONUNBUFFERED: "1",
     MATRIX_ROOM: process.env.MATRIX_ROOM || "sysadmin",
+    ...allocator,
   },
 };
 

@@ -14,22 +14,24 @@ import logging
 import os
 import signal
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 
 from activities.deps import Deps
 from activities.registry import host_activities, main_activities
+from allocator import release_forever
 from config import WorkerConfig, load_config
 from connection.client import connect
 from connection.search_attributes import namespace_has_build_attributes
 from exceptions import ConfigError, CredentialError, Exit, TemporalUnreachable
 from logs import setup_logging
-from memory import release_forever, tune_allocator
 from observability import Telemetry, setup_telemetry
 from sweeper import Sweeper
 from workflows.build_pipeline import BuildPipelineWorkflow
@@ -43,18 +45,27 @@ WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
 # tests/test_workflow_code.py checks the workflow code's calls instead.
 WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 PROJECT = Path(__file__).resolve().parent / "pyproject.toml"
+DEPLOYMENT = "temporal-build-worker"  # the deployment our releases are versions of
 
 
-def build_id() -> str:
-    """The build the server records for our tasks (the Web UI shows it): our release. Given,
-    not left to the SDK, whose default hashes every loaded module's bytecode at start (~65 ms,
-    memory that stays) and so loads what `bootstrap` defers."""
-    try:  # its `version = "..."` line (a TOML parser would cost the worker 0.1 MB for it)
-        lines = PROJECT.read_text().splitlines()
-    except OSError:  # a copy without its pyproject.toml
-        lines = []
-    versions = [line.split('"')[1] for line in lines if line.startswith('version = "')]
-    return f"temporal-build-worker@{versions[0] if versions else 'unknown'}"
+def release() -> str:
+    """Our release as pyproject.toml states it (a checkout is run, not installed: there is no
+    package metadata to ask)."""
+    try:
+        with PROJECT.open("rb") as project:
+            return str(tomllib.load(project)["project"]["version"])
+    except (OSError, tomllib.TOMLDecodeError, KeyError):  # a copy without its pyproject.toml
+        return "unknown"
+
+
+def deployment_config() -> WorkerDeploymentConfig:
+    """Our release as the worker's deployment version, which the server records on each
+    workflow task (the Web UI shows it). Given, not left to the SDK, whose default build id
+    hashes every loaded module's bytecode at start and so loads what `bootstrap` defers. For
+    identification only: tasks are not routed by version (the workflows' patches keep older
+    runs replaying on any worker)."""
+    version = WorkerDeploymentVersion(deployment_name=DEPLOYMENT, build_id=release())
+    return WorkerDeploymentConfig(version=version, use_worker_versioning=False)
 
 
 async def build_worker(client: Client, config: WorkerConfig,
@@ -78,7 +89,7 @@ async def build_worker(client: Client, config: WorkerConfig,
                                                   thread_name_prefix="workflow-task"),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=WORKFLOW_RUNNER,
-        build_id=build_id(),
+        deployment_config=deployment_config(),
     )
     sweeper = Sweeper(client, deps)
     return worker, sweeper, index_builds
@@ -119,7 +130,6 @@ def say_ready(config: WorkerConfig) -> None:
 
 
 def main() -> int:
-    tune_allocator()  # before the SDK's runtime and our thread pools start their threads
     activity.logger.activity_info_on_message = False
     workflow.logger.workflow_info_on_message = False
     try:

@@ -28,7 +28,8 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from memory import ALLOCATOR_SETTINGS, M_ARENA_MAX, M_MMAP_THRESHOLD, TRIM_INTERVAL
+from allocator import TRIM_INTERVAL
+from bootstrap import ALLOCATOR_ENV
 from models import BlockDecision
 from stages import stage_named
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, file_name, utc_now
@@ -98,10 +99,9 @@ async def run_cli_timed(token: str, env: dict[str, str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss
 
 
-# The floor runs with our worker's allocator settings (memory.tune_allocator), through
-# glibc's environment variables: its memory rows then differ from ours by code alone.
-FLOOR_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(ALLOCATOR_SETTINGS[M_MMAP_THRESHOLD]),
-             "MALLOC_ARENA_MAX": str(ALLOCATOR_SETTINGS[M_ARENA_MAX])}
+# The floor runs with our worker's allocator environment: its memory rows then differ from
+# ours by code alone.
+FLOOR_ENV = {**os.environ, **ALLOCATOR_ENV}
 
 
 CONTRACT_FLOOR = "FloorContractWorkflow"  # one local activity, files written as the contract asks

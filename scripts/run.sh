@@ -91,5 +91,10 @@ else
   done
   say "the dev server is up on $ADDRESS; Web UI $UI_URL"
 fi
+# glibc's allocator for the worker, read only as a process starts (bootstrap.py's
+# ALLOCATOR_ENV says why); values already set stay.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-131072}"
 say "starting the worker (.venv/bin/python worker.py): it prints 'worker ready: ...' once it serves"
 exec .venv/bin/python worker.py

@@ -1,31 +1,26 @@
-"""Directory names kept current from Linux inotify events: a busy directory is listed once,
-not again after every change (4,000 names cost ~5 ms a listing)."""
+"""Directory names kept current from Linux inotify events (through `asyncinotify`): a busy
+directory is listed once, not again after every change."""
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import logging
 import os
-import struct
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# <sys/inotify.h>
-_CREATE, _DELETE, _MOVED_FROM, _MOVED_TO = 0x100, 0x200, 0x40, 0x80
-_DELETE_SELF, _MOVE_SELF, _OVERFLOW, _IGNORED = 0x400, 0x800, 0x4000, 0x8000
-_ONLYDIR, _DONT_FOLLOW = 0x01000000, 0x02000000
-_NONBLOCK, _CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
-_MASK = (_CREATE | _DELETE | _MOVED_FROM | _MOVED_TO | _DELETE_SELF | _MOVE_SELF
-         | _ONLYDIR | _DONT_FOLLOW)
-# File systems whose inotify events include every change (statfs f_type): on NFS, SMB, FUSE
-# and the like a change made on another machine raises no event here, so those are listed.
-LOCAL_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
-                      0x01021994: "tmpfs", 0x2FC12FC1: "zfs", 0xF2F52010: "f2fs",
-                      0x794C7630: "overlayfs", 0x52654973: "reiserfs", 0x3153464A: "jfs"}
+if TYPE_CHECKING:
+    from asyncinotify import Event, Inotify, Mask
+
+# File systems whose inotify events include every change (/proc/self/mountinfo's type): on
+# NFS, SMB, FUSE and the like a change made on another machine raises no event here, so
+# those are listed.
+LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "zfs", "f2fs",
+                                "overlay", "reiserfs", "jfs"})
+MOUNTS = Path("/proc/self/mountinfo")
 log = logging.getLogger("taskdir")
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 
 Groups = dict[str | None, dict[str, None]]  # id prefix (None: any id) -> names, ordered
 
@@ -47,49 +42,60 @@ class _Watched:
             names.pop(name, None)
 
 
+def _unescape(field_text: str) -> str:
+    """A mountinfo path as the kernel wrote it (space, tab, newline, backslash as octal)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field_text = field_text.replace(code, char)
+    return field_text
+
+
+def file_system(directory: Path) -> str | None:
+    """The type of the file system DIRECTORY lives on (the deepest mount above it), or None."""
+    try:
+        target = os.path.realpath(directory)
+        lines = MOUNTS.read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = -1, None
+    for line in lines:
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(fields) < 5 or not rest:
+            continue
+        point = _unescape(fields[4])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # a later mount on the same point hides the earlier
+            best, kind = len(point), rest[0]
+    return kind
+
+
 class DirectoryWatch:
     """One inotify instance for the directories one long-lived index looks into. Not
     thread-safe: the index calls it under its own lock."""
 
-    def __init__(self, fd: int, add_watch: Callable[[int, bytes, int], int],
-                 rm_watch: Callable[[int, int], int],
-                 fs_type: Callable[[Path], int | None]) -> None:
-        self._fd = fd
-        self._add_watch, self._rm_watch, self._fs_type = add_watch, rm_watch, fs_type
-        self._said: set[Path] = set()
+    def __init__(self, inotify: Inotify, mask: Mask,
+                 fs_type: Callable[[Path], str | None] = file_system) -> None:
+        self._inotify, self._mask, self._fs_type = inotify, mask, fs_type
+        self._local_at: dict[tuple[Path, int], bool] = {}
         self._wd_of: dict[Path, int] = {}
         self._by_wd: dict[int, _Watched] = {}
-        weakref.finalize(self, os.close, fd)
 
     @classmethod
     def open(cls) -> DirectoryWatch | None:
-        """A new watch, or None where there is no inotify (not Linux, or out of instances):
-        the index then re-lists a directory whenever its mtime moves."""
-        import ctypes
-
+        """A new watch, or None where there is no inotify (not Linux, no binding, or out of
+        instances): the index then re-lists a directory whenever its mtime moves."""
         try:
-            libc = ctypes.CDLL(None, use_errno=True)  # the C library the process runs on
-            init, add, rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
-        except (OSError, AttributeError):
-            log.info("task_index_lists_on_change", extra={"reason": "no inotify here"})
-            return None
-        add.argtypes, add.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32], ctypes.c_int
-        rm.argtypes, rm.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        fd = init(_NONBLOCK | _CLOEXEC)
-        if fd < 0:  # EMFILE: this user's inotify instances are used up (max_user_instances)
-            log.info("task_index_lists_on_change",
-                     extra={"reason": os.strerror(ctypes.get_errno())})
-            return None
-        statfs = libc.statfs
-        statfs.argtypes, statfs.restype = [ctypes.c_char_p, ctypes.c_void_p], ctypes.c_int
+            from asyncinotify import Inotify, Mask
 
-        def fs_type(directory: Path) -> int | None:
-            buffer = ctypes.create_string_buffer(512)  # struct statfs; f_type comes first
-            if statfs(os.fsencode(directory), buffer) != 0:
-                return None
-            return struct.unpack_from("l", buffer.raw)[0] & 0xFFFFFFFF
-
-        return cls(fd, add, rm, fs_type)
+            # sync_timeout 0: iterating yields the events queued now, never waits for more
+            inotify = Inotify(sync_timeout=0)
+        except (ImportError, RuntimeError, OSError) as err:  # OSError: max_user_instances
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            log.info("task_index_lists_on_change", extra={"reason": reason})
+            return None
+        mask = (Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO | Mask.DELETE_SELF
+                | Mask.MOVE_SELF | Mask.ONLYDIR | Mask.DONT_FOLLOW)
+        return cls(inotify, mask)
 
     def groups(self, directory: Path, inode: int, scan: Callable[[Path], Groups],
                prefix_of: Callable[[str], str | None]) -> Groups | None:
@@ -100,10 +106,11 @@ class DirectoryWatch:
         watched = self._by_wd.get(self._wd_of.get(directory, -1))
         if watched is not None and watched.inode == inode and not watched.stale:
             return watched.groups
-        if not self._local(directory):
+        if not self._local(directory, inode):
             return None
-        wd = self._add_watch(self._fd, os.fsencode(directory), _MASK)
-        if wd < 0:
+        try:
+            wd = self._inotify.add_watch(directory, self._mask).wd
+        except OSError:  # ENOSPC: out of watches (max_user_watches); ENOENT: gone
             self._wd_of.pop(directory, None)
             return None
         self._wd_of[directory] = wd  # the same directory again keeps its wd
@@ -115,50 +122,45 @@ class DirectoryWatch:
             self._drain()
         return None if watched.stale else watched.groups
 
-    def _local(self, directory: Path) -> bool:
+    def _local(self, directory: Path, inode: int) -> bool:
         """Whether DIRECTORY's events show every change (said once per directory if not)."""
+        known = self._local_at.get((directory, inode))
+        if known is not None:
+            return known
         kind = self._fs_type(directory)
-        if kind in LOCAL_FILE_SYSTEMS:
-            return True
-        if directory not in self._said:
-            self._said.add(directory)
+        local = self._local_at[(directory, inode)] = kind in LOCAL_FILE_SYSTEMS
+        if not local:
             log.info("task_index_lists_on_change", extra={
-                "path": str(directory), "file_system": hex(kind) if kind is not None else None,
+                "path": str(directory), "file_system": kind,
                 "reason": "not a local file system: changes from other machines raise no "
                           "event here"})
-        return False
+        return local
+
+    def _events(self) -> Iterator[Event]:
+        """The events queued so far (none once the instance is closed)."""
+        with contextlib.suppress(ValueError):  # closed
+            yield from self._inotify
 
     def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self._fd, 64 * 1024)
-            except OSError as err:
-                if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    return
-                raise
-            self._apply(data)
+        from asyncinotify import Mask
 
-    def _apply(self, data: bytes) -> None:
-        offset = 0
-        while offset + _EVENT.size <= len(data):
-            wd, mask, _, length = _EVENT.unpack_from(data, offset)
-            raw = data[offset + _EVENT.size:offset + _EVENT.size + length]
-            offset += _EVENT.size + length
-            if mask & _OVERFLOW:  # events were lost: every directory is listed again
+        for event in self._events():
+            if Mask.Q_OVERFLOW in event.mask:  # events were lost: every directory is listed
                 for watched in self._by_wd.values():
                     watched.stale = True
                 continue
-            watched = self._by_wd.get(wd)
-            if watched is None:
+            watch = event.watch
+            watched = self._by_wd.get(watch.wd) if watch is not None else None
+            if watch is None or watched is None:
                 continue
-            if mask & (_IGNORED | _DELETE_SELF | _MOVE_SELF):
+            if event.mask & (Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF):
                 # Gone, or moved elsewhere (stop following it): the path is looked at afresh.
-                del self._by_wd[wd]
-                if mask & _MOVE_SELF:
-                    self._rm_watch(self._fd, wd)
+                del self._by_wd[watch.wd]
+                if Mask.MOVE_SELF in event.mask:
+                    with contextlib.suppress(OSError):
+                        self._inotify.rm_watch(watch)
                 continue
-            name = os.fsdecode(raw.rstrip(b"\0"))
-            if mask & (_CREATE | _MOVED_TO):
-                watched.apply(name, True)
-            elif mask & (_DELETE | _MOVED_FROM):
-                watched.apply(name, False)
+            if event.name is not None:
+                present = bool(event.mask & (Mask.CREATE | Mask.MOVED_TO))
+                if present or event.mask & (Mask.DELETE | Mask.MOVED_FROM):
+                    watched.apply(str(event.name), present)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from bootstrap import ALLOCATOR_ENV
 from testbed.agents import AgentSim
 from testbed.devserver import free_port
 from testbed.helpers import eventually, files_of_type, start_pipeline, system_python_first
@@ -62,20 +63,36 @@ async def test_buildctl_runs_as_written(client, env, tmp_path):
     assert listed.stdout.startswith('{"workflows": ')
 
 
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment PID was started with (after its last exec)."""
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(pair.decode().partition("=")[::2] for pair in pairs if pair)
+
+
 async def test_the_worker_runs_lean_however_it_is_started(env, tmp_path):
-    """`python3 worker.py` from a shell whose python3 is the system one, or the venv's python:
-    either way the worker runs on the venv's interpreter with -OO (docstrings left out)."""
-    bare = system_python_first(env, tmp_path)
+    """`python3 worker.py` from a shell whose python3 is the system one, the venv's python, or
+    that python with -OO already: either way the worker runs on the venv's interpreter with
+    -OO (docstrings left out) and glibc's allocator environment set before it started (glibc
+    reads it only then); a value the launcher gave stays."""
+    bare = {name: value for name, value in system_python_first(env, tmp_path).items()
+            if not name.startswith("MALLOC_")}
     venv_python = str(ROOT / ".venv" / "bin" / "python")
-    for index, command in enumerate(("python3 worker.py", f"{venv_python} worker.py")):
+    starts = [("python3 worker.py", {}), (f"{venv_python} worker.py", {}),
+              (f"{venv_python} -OO worker.py", {}),
+              (f"{venv_python} worker.py", {"MALLOC_ARENA_MAX": "4"})]
+    for index, (command, given) in enumerate(starts):
         worker = WorkerProcess(bare, tmp_path / f"worker-{index}.log")
         with worker.log.open("wb") as log:
-            worker.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=bare,
-                                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            worker.process = subprocess.Popen(["bash", "-c", f"exec {command}"],
+                                              env={**bare, **given}, cwd=ROOT, stdout=log,
+                                              stderr=subprocess.STDOUT)
         try:
             await worker.wait_event("worker_started")
             arguments = Path(f"/proc/{worker.process.pid}/cmdline").read_bytes().split(b"\0")
             assert [part.decode() for part in arguments[:2]] == [venv_python, "-OO"], command
+            started_with = environment_of(worker.process.pid)
+            assert {name: started_with.get(name) for name in ALLOCATOR_ENV} == \
+                {**ALLOCATOR_ENV, **given}, command
         finally:
             await worker.stop()
 

@@ -53,14 +53,16 @@ async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):
 
 
 async def test_the_server_records_our_release_as_the_build(client, cfg, dirs, worker):
-    """Every workflow task completed by the worker carries our release as its build id."""
+    """Every workflow task completed by the worker carries our release: the deployment's name
+    and the release as its build id."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "build-id")
     await eventually(lambda: files_of_type(dirs["tasks"], "build_prefab"))
-    builds = {event.workflow_task_completed_event_attributes.worker_version.build_id
-              async for event in handle.fetch_history_events()
-              if event.HasField("workflow_task_completed_event_attributes")}
-    assert builds == {f"temporal-build-worker@{version}"}
+    completed = [event.workflow_task_completed_event_attributes
+                 async for event in handle.fetch_history_events()
+                 if event.HasField("workflow_task_completed_event_attributes")]
+    builds = {(task.worker_deployment_name, task.worker_version.build_id) for task in completed}
+    assert builds == {("temporal-build-worker", version)}
     await handle.terminate("test over")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap import ALLOCATOR_ENV
 from config import load_config
 from testbed.agents import AgentSim
 from testbed.helpers import (
@@ -157,3 +158,23 @@ def test_ecosystem_refuses_a_host_role_without_a_queue_of_its_own(queue):
                           env={**os.environ, "WORKER_ROLE": "host", "TASK_QUEUE": "helm-build-x"},
                           capture_output=True, text=True, timeout=30)
     assert fine.stdout.strip() == "temporal-build-worker@helm-build-x"
+
+
+@pytest.mark.parametrize("role", [{}, {"WORKER_ROLE": "host", "TASK_QUEUE": "helm-build-x"}])
+def test_the_launchers_set_the_workers_allocator_environment(role):
+    """glibc reads its allocator variables only as a process starts: the process file (either
+    role) and run.sh give the worker bootstrap's ALLOCATOR_ENV, keeping a value already set."""
+    node = shutil.which("node")
+    assert node, "node is required (scripts/ensure-pm2.sh installs it with npm)"
+    unset = {name: value for name, value in os.environ.items() if name not in ALLOCATOR_ENV}
+    given = {"MALLOC_ARENA_MAX": "4"}
+    for outside, expected in (({}, ALLOCATOR_ENV), (given, {**ALLOCATOR_ENV, **given})):
+        ran = subprocess.run(
+            [node, "-e", "console.log(JSON.stringify(require(process.argv[1]).apps[0].env))",
+             str(ROOT / "ecosystem.config.js")], env={**unset, **role, **outside},
+            capture_output=True, text=True, timeout=30, check=True)
+        app_env = json.loads(ran.stdout)
+        assert {name: app_env.get(name) for name in ALLOCATOR_ENV} == expected
+    run_sh = (ROOT / "scripts" / "run.sh").read_text()
+    for name, value in ALLOCATOR_ENV.items():
+        assert f'export {name}="${{{name}:-{value}}}"' in run_sh

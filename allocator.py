@@ -1,4 +1,5 @@
-"""Give freed heap back to the system: a worker's memory follows its load down, not its peak."""
+"""Give freed C heap back to the system: a worker's memory follows its load down, not its
+peak. (How glibc allocates is set by the launcher's environment: bootstrap.ALLOCATOR_ENV.)"""
 
 from __future__ import annotations
 
@@ -15,14 +16,6 @@ CHECK_INTERVAL = 1.0
 TRIM_WORTH = 1 << 20
 TRIM_INTERVAL = 30.0
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-# glibc's mallopt parameters (malloc.h), as measured in bench/NOTES.md: large blocks
-# (histories, protobuf buffers) always get their own mapping, returned on free, instead of
-# glibc raising the threshold after each such free (up to 32 MB) and keeping them in heaps a
-# burst leaves fragmented; and one arena per core (glibc would make up to eight per core).
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 128 * 1024, M_ARENA_MAX: max(2, os.cpu_count() or 2)}
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -61,17 +54,6 @@ def _free_heap() -> Callable[[], int] | None:
 _LIBC = _libc()
 _TRIM = _malloc_trim()
 _FREE_HEAP = _free_heap()
-
-
-def tune_allocator() -> bool:
-    """Apply ALLOCATOR_SETTINGS; call before the first thread starts (arenas are per thread).
-    False where this C library has no mallopt or refused a setting."""
-    mallopt = getattr(_LIBC, "mallopt", None)
-    if mallopt is None:
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    applied = [mallopt(param, value) == 1 for param, value in ALLOCATOR_SETTINGS.items()]
-    return all(applied)  # every setting tried, even after one is refused
 
 
 def release_free_memory() -> bool:
