@@ -79,3 +79,26 @@ def test_the_readme_links_every_guide_in_docs() -> None:
     linked = {Path(target.partition("#")[0]).name for target in LINK.findall(readme)}
     guides = {page.name for page in (ROOT / "docs").glob("*.md")}
     assert guides - linked == set()
+
+
+def test_every_test_the_docs_name_exists():
+    """A doc that says "held by test_x.py::name" must name a test that is there (a rename
+    would otherwise leave the promise pointing at nothing); `::name` after a file on the same
+    line is that file's."""
+    import re
+
+    named = re.compile(r"(test_\w+\.py)?::(\w+)")
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            current = None
+            for module, test in named.findall(line):
+                current = module or current
+                if current is None:
+                    continue
+                source = ROOT / "tests" / current
+                defined = source.is_file() and re.search(
+                    rf"^(async )?def {re.escape(test)}\b", source.read_text(), re.M)
+                if not defined:
+                    missing.append(f"{page.name}: {current}::{test}")
+    assert not missing, missing
