@@ -166,27 +166,53 @@ def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
 
 def deliver(request: Request, token: bytes) -> None:
     """The call over Temporal's HTTP API (no SDK import), or over gRPC when AGENT_TRANSPORT
-    says so, or once when HTTP is off (said on stderr)."""
+    says so, or once when HTTP is off (said on stderr; one line when gRPC is off too)."""
     from connection import http_completion as http
 
+    if request.verb == "complete" and stage_withdrawn(request.task_file):
+        raise CliError(CANCELLED_LINE, Exit.NOT_FOUND)  # the server may still accept it
     try:
         choice = http.transport(os.environ)
-        if choice != "grpc":
-            where = http.target(os.environ, request.place)
-            warn_vault(where.vault_missing)
-            return http.hand_off(where, http.Call(
-                request.verb, request.status, request.message, request.maybe_old,
-                lambda: asyncio.run(was_offered_again(request, token)),
-                lambda: stage_withdrawn(request.task_file)), token)
-    except http.HttpOff as off:
-        if choice == "http":
-            raise CliError(f"{off} ({http.TRANSPORT_VAR}=http)", Exit.UNREACHABLE) from None
-        print(f"complete_activity: note: {off}; using gRPC", file=sys.stderr)
+        off = None if choice == "grpc" else over_http(request, token)
     except http.HandOffError as err:
         raise CliError(str(err), err.code) from None
     except TemporalWorkerError as err:  # settings, credentials, TLS
         raise CliError(str(err), Exit.CONFIG) from None
-    asyncio.run(call(request, token))
+    if off is not None and choice == "http":
+        raise CliError(f"{off} ({http.TRANSPORT_VAR}=http)", Exit.UNREACHABLE)
+    if choice == "grpc" or off is not None:
+        try:
+            asyncio.run(call(request, token))
+        except CliError as err:
+            if off is not None and err.code == Exit.UNREACHABLE:
+                raise CliError(f"{err}; and {off}", err.code) from None
+            say_fallback(off)
+            raise
+        say_fallback(off)
+
+
+def over_http(request: Request, token: bytes) -> str | None:
+    """The call over HTTP; None once done, else why HTTP is off (nothing was sent)."""
+    from connection import http_completion as http
+
+    where = http.target(os.environ, request.place)
+    warn_vault(where.vault_missing)
+    try:
+        http.hand_off(where, http.Call(
+            request.verb, request.status, request.message, request.maybe_old,
+            lambda: asyncio.run(was_offered_again(request, token)),
+            lambda: stage_withdrawn(request.task_file)), token)
+    except http.HttpOff as off:
+        return str(off)
+    return None
+
+
+CANCELLED_LINE = "this stage was cancelled (its task file says so); nothing was sent"
+
+
+def say_fallback(off: str | None) -> None:
+    if off is not None:
+        print(f"complete_activity: note: {off}; used gRPC", file=sys.stderr)
 
 
 _WARNED: list[str] = []

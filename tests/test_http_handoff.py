@@ -159,7 +159,7 @@ async def test_a_closed_http_port_falls_back_to_grpc_once_and_says_so(client, cf
         code, out, err = await run_cli("--task-file", str(path), "success", "x", env=closed)
         assert (code, out.strip()) == (0, "activity completed: success"), err
         assert err.strip() == (f"complete_activity: note: nothing answers HTTP at "
-                               f"{closed['TEMPORAL_HTTP_ADDRESS']}; using gRPC")
+                               f"{closed['TEMPORAL_HTTP_ADDRESS']}; used gRPC")
         await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
         await handle.terminate("test over")
 
@@ -175,7 +175,7 @@ async def test_what_is_not_temporals_api_falls_back_too(client, cfg, dirs, env, 
             shell = {**env, "TEMPORAL_HTTP_ADDRESS": other.address}
             code, _, err = await run_cli("--task-file", str(path), "success", "x", env=shell)
         assert code == 0, err
-        assert "not Temporal's HTTP API" in err and "using gRPC" in err
+        assert "not Temporal's HTTP API" in err and "used gRPC" in err
         await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
         await handle.terminate("test over")
 
