@@ -199,20 +199,31 @@ def post(where: Target, call: str, body: dict[str, Any]) -> dict[str, Any]:
                                                                    timeout=TIMEOUT))
     path = API.format(namespace=where.namespace, call=call)
     try:
+        opened(connection, where)
         connection.request("POST", path, json.dumps(body).encode("utf-8"), where.headers)
         reply = connection.getresponse()
         status, data = reply.status, reply.read(MAX_REPLY)
-    except ConnectionRefusedError:
-        raise HttpOff(f"nothing answers HTTP at {where.address}") from None
-    except ssl.SSLError as err:
-        raise HandOffError(f"TLS with Temporal's HTTP API at {where.address} failed "
-                           f"({err.reason or type(err).__name__})", Exit.CONFIG) from None
-    except (OSError, http.client.HTTPException):
+    except (OSError, http.client.HTTPException):  # sent, maybe done: the agent retries
         raise HandOffError(f"cannot reach Temporal's HTTP API at {where.address} "
                            f"({where.address_from})", Exit.UNREACHABLE) from None
     finally:
         connection.close()
     return answer(where, status, data)
+
+
+def opened(connection: http.client.HTTPConnection, where: Target) -> None:
+    """Connect (and shake hands); HttpOff when nothing was sent: the port is closed, or TLS
+    failed (a plain HTTP port, a certificate refused): gRPC, with its own TLS, may try."""
+    try:
+        connection.connect()
+    except ConnectionRefusedError:
+        raise HttpOff(f"nothing answers HTTP at {where.address}") from None
+    except ssl.SSLError as err:
+        raise HttpOff(f"TLS with the HTTP API at {where.address} failed "
+                      f"({err.reason or type(err).__name__})") from None
+    except OSError as err:  # no such host, no route, a timeout
+        raise HttpOff(f"cannot connect to HTTP at {where.address} "
+                      f"({err.strerror or type(err).__name__})") from None
 
 
 def answer(where: Target, status: int, data: bytes) -> dict[str, Any]:
