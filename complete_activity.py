@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -182,7 +181,7 @@ def deliver(request: Request, token: bytes) -> None:
         raise CliError(f"{off} ({http.TRANSPORT_VAR}=http)", Exit.UNREACHABLE)
     if choice == "grpc" or off is not None:
         try:
-            asyncio.run(call(request, token))
+            run(call(request, token))
         except CliError as err:
             if off is not None and err.code == Exit.UNREACHABLE:
                 raise CliError(f"{err}; and {off}", err.code) from None
@@ -200,7 +199,7 @@ def over_http(request: Request, token: bytes) -> str | None:
     try:
         http.hand_off(where, http.Call(
             request.verb, request.status, request.message, request.maybe_old,
-            lambda: asyncio.run(was_offered_again(request, token)),
+            lambda: run(was_offered_again(request, token)),
             lambda: stage_withdrawn(request.task_file)), token)
     except http.HttpOff as off:
         return str(off)
@@ -208,6 +207,13 @@ def over_http(request: Request, token: bytes) -> str | None:
 
 
 CANCELLED_LINE = "this stage was cancelled (its task file says so); nothing was sent"
+
+
+def run(coroutine: Any) -> Any:
+    """Run one coroutine of the gRPC path (asyncio is imported only when one is needed)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
 
 
 def say_fallback(off: str | None) -> None:
