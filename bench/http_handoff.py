@@ -77,8 +77,11 @@ async def http_rows(bench: Bench, server: DevServer, client: Client) -> None:
         await worker.stop()
     cli_rows(bench, runs, handoffs)
     counts = [10, 30] if bench.quick else [50, 200]
-    rates = {transport: await cli_throughput(bench, server, client, transport, counts)
-             for transport in TRANSPORTS}
+    rates: dict[str, list[float]] = {transport: [] for transport in TRANSPORTS}
+    for count in counts:  # the transports alternate: both see the same machine
+        for transport in TRANSPORTS:
+            rates[transport].append(await cli_throughput(bench, server, client, transport,
+                                                         count))
     for index, count in enumerate(counts):
         ratio = rates["http"][index] / rates["grpc"][index]
         bench.row(f"Throughput, {count} concurrent pipelines, agents through the CLI: HTTP ÷ "
@@ -169,23 +172,19 @@ class CliAgents(AgentSim):
 
 
 async def cli_throughput(bench: Bench, server: DevServer, client: Client, transport: str,
-                         counts: list[int]) -> list[float]:
-    """Builds per minute of each burst of COUNTS, every stage finished through the CLI."""
-    dirs = bench.dirs(f"cli-throughput-{transport}")
+                         count: int) -> float:
+    """Builds per minute of COUNT pipelines at once, every stage finished through the CLI
+    over TRANSPORT (a worker of its own)."""
+    dirs = bench.dirs(f"cli-throughput-{transport}-{count}")
     worker, env = await bench.start_worker(server, dirs, BLOCK_CHECK_INTERVAL="30s")
     env = {**env, "AGENT_TRANSPORT": transport}
-    rates, done = [], 0
     try:
         clean = {"security_audit": triage_writer(dirs["audit"], {})}
         async with CliAgents(dirs["tasks"], env, clean, interval=0.02):
-            for count in counts:
-                started = time.perf_counter()
-                handles = [await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
-                                                f"cli-{transport}-{done + i:04d}")
-                           for i in range(count)]
-                await asyncio.gather(*(handle.result() for handle in handles))
-                rates.append(count / (time.perf_counter() - started) * 60)
-                done += count
+            started = time.perf_counter()
+            handles = [await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
+                                            f"cli-{transport}-{i:04d}") for i in range(count)]
+            await asyncio.gather(*(handle.result() for handle in handles))
+            return count / (time.perf_counter() - started) * 60
     finally:
         await worker.stop()
-    return rates
