@@ -30,6 +30,8 @@ from tests.vault_fake import VaultFake
 
 EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_STOP = 4, 5, 8
 HTTP_ONLY = {"AGENT_TRANSPORT": "http"}
+# HTTP only, with nothing on the gRPC address: only the HTTP API can have done what happened.
+NO_GRPC = {**HTTP_ONLY, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
 HOLD = {"build_prefab": lambda d, p: None, "build_plan": lambda d, p: None}
 
 
@@ -84,7 +86,7 @@ async def test_failure_over_http_fails_the_stage_as_grpc_does(client, cfg, dirs,
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "http-failed")
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         code, _, err = await run_cli("--task-file", str(path), "failed", "compiler broke",
-                                     env={**env, **HTTP_ONLY})
+                                     env={**env, **NO_GRPC})
         assert code == 0, err
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
@@ -96,7 +98,7 @@ async def test_failure_over_http_fails_the_stage_as_grpc_does(client, cfg, dirs,
 
 async def test_heartbeat_over_http_shows_progress_and_a_cancel_says_stop(client, cfg, dirs, env,
                                                                          worker):
-    http = {**env, **HTTP_ONLY}
+    http = {**env, **NO_GRPC}
     async with AgentSim(dirs["tasks"], env, HOLD):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "http-beat")
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
@@ -277,7 +279,7 @@ async def test_the_cluster_serves_the_http_api(cluster, cluster_client, dirs):
         assert yaml.safe_load(path.read_text())["payload"]["temporal"]["http_address"] == \
             cluster.http_address
         code, _, err = await run_cli("--task-file", str(path), "success", "on the cluster",
-                                     env={**env, **HTTP_ONLY})
+                                     env={**env, **NO_GRPC})
         assert code == 0, err
         await eventually(lambda: stage_file(dirs["tasks"], "build_plan"), 60)
         await handle.terminate("test over")
