@@ -19,9 +19,11 @@ from typing import Any
 from connection.offers import OFFERED_AGAIN
 from connection.rpc_exits import STATUS_NAMES, status_exit
 from connection.settings import (
+    AGENT_PREFIX,
     DEFAULT_ADDRESS,
     DEFAULT_NAMESPACE,
     DEFAULT_SOURCE,
+    FROM_FILE,
     ClientSettings,
     StageLocation,
     agent_settings,
@@ -79,12 +81,12 @@ def plain_settings(env: Mapping[str, str]) -> ClientSettings | None:
     what only the SDK's reader knows (a profile or config file, TLS files, gRPC metadata)."""
     if any(name.startswith(SDK_ONLY) for name in env) or config_file(env).exists():
         return None
+    from connection.settings import _vault_settings  # the Vault layer's one reader
+
     connect: dict[str, Any] = {"target_host": env.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS,
                                "namespace": env.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE}
     if env.get("TEMPORAL_API_KEY"):
         connect["api_key"], connect["tls"] = env["TEMPORAL_API_KEY"], True  # as the SDK's
-    from connection.settings import _vault_settings
-
     sources = {f"{key}_from": f"from {variable}" if env.get(variable, "").strip()
                else DEFAULT_SOURCE for key, variable in (("address", "TEMPORAL_ADDRESS"),
                                                          ("namespace", "TEMPORAL_NAMESPACE"))}
@@ -131,11 +133,20 @@ def target(env: Mapping[str, str], place: StageLocation | None) -> Target:
         headers["Authorization"] = f"Bearer {api_key}"
     for key, value in dict(settings.connect.get("rpc_metadata") or {}).items():
         headers.setdefault(str(key), str(value))
-    source = "from TEMPORAL_HTTP_ADDRESS" if settings.http_setting and \
-        settings.address_from != "from the task file" else settings.address_from
     context, name = tls_context(settings)
-    return Target(settings.http_address, source, settings.namespace, context, name, headers,
-                  settings.vault_missing)
+    return Target(settings.http_address, http_source(env, settings), settings.namespace,
+                  context, name, headers, settings.vault_missing)
+
+
+def http_source(env: Mapping[str, str], settings: ClientSettings) -> str:
+    """Where the HTTP address came from, said in messages (as the gRPC address's)."""
+    if not settings.http_setting:
+        return ("derived from the default gRPC address" if not settings.names_address else
+                f"derived from the gRPC address {settings.address_from}")
+    if settings.address_from == FROM_FILE:
+        return FROM_FILE
+    own = f"{AGENT_PREFIX}TEMPORAL_HTTP_ADDRESS"
+    return f"from {own if own in env else 'TEMPORAL_HTTP_ADDRESS'}"
 
 
 def tls_context(settings: ClientSettings) -> tuple[ssl.SSLContext | None, str | None]:
