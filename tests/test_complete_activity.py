@@ -424,7 +424,7 @@ async def test_an_api_key_is_never_sent_to_an_address_the_file_names(env, tmp_pa
 
 @pytest.mark.parametrize("place", ["localhost:7233", {"address": "evil host:1"},
                                    {"namespace": "a/b"}, {"tls": "yes"},
-                                   {"server_name": ["x"]}])
+                                   {"server_name": ["x"]}, {"http_address": "a/b:1"}])
 async def test_a_forged_place_is_refused_in_one_line(place, env, tmp_path):
     path = _file_at(tmp_path, place)
     code, _, err = await run_cli("--task-file", str(path), "success", env=env)

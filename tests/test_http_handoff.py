@@ -225,6 +225,16 @@ def test_the_api_key_goes_as_a_bearer_header_with_the_namespace(env, tmp_path):
     assert "sekrit-key" not in done.stdout + done.stderr and token not in done.stderr
 
 
+@pytest.mark.parametrize(("setting", "value"), [("AGENT_TRANSPORT", "carrier-pigeon"),
+                                                ("TEMPORAL_HTTP_ADDRESS", "no port"),
+                                                ("AGENT_TEMPORAL_HTTP_ADDRESS", "a/b:1")])
+async def test_a_bad_transport_setting_is_one_line_exit_6(env, setting, value):
+    token = base64.b64encode(b"\x12\x03wid\x1a\x03rid").decode()
+    code, _, err = await run_cli(token, "success", env={**env, setting: value})
+    assert code == 6 and len(err.strip().splitlines()) == 1, err
+    assert setting.removeprefix("AGENT_") in err and "Traceback" not in err
+
+
 SECRET_ID = "approle-secret-http"
 
 
