@@ -13,19 +13,57 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from statistics import median
+from typing import Any, Protocol
 
 from temporalio.client import Client
 
-from bench.run import Bench, median, ms, stage_id, wait_file
+from stages import stage_named
+from taskdir.documents import stage_task_id
+from taskdir.index import id_prefix
 from testbed.agents import COMPLETE, AgentSim, triage_writer
 from testbed.devserver import DevServer
 from testbed.helpers import make_origin, start_pipeline
+from testbed.processes import WorkerProcess
 
 STDLIB_FLOOR = "import json, urllib.request"
 SDK_FLOOR = "import temporalio.service"
 TRANSPORTS = ("http", "grpc")
 TIME = "/usr/bin/time"  # GNU time (Debian's `time` package): the child's own peak RSS
+
+
+class Bench(Protocol):
+    """What this phase needs of bench.run's Bench (which calls it)."""
+
+    quick: bool
+
+    def row(self, what: str, figure: str, target: str, verdict: str) -> None: ...
+
+    def dirs(self, name: str) -> dict[str, Path]: ...
+
+    async def start_worker(self, server: DevServer, dirs: dict[str, Path],
+                           **env_overrides: str) -> tuple[WorkerProcess, dict[str, str]]: ...
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def stage_id(run_id: str, kind: str) -> str:
+    """The task id our workflow gives stage KIND of RUN_ID."""
+    return stage_task_id(run_id, stage_named(kind).task_key())
+
+
+async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
+    """Poll (1 ms) for TASK_ID's task file, known by the id prefix its name carries."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if id_prefix(entry.name) == task_id[:8]:
+                    return Path(entry.path)
+        await asyncio.sleep(0.001)
+    raise TimeoutError(f"no task file for {task_id} within {timeout}s")
 
 
 @dataclass(frozen=True)
