@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -12,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from connection.http_completion import NOT_FOUND_LINE, STOP_LINE
 from connection.settings import ClientSettings, StageLocation, stage_location
 from contract import (
     DEFAULT_TASK_DIR,
@@ -27,7 +27,7 @@ from contract import (
     progress_json,
     token_text,
 )
-from exceptions import Exit, ExitError
+from exceptions import Exit, ExitError, TemporalWorkerError
 
 USAGE = (
     "usage: complete_activity.py TOKEN|- success|failed [message]\n"
@@ -157,22 +157,97 @@ def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
     return TokenSource(argv[0]), argv[1:]
 
 
-async def call(request: Request, token: bytes) -> None:
-    """One workflow-service RPC on the SDK's service layer (the bridge and one connection, no
-    `temporalio.client`, no data converter): the completion, or the heartbeat."""
-    from temporalio.service import ConnectConfig, RPCError, ServiceClient
+def deliver(request: Request, token: bytes) -> None:
+    """The call over Temporal's HTTP API (no SDK import), or over gRPC when AGENT_TRANSPORT
+    says so, or once when HTTP is off (said on stderr; one line when gRPC is off too)."""
+    from connection import http_completion as http
 
-    from connection.offers import OFFERED_AGAIN, offered_again
-    from connection.rpc_exits import rpc_exit
+    if request.verb == "complete" and stage_withdrawn(request.task_file):
+        raise ExitError(CANCELLED_LINE, Exit.NOT_FOUND)  # the server may still accept it
+    try:
+        choice = http.transport(os.environ)
+        off = None if choice == "grpc" else over_http(request, token)
+    except http.HandOffError as err:
+        raise ExitError(str(err), err.code) from None
+    except TemporalWorkerError as err:  # settings, credentials, TLS
+        raise ExitError(str(err), Exit.CONFIG) from None
+    if off is not None and choice == "http":
+        raise ExitError(f"{off} ({http.TRANSPORT_VAR}=http)", Exit.UNREACHABLE)
+    if choice == "grpc" or off is not None:
+        try:
+            run(call(request, token))
+        except ExitError as err:
+            if off is not None and err.code == Exit.UNREACHABLE:
+                raise ExitError(f"{err}; and {off}", err.code) from None
+            say_fallback(off)
+            raise
+        say_fallback(off)
+
+
+def over_http(request: Request, token: bytes) -> str | None:
+    """The call over HTTP; None once done, else why HTTP is off (nothing was sent)."""
+    from connection import http_completion as http
+
+    where = http.target(os.environ, request.place)
+    warn_vault(where.vault_missing)
+    try:
+        http.hand_off(where, http.Call(
+            request.verb, request.status, request.message, request.maybe_old,
+            lambda: run(was_offered_again(request, token)),
+            lambda: stage_withdrawn(request.task_file)), token)
+    except http.HttpOff as off:
+        return str(off)
+    return None
+
+
+CANCELLED_LINE = "this stage was cancelled (its task file says so); nothing was sent"
+
+
+def run(coroutine: Any) -> Any:
+    """Run one coroutine of the gRPC path (asyncio is imported only when one is needed)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def say_fallback(off: str | None) -> None:
+    if off is not None:
+        print(f"complete_activity: note: {off}; used gRPC", file=sys.stderr)
+
+
+_WARNED: list[str] = []
+
+
+def warn_vault(missing: tuple[str, ...]) -> None:
+    """Say once that Vault is off because some of its variables are unset."""
+    if missing and not _WARNED:
+        _WARNED.append("vault")
+        print(f"complete_activity: warning: {', '.join(missing)} unset, so Vault mTLS is off "
+              f"(it needs all three)", file=sys.stderr)
+
+
+async def was_offered_again(request: Request, token: bytes) -> bool:
+    """Whether TOKEN's stage moved on to a newer offer (asked over gRPC); False when the
+    server cannot be asked."""
+    from connection.offers import offered_again
+
+    try:
+        service, settings, _ = await connected(request)
+    except ExitError:
+        return False
+    return await offered_again(service, settings.namespace, token)
+
+
+async def connected(request: Request) -> tuple[Any, ClientSettings, Any]:
+    """The SDK's service layer connected as the agents' settings say."""
+    from temporalio.service import ConnectConfig, ServiceClient
+
     from connection.settings import agent_settings
     from connection.tls import tls_config
-    from exceptions import TemporalWorkerError
 
     try:
         settings = agent_settings(os.environ, request.place)
-        if settings.vault_missing:
-            print(f"complete_activity: warning: {', '.join(settings.vault_missing)} unset, "
-                  f"so Vault mTLS is off (it needs all three)", file=sys.stderr)
+        warn_vault(settings.vault_missing)
         options = settings.connect
         config = ConnectConfig(target_host=settings.address, api_key=options.get("api_key"),
                                tls=tls_config(settings) or False,
@@ -184,6 +259,18 @@ async def call(request: Request, token: bytes) -> None:
         service = await ServiceClient.connect(config)
     except RuntimeError:  # the bridge reports a failed connection this way
         raise ExitError(unreachable(settings), Exit.UNREACHABLE) from None
+    return service, settings, config
+
+
+async def call(request: Request, token: bytes) -> None:
+    """One workflow-service RPC on the SDK's service layer (the bridge and one connection, no
+    `temporalio.client`, no data converter): the completion, or the heartbeat."""
+    from temporalio.service import RPCError
+
+    from connection.offers import OFFERED_AGAIN, offered_again
+    from connection.rpc_exits import rpc_exit
+
+    service, settings, config = await connected(request)
     try:
         await send(request, service, settings.namespace, config.identity, token)
     except RPCError as err:
@@ -194,8 +281,7 @@ async def call(request: Request, token: bytes) -> None:
                 stage_withdrawn(request.task_file):
             raise ExitError(STOP_LINE, Exit.STOP) from None
         messages = {
-            Exit.NOT_FOUND: "no such activity: already completed, timed out, cancelled, or "
-                            "from another namespace",
+            Exit.NOT_FOUND: NOT_FOUND_LINE,
             Exit.INVALID: "Temporal rejected the task token as malformed",
             Exit.UNREACHABLE: unreachable(settings)}
         raise ExitError(messages.get(code, f"Temporal refused the completion "
@@ -221,7 +307,6 @@ def unreachable(settings: ClientSettings) -> str:
     return f"cannot reach Temporal at {settings.address} ({settings.address_from})"
 
 
-STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
 
 
 def stage_withdrawn(task_file: str | None) -> bool:
@@ -386,7 +471,7 @@ def main(argv: list[str]) -> int:
         request = parse_args(argv)
         token = checked_token(request.token_text)
         request, own = with_own_file(request, token)
-        asyncio.run(call(request, token))
+        deliver(request, token)
         if request.verb == "heartbeat":
             print("progress recorded")
             return Exit.OK

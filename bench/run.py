@@ -790,6 +790,9 @@ async def main() -> None:
         client = await connect_client(server.address)
         await bench.handoffs(server, client)
         await bench.heartbeats(server, client)
+        from bench.http_handoff import http_rows  # it imports this module
+
+        await http_rows(bench, server, client)
         await bench.decisions(server, client)
         await bench.capacity(server, client)
         await bench.throughput(server, client)

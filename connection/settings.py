@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from vault import VaultSettings
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SOURCE = "the default"  # a setting nobody set
+HTTP_PORT_OFFSET = 10  # the HTTP API's port, when not set: the gRPC port + 10
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -30,6 +31,7 @@ class ClientSettings:
     vault_missing: tuple[str, ...] = ()  # some Vault variables set, these not: Vault is off
     address_from: str = DEFAULT_SOURCE  # where the address came from, said in messages
     namespace_from: str = DEFAULT_SOURCE
+    http_setting: str | None = None  # TEMPORAL_HTTP_ADDRESS (or the task file's), if set
 
     @property
     def address(self) -> str:
@@ -38,6 +40,15 @@ class ClientSettings:
     @property
     def namespace(self) -> str:
         return str(self.connect.get("namespace") or DEFAULT_NAMESPACE)
+
+    @property
+    def http_address(self) -> str:
+        """The frontend's HTTP API: as set, else the gRPC host with the gRPC port + 10 (the
+        server's own pair, 7233 and 7243, and the pair scripts/run.sh starts)."""
+        if self.http_setting:
+            return self.http_setting
+        host, _, port = self.address.rpartition(":")
+        return f"{host}:{int(port) + HTTP_PORT_OFFSET}" if port.isdigit() else self.address
 
     @property
     def has_static_tls(self) -> bool:
@@ -65,6 +76,8 @@ class ClientSettings:
                                  "tls": self.vault is not None or self.has_static_tls}
         if self.server_name:
             place["server_name"] = self.server_name
+        if self.http_setting:
+            place["http_address"] = self.http_setting
         return place
 
     def describe(self) -> dict[str, Any]:
@@ -95,6 +108,12 @@ ENV_ROWS = (
     ("TEMPORAL_ADDRESS", DEFAULT_ADDRESS, "frontend address (also TEMPORAL_API_KEY, "
      "TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE: standard `temporalio.envconfig`)"),
     ("TEMPORAL_NAMESPACE", DEFAULT_NAMESPACE, "namespace"),
+    ("TEMPORAL_HTTP_ADDRESS", "gRPC host, gRPC port + 10", "the frontend's HTTP API (host:port; "
+     "the server's `frontend.httpPort`, the dev server's `--http-port`): written into each task "
+     "file's `payload.temporal.http_address` when set, where the agents' CLI posts its "
+     "completions and heartbeats"),
+    ("AGENT_TRANSPORT", "auto", "agents' CLI: `auto` (HTTP, gRPC once when HTTP is off), "
+     "`http` or `grpc`"),
     ("TEMPORAL_REQUIRE_TLS", "unset", "1/true/yes: refuse to start without TLS"),
     (", ".join(VAULT_VARS), "unset", "all three: mTLS material from Vault; only some: no Vault, "
      "a `vault_partial` warning naming the missing ones"),
@@ -163,8 +182,17 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
         vault=_vault_settings(env),
         vault_missing=vault_missing(env),
         require_tls=parse_bool("TEMPORAL_REQUIRE_TLS", env.get("TEMPORAL_REQUIRE_TLS")),
+        http_setting=http_setting(env),
         **sources,
     )
+
+
+def http_setting(env: Mapping[str, str]) -> str | None:
+    """TEMPORAL_HTTP_ADDRESS (host:port of the frontend's HTTP API), checked; None: unset."""
+    value = env.get("TEMPORAL_HTTP_ADDRESS", "").strip()
+    if value and not _ADDRESS.fullmatch(value):
+        raise ConfigError(f"TEMPORAL_HTTP_ADDRESS must be host:port, got {value[:80]!r}")
+    return value or None
 
 
 def _source(env: Mapping[str, str], variable: str, value: object) -> str:
@@ -187,6 +215,7 @@ class StageLocation:
     namespace: str | None = None
     tls: bool = False
     server_name: str | None = None
+    http_address: str | None = None  # the frontend's HTTP API, when the worker's is set
 
 
 def stage_location(raw: object) -> StageLocation | None:
@@ -196,7 +225,8 @@ def stage_location(raw: object) -> StageLocation | None:
         return None
     if not isinstance(raw, dict):
         raise ValueError(f"payload.{LOCATION_FIELD} is not a mapping")
-    checks = {"address": _ADDRESS, "namespace": _NAME, "server_name": _NAME}
+    checks = {"address": _ADDRESS, "namespace": _NAME, "server_name": _NAME,
+              "http_address": _ADDRESS}
     values: dict[str, Any] = {}
     for key, pattern in checks.items():
         value = raw.get(key)
@@ -208,11 +238,14 @@ def stage_location(raw: object) -> StageLocation | None:
     return StageLocation(tls=bool(raw.get("tls")), **values)
 
 
-def agent_settings(env: Mapping[str, str], place: StageLocation | None) -> ClientSettings:
+def agent_settings(env: Mapping[str, str], place: StageLocation | None,
+                   load: Callable[[Mapping[str, str]], ClientSettings] | None = None
+                   ) -> ClientSettings:
     """The agents' CLI's connection: its own AGENT_TEMPORAL_* settings, else the shell's
-    TEMPORAL_* (and profile), each setting they leave unset filled from the task file."""
+    TEMPORAL_* (and profile), each setting they leave unset filled from the task file. LOAD
+    reads the variables (the SDK's reader unless the caller has a lighter one)."""
     own = any(name.startswith(AGENT_PREFIX + "TEMPORAL_") for name in env)
-    settings = load_client_settings(agent_env(env))
+    settings = (load or load_client_settings)(agent_env(env))
     if own:
         settings = replace(settings, **{
             key: getattr(settings, key).replace("from TEMPORAL_", f"from {AGENT_PREFIX}TEMPORAL_")
@@ -225,7 +258,7 @@ def at_location(settings: ClientSettings, place: StageLocation) -> ClientSetting
     environment names none. Credentials from the environment go only to an address named
     there too (the file is anyone's to write): refused, never sent elsewhere."""
     connect = dict(settings.connect)
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     if place.address and not settings.names_address:
         if connect.get("api_key") or connect.get("rpc_metadata"):
             raise ConfigError(
@@ -233,6 +266,8 @@ def at_location(settings: ClientSettings, place: StageLocation) -> ClientSetting
                 f"gRPC metadata) from the environment is sent only to an address set there "
                 f"too: set TEMPORAL_ADDRESS (or AGENT_TEMPORAL_ADDRESS)")
         connect["target_host"], changes["address_from"] = place.address, FROM_FILE
+        if settings.http_setting is None:
+            changes["http_setting"] = place.http_address  # None: derived from the address
         if place.tls and settings.vault is None and not settings.has_static_tls:
             from temporalio.service import TLSConfig
 

@@ -130,10 +130,15 @@ class TemporalCluster:
     def __post_init__(self) -> None:
         self.postgres = Postgres(free_port())
         self.frontend_port = free_port()
+        self.http_port = free_port()  # the frontend's HTTP API (frontend.rpc.httpPort)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.frontend_port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
         """Start PostgreSQL, load the schema, start both nodes, register the namespace; on
@@ -184,7 +189,7 @@ class TemporalCluster:
                                  "bindOnLocalHost": True}}
                for service, (grpc, member) in ports.items()}
         if "frontend" in rpc:
-            rpc["frontend"]["rpc"]["httpPort"] = free_port()
+            rpc["frontend"]["rpc"]["httpPort"] = self.http_port
         disabled = {"state": "disabled"}
         config = {
             "log": {"stdout": True, "level": "warn"},

@@ -89,10 +89,18 @@ class DevServer:
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
     log_offset: int = 0
+    http_port: int = 0  # the frontend's HTTP API (0: a free port is chosen)
+
+    def __post_init__(self) -> None:
+        self.http_port = self.http_port or free_port()
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
     def start(self, attempts: int = 3, timeout: float = 60.0) -> None:
         """Start and wait for the frontend; retry on a lost port race (new UI port, and a new
@@ -106,12 +114,13 @@ class DevServer:
                 raise RuntimeError(f"dev server on port {self.port} did not start: {tail}")
             self.ui_port = free_port()
             if not self.started_once:
-                self.port = free_port()
+                self.port, self.http_port = free_port(), free_port()
 
     def _launch(self, timeout: float) -> bool:
         """True once the frontend and the Web UI answer; False if the process exited first."""
         args = [self.cli, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
-                "--ui-port", str(self.ui_port), "--db-filename", str(self.db),
+                "--ui-port", str(self.ui_port), "--http-port", str(self.http_port),
+                "--db-filename", str(self.db),
                 "--log-level", "error", "--search-attribute", "BuildName=Keyword",
                 "--search-attribute", "TargetAgent=Keyword",
                 "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]

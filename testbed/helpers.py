@@ -120,6 +120,7 @@ def worker_env(server: DevServer, dirs: dict[str, Path], **overrides: str) -> di
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(dirs["home"]),
         "TEMPORAL_ADDRESS": server.address,
+        "TEMPORAL_HTTP_ADDRESS": server.http_address,
         "TEMPORAL_NAMESPACE": "default",
         "TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
         "TASK_QUEUE_DIR": str(dirs["tasks"]),

@@ -11,7 +11,7 @@ from testbed.processes import ROOT
 def test_quick_benchmark_writes_a_full_table(tmp_path):
     output = tmp_path / "bench.md"
     subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=420)
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
     rows = [line for line in output.read_text().splitlines() if line.startswith("| ")]
     measures = [row.split("|")[1].strip() for row in rows[1:]]
     for expected in ("Hand-off, agent CLI", "Hand-off, in-process", "Floor", "Agents' CLI wall",
@@ -25,6 +25,6 @@ def test_quick_benchmark_writes_a_full_table(tmp_path):
                      "Fresh hand-off", "Throughput", "Task lookup", "Cluster: hand-off",
                      "Cluster: hand-off, in-process ÷ floor", "Cluster: the memo floor's",
                      "Cluster: fresh hand-off", "Cluster: worker RSS",
-                     "Cluster: throughput"):
+                     "Cluster: throughput", "Agents' CLI over HTTP", "HTTP ÷ gRPC"):
         assert any(expected in measure for measure in measures), expected
     assert "## What dominates each figure" in output.read_text()

@@ -70,12 +70,12 @@ async def test_random_bytes_token_rejected_by_server(env):
 
 
 async def test_unreachable_server_exit_5(env):
-    env = {**env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    env = {**_without_http(env), "TEMPORAL_ADDRESS": "127.0.0.1:1"}
     token = base64.b64encode(b"whatever-token").decode()
     code, _, err = await run_cli(token, "success", env=env)
     assert code == EXIT_UNREACHABLE
-    assert_one_line(err)
-    assert "127.0.0.1:1" in err and token not in err
+    assert_one_line(err)  # neither HTTP (the port + 10) nor gRPC: said in one line
+    assert "127.0.0.1:1 " in err and "HTTP at 127.0.0.1:11" in err and token not in err
 
 
 async def test_config_error_exit_6(env, dirs):
@@ -203,8 +203,10 @@ async def test_unreadable_task_files_exit_2_without_blocking(name, env, tmp_path
 
 
 async def test_cli_loads_the_service_layer_only(env):
-    """An agent's call pays the SDK's bridge and one connection: no `temporalio.client`, no
-    data converter, no pydantic, no YAML (unless it reads a task file)."""
+    """An agent's call over gRPC (AGENT_TRANSPORT=grpc) pays the SDK's bridge and one
+    connection: no `temporalio.client`, no data converter, no pydantic, no YAML (unless it
+    reads a task file). Over HTTP it loads no temporalio at all (test_http_handoff)."""
+    env = {**env, "AGENT_TRANSPORT": "grpc"}
     token = base64.b64encode(b"\x0a\x02no-such-activity").decode()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-X", "importtime", COMPLETE, token, "success", "x",
@@ -223,8 +225,10 @@ async def test_agents_can_hold_credentials_of_their_own(client, cfg, dirs, env, 
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "own-creds")
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
-        theirs = {**env, "TEMPORAL_ADDRESS": "127.0.0.1:1", "VAULT_ADDR": "http://127.0.0.1:1",
-                  "AGENT_TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"]}
+        theirs = {**_without_http(env), "TEMPORAL_ADDRESS": "127.0.0.1:1",
+                  "VAULT_ADDR": "http://127.0.0.1:1",
+                  "AGENT_TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"],
+                  "AGENT_TEMPORAL_HTTP_ADDRESS": env["TEMPORAL_HTTP_ADDRESS"]}
         code, _, err = await run_cli("--task-file", str(path), "success", "mine", env=theirs)
         assert code == 0, err
         without = {k: v for k, v in theirs.items() if not k.startswith("AGENT_")}
@@ -336,6 +340,11 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
         await handle.terminate("test over")
 
 
+def _without_http(env: dict[str, str]) -> dict[str, str]:
+    """ENV without the HTTP API's address (derived then: the gRPC port + 10)."""
+    return {name: value for name, value in env.items() if name != "TEMPORAL_HTTP_ADDRESS"}
+
+
 def _without_temporal_settings(env: dict[str, str], base: Path) -> dict[str, str]:
     """An agent's shell: no TEMPORAL_* at all, and the system's python3 first on PATH."""
     bare = system_python_first(env, base)
@@ -363,7 +372,7 @@ async def test_the_task_file_says_where_its_stage_lives(client, cfg, dirs, env, 
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         payload = yaml.safe_load(path.read_text())["payload"]
         assert payload["temporal"] == {"address": server.address, "namespace": "default",
-                                       "tls": False}
+                                       "tls": False, "http_address": server.http_address}
         code, out, err = await _python3("--task-file", str(path), "success", "out",
                                         env=shell, cwd=tmp_path)
         assert (code, out.strip()) == (0, "activity completed: success"), err
@@ -392,15 +401,15 @@ async def test_exit_5_names_the_address_and_where_it_came_from(env, tmp_path):
     code, _, err = await run_cli("--task-file", str(path), "success", env=shell)
     assert code == EXIT_UNREACHABLE
     assert err.strip() == ("complete_activity: cannot reach Temporal at 127.0.0.1:1 (from the "
-                           "task file)")
+                           "task file); and nothing answers HTTP at 127.0.0.1:11")
     code, _, err = await run_cli("--task-file", str(path), "success",
                                  env={**shell, "TEMPORAL_ADDRESS": "127.0.0.1:2"})
     assert code == EXIT_UNREACHABLE  # the shell's own setting wins over the file
-    assert err.strip().endswith("at 127.0.0.1:2 (from TEMPORAL_ADDRESS)")
+    assert "at 127.0.0.1:2 (from TEMPORAL_ADDRESS);" in err
     code, _, err = await run_cli("--task-file", str(path), "success",
                                  env={**shell, "AGENT_TEMPORAL_ADDRESS": "127.0.0.1:3",
                                       "TEMPORAL_ADDRESS": "127.0.0.1:2"})
-    assert err.strip().endswith("at 127.0.0.1:3 (from AGENT_TEMPORAL_ADDRESS)")
+    assert "at 127.0.0.1:3 (from AGENT_TEMPORAL_ADDRESS);" in err
 
 
 async def test_an_api_key_is_never_sent_to_an_address_the_file_names(env, tmp_path):
@@ -415,7 +424,7 @@ async def test_an_api_key_is_never_sent_to_an_address_the_file_names(env, tmp_pa
 
 @pytest.mark.parametrize("place", ["localhost:7233", {"address": "evil host:1"},
                                    {"namespace": "a/b"}, {"tls": "yes"},
-                                   {"server_name": ["x"]}])
+                                   {"server_name": ["x"]}, {"http_address": "a/b:1"}])
 async def test_a_forged_place_is_refused_in_one_line(place, env, tmp_path):
     path = _file_at(tmp_path, place)
     code, _, err = await run_cli("--task-file", str(path), "success", env=env)

@@ -47,9 +47,11 @@ def make_certs(directory: Path) -> Certs:
 
 
 class NginxGrpcProxy:
-    """nginx terminating mTLS on a free port and proxying gRPC to the dev server."""
+    """nginx terminating mTLS on a free port and proxying gRPC to the dev server (or, HTTP,
+    its HTTP API)."""
 
-    def __init__(self, directory: Path, certs: Certs, upstream_port: int) -> None:
+    def __init__(self, directory: Path, certs: Certs, upstream_port: int,
+                 http: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -69,14 +71,14 @@ http {{
   uwsgi_temp_path {directory}/uwsgi;
   scgi_temp_path {directory}/scgi;
   server {{
-    listen 127.0.0.1:{self.port} ssl http2;
+    listen 127.0.0.1:{self.port} ssl{"" if http else " http2"};
     ssl_certificate {certs.server_cert};
     ssl_certificate_key {certs.server_key};
     ssl_client_certificate {certs.ca_path};
     ssl_verify_client on;
     grpc_read_timeout 300s;
     grpc_send_timeout 300s;
-    location / {{ grpc_pass grpc://127.0.0.1:{upstream_port}; }}
+    location / {{ {"proxy_pass http" if http else "grpc_pass grpc"}://127.0.0.1:{upstream_port}; }}
   }}
 }}
 """)
