@@ -61,7 +61,7 @@ from taskdir import TaskDirectory
 from taskdir.locks import SWEEP_LOCK
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
-from workflows.dispatching import DispatchingWorkflow
+from workflows.base import BuildWorkflowBase
 
 T = TypeVar("T")
 MAX_PLAN_BYTES = 1024 * 1024
@@ -257,7 +257,7 @@ async def _progress(client: Client, workflow_id: str, polled: bool = True) -> An
         return Answer(no_worker=True)
     try:
         return Answer(await client.get_workflow_handle(workflow_id).query(
-            DispatchingWorkflow.progress, rpc_timeout=QUERY_WAIT))
+            BuildWorkflowBase.progress, rpc_timeout=QUERY_WAIT))
     except RPCError as err:
         return Answer(no_worker=err.status in UNANSWERED)
     except Exception:  # not one of ours (no such query), or an answer we cannot read

@@ -8,7 +8,7 @@ import logging
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.service import RPCError
 
-from workflows.dispatching import DispatchingWorkflow
+from workflows.base import BuildWorkflowBase
 
 log = logging.getLogger("sweeper")
 
@@ -49,4 +49,4 @@ class Notes:
         log.warning(event, extra={"workflow_id": execution.id, "task_id": task_id,
                                   "note": note})
         with contextlib.suppress(RPCError):
-            await self.handle(execution).signal(DispatchingWorkflow.attention, note)
+            await self.handle(execution).signal(BuildWorkflowBase.attention, note)

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 from activities.deps import Deps
 from sweeper.notes import Notes, run_of
-from workflows.dispatching import DispatchingWorkflow
+from workflows.base import BuildWorkflowBase
 
 log = logging.getLogger("sweeper")
 ORPHAN_GRACE = timedelta(seconds=5)
@@ -60,7 +60,7 @@ class OddEntries:
                 f"requeue it to go on")
         log.warning("stage_dead_lettered", extra={"workflow_id": execution.id,
                                                   "task_id": task_id})
-        await self.notes.handle(execution).signal(DispatchingWorkflow.stage_dead_lettered,
+        await self.notes.handle(execution).signal(BuildWorkflowBase.stage_dead_lettered,
                                                   note)
         await self.deps.notifiers.send(f"[ACTION] {execution.id}: stage task dead-lettered",
                                        note)
@@ -82,7 +82,7 @@ class OddEntries:
                 if time.monotonic() - self._redispatched.get(key, -1e9) < RESIGNAL_AFTER:
                     return 0  # asked already; the workflow may be waiting for a worker
                 self._redispatched[key] = time.monotonic()
-                await handle.signal(DispatchingWorkflow.redispatch)
+                await handle.signal(BuildWorkflowBase.redispatch)
                 log.warning("orphaned_dispatch_recovered",
                             extra={"workflow_id": execution.id, "task_id": task_id,
                                    "activity": pending.activity_type.name})

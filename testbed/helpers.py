@@ -26,7 +26,7 @@ from safeio.writing import write_private
 from taskdir import UNREADABLE, TaskDirectory, dump, file_name, load, utc_now
 from testbed.devserver import DevServer
 from worker import build_worker
-from workflows.dispatching import DispatchingWorkflow
+from workflows.base import BuildWorkflowBase
 
 T = TypeVar("T")
 
@@ -216,7 +216,7 @@ def file_status(task_dir: Path, task_id: str) -> str | None:
 
 async def progress_of(handle: WorkflowHandle) -> Progress:
     """The run's `progress` query, by typed reference."""
-    return await handle.query(DispatchingWorkflow.progress)
+    return await handle.query(BuildWorkflowBase.progress)
 
 
 async def current_details(handle: WorkflowHandle) -> str:

@@ -26,7 +26,7 @@ from testbed.helpers import (
     start_pipeline,
     system_python_first,
 )
-from workflows.dispatching import DispatchingWorkflow
+from workflows.base import BuildWorkflowBase
 
 EXIT_USAGE, EXIT_BAD_TOKEN, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_BAD_OUTPUT = 2, 3, 4, 5, 7
 
@@ -446,7 +446,7 @@ async def test_an_old_token_after_a_redispatch_says_so(client, cfg, dirs, env, w
         copy = tmp_path / path.name  # the agent's own copy of the first offer
         shutil.copy2(path, copy)
         old = yaml.safe_load(path.read_text())["payload"]["task_token"]
-        await handle.signal(DispatchingWorkflow.redispatch)  # as the sweeper sends it
+        await handle.signal(BuildWorkflowBase.redispatch)  # as the sweeper sends it
         await eventually(lambda: yaml.safe_load(path.read_text())["payload"]["task_token"]
                          != old)
         for args, stdin in ((("-", "success", "stale"), old.encode()),

@@ -130,14 +130,14 @@ async def _stopped(path, env: dict[str, str]) -> tuple[int, str, str] | None:
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 async def test_an_old_token_says_offered_again_on_either_transport(client, cfg, dirs, env,
                                                                     worker, transport):
-    from workflows.dispatching import DispatchingWorkflow
+    from workflows.base import BuildWorkflowBase
 
     chosen = {**env, "AGENT_TRANSPORT": transport}
     async with AgentSim(dirs["tasks"], env, HOLD):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "http-stale")
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"))
         old = yaml.safe_load(path.read_text())["payload"]["task_token"]
-        await handle.signal(DispatchingWorkflow.redispatch)
+        await handle.signal(BuildWorkflowBase.redispatch)
         await eventually(lambda: yaml.safe_load(path.read_text())["payload"]["task_token"]
                          != old)
         for args in (("-", "success", "stale"), ("heartbeat", "-", "on it")):

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from stages import AUDIT, AUDIT_AGENT, CLOSE, FIXES, IMPLEMENT, PREFAB, Stage
     from workflows.decisions import DecisionGate
-    from workflows.dispatching import DispatchingWorkflow, StageCall
+    from workflows.base import BuildWorkflowBase, StageCall
     from workflows.legacy import V05Pipeline, started_by_v05
     from workflows.run_input import checked_input, invalid_input, note_ignored_keys
 
@@ -58,7 +58,7 @@ LIVENESS = timedelta(seconds=30)
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PIPELINE, failure_exception_types=[ValidationError])
-class BuildPipelineWorkflow(DispatchingWorkflow):
+class BuildPipelineWorkflow(BuildWorkflowBase):
     """prefab → implement → audit → triage → [fixes] → [notify, wait] → close → summary."""
 
     def __init__(self) -> None:

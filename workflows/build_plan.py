@@ -23,14 +23,14 @@ with workflow.unsafe.imports_passed_through():
         PlanSummary,
     )
     from stages import PHASE
-    from workflows.dispatching import DispatchingWorkflow, StageCall
+    from workflows.base import BuildWorkflowBase, StageCall
     from workflows.legacy import V05Plan, started_by_v05
     from workflows.run_input import checked_input, note_ignored_keys
 
 
 # Invalid input fails the run at once (not a workflow task retried forever).
 @workflow.defn(name=PLAN, failure_exception_types=[ValidationError])
-class BuildPlanWorkflow(DispatchingWorkflow):
+class BuildPlanWorkflow(BuildWorkflowBase):
     """Phases run sequentially; a failed phase fails the plan."""
 
     @workflow.run

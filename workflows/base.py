@@ -68,7 +68,7 @@ class StageCall:
         return f"Stage {self.name}" if self.phase is None else f"Phase {self.phase}"
 
 
-class DispatchingWorkflow:
+class BuildWorkflowBase:
     """Base for workflows that hand stages to agents; owns progress and re-dispatch."""
 
     def __init__(self) -> None:
