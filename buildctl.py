@@ -59,9 +59,9 @@ from safeio import untrusted_yaml
 from safeio.inert import one_line
 from taskdir import TaskDirectory
 from taskdir.locks import SWEEP_LOCK
+from workflows.base import BuildWorkflowBase
 from workflows.build_pipeline import BuildPipelineWorkflow
 from workflows.build_plan import BuildPlanWorkflow
-from workflows.base import BuildWorkflowBase
 
 T = TypeVar("T")
 MAX_PLAN_BYTES = 1024 * 1024

@@ -33,8 +33,8 @@ with workflow.unsafe.imports_passed_through():
         plan_path_problem,
     )
     from stages import AUDIT, AUDIT_AGENT, CLOSE, FIXES, IMPLEMENT, PREFAB, Stage
-    from workflows.decisions import DecisionGate
     from workflows.base import BuildWorkflowBase, StageCall
+    from workflows.decisions import DecisionGate
     from workflows.legacy import V05Pipeline, started_by_v05
     from workflows.run_input import checked_input, invalid_input, note_ignored_keys
 
