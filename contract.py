@@ -102,8 +102,8 @@ class Handler:
 
 
 class Marker:
-    """The version marker (`workflow.patched` id) every run 1.0 starts records first; README's
-    "Versions and markers" says how a later change to running workflow code adds its own."""
+    """The version marker (`workflow.patched` id) every run 1.0 starts records first;
+    docs/upgrading.md ("Versions and markers") says how a later change adds its own."""
 
     RELEASE = "release-1.0"
 

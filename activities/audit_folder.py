@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from config import WorkerConfig
 from safeio import inert
+from safeio.untrusted_yaml import read_regular
 from taskdir import iso, utc_now
 
 REQUEST, REPORT, TRIAGE = "request.md", "audit.md", "triage-output.yml"
@@ -30,6 +33,27 @@ class AuditFolder:
         return self.path / TRIAGE
 
 
+def retire_previous(folder: AuditFolder, run: str) -> list[str]:
+    """Set aside the findings of an earlier build of the same name before RUN's request is
+    written: a triage file left by another run must never be read as this run's audit. A
+    request that already names RUN (the stage offered again) keeps its folder as it is."""
+    try:
+        earlier = read_regular(folder.request, 64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        earlier = ""
+    except ValueError:  # not a regular file, or too large: not ours to trust
+        earlier = ""
+    if f"- Run: {run}\n" in earlier:
+        return []
+    stamp = utc_now().strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for name in (TRIAGE, REPORT):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder.path / name, folder.path / f"{name}.{stamp}.previous")
+            moved.append(name)
+    return moved
+
+
 def audit_folder(config: WorkerConfig, build: str) -> AuditFolder:
     """Where this worker writes BUILD's audit request."""
     return AuditFolder(config.audit_dir / build)
@@ -47,7 +71,7 @@ REPORT_CHARS = 4000  # of the implementing agent's report, in request.md
 
 
 def audit_request(build_name: str, plan_path: str | None, output_dir: str,
-                  implement_report: str | None = None) -> str:
+                  implement_report: str | None = None, run: str = "") -> str:
     """The request.md the security agent reads: what was built (build, plan, the implementing
     agent's report) and where its findings go."""
     return f"""# Security audit request: {build_name}
@@ -55,6 +79,7 @@ def audit_request(build_name: str, plan_path: str | None, output_dir: str,
 - Requested by: temporal-build-worker (BuildPipelineWorkflow)
 - Date: {iso(utc_now())}
 - Build: {build_name}
+- Run: {run or "(not given)"}
 - Plan: {plan_path or "(not given)"}
 
 ## What was built
@@ -73,12 +98,17 @@ def audit_request(build_name: str, plan_path: str | None, output_dir: str,
 
 ```yaml
 blocks:            # need an operator decision before the build can close
-  - description: ...
+  - title: ...       # any of title, severity, description, location (or file and line)
+    severity: high
+    file: ...
+    line: 12
 flags:             # fixable by the build agent; dispatched as a security_fix task
   - description: ...
 info:              # informational only
   - description: ...
 ```
+
+Each finding must say something (an empty item makes the whole file unreadable).
 
 ## Completing
 Finish the task with the `complete_activity.py` command given in your task file's

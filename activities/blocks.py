@@ -9,7 +9,7 @@ from temporalio import activity
 from activities.deps import Deps
 from exceptions import UnsafePathError
 from models import BlockCheck, BlockNotice, NoticeResult
-from safeio.inert import markdown
+from safeio.inert import code, one_line
 from taskdir import UNREADABLE, Decision
 from taskdir.waiting import patiently
 
@@ -24,27 +24,29 @@ async def _heartbeat_every(seconds: float, *details: object) -> None:
 NOTIFIED_BLOCKS, NOTIFIED_CHARS = 10, 300  # what one notification lists of a set of blocks
 
 
-def notice_text(notice: BlockNotice) -> tuple[str, str]:
+def notice_text(notice: BlockNotice, workflow_id: str | None = None) -> tuple[str, str]:
     """One message for one set of blocks: the title, then the first blocks in their own words
-    (Markdown-escaped, bounded), how many more, and where to decide."""
+    (each a code span: inert where Markdown is rendered, bounded), how many more, and where to
+    decide (the workflow id buildctl takes)."""
     total = len(notice.blocks)
     title = f"[ACTION] {notice.build_name}: {total} security block(s) need your decision"
-    lines = [f"{number}. {markdown(block, NOTIFIED_CHARS)}"
+    lines = [f"{number}. {code(block, NOTIFIED_CHARS)}"
              for number, block in enumerate(notice.blocks[:NOTIFIED_BLOCKS], start=1)]
     if total > NOTIFIED_BLOCKS:
         lines.append(f"… and {total - NOTIFIED_BLOCKS} more")
     if notice.flags:
         lines.append(f"{notice.flags} flag(s) go to the build's agent to fix")
     if notice.triage_file:
-        lines.append(f"Triage file: {markdown(notice.triage_file, 1000)}")
-    lines.append(f"Decide: buildctl.py status/approve/reject {notice.build_name} "
+        lines.append(f"Triage file: {code(notice.triage_file, 1000)}")
+    target = workflow_id or notice.build_name
+    lines.append(f"Decide: buildctl.py status/approve/reject {target} "
                  f"(or set task {notice.task_id} to approved/cancelled)")
     return title, "\n".join(lines)
 
 
 def input_required_note(build_name: str, blocks: list[str]) -> str:
     """The originating task's history note: what the operator decides, in the blocks' words."""
-    listed = " | ".join(markdown(block, 200) for block in blocks[:5])
+    listed = " | ".join(one_line(block, 200) for block in blocks[:5])
     more = f" | … and {len(blocks) - 5} more" if len(blocks) > 5 else ""
     return (f"{len(blocks)} security block(s) on build '{build_name}' need an operator "
             f"decision: {listed}{more}. Approve to continue (or cancel to reject), or use the "
@@ -63,7 +65,7 @@ class BlockActivities:
         """Runs on the older path: one bounded message, then the originating task is marked.
         Returns nothing: v0.5 workflows decode this result as no value."""
         title, message = notice_text(BlockNotice(build_name=build_name, task_id=task_id,
-                                                 blocks=blocks))
+                                                 blocks=blocks), activity.info().workflow_id)
         keep_alive = asyncio.create_task(_heartbeat_every(10.0))
         try:
             await self.deps.notifiers.send(title, message)
@@ -79,7 +81,7 @@ class BlockActivities:
         done = list(notice.skip)
         for details in activity.info().heartbeat_details[-1:]:
             done += [name for name in details if isinstance(name, str)]
-        title, message = notice_text(notice)
+        title, message = notice_text(notice, activity.info().workflow_id)
         keep_alive = asyncio.create_task(_heartbeat_every(10.0, done))
         try:
             if notice.mark_task:  # first: the park entry a file decision must follow

@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import instructions
-from activities.audit_folder import audit_folder, audit_request
+from activities.audit_folder import audit_folder, audit_request, retire_previous
 from activities.deps import Deps
 from activities.lifecycle import TaskLifecycle
 from contract import DISPATCH_STAGE, LOCATION_FIELD, encode_token
@@ -70,8 +70,15 @@ class StageDispatch:
         """The audit's request.md, where the security agent reads it; its path (FIELDS gain
         it and the output directory; the implementing agent's report is shown there only)."""
         folder = audit_folder(self.deps.config, build)
+        info = activity.info()
+        run = f"{info.workflow_id} ({info.workflow_run_id})"
         text = audit_request(build, fields.get("plan_path"), str(folder.path),
-                             fields.pop("implement_report", None))
+                             fields.pop("implement_report", None), run)
+        if folder.path.is_dir() and not folder.path.is_symlink():
+            moved = await asyncio.to_thread(retire_previous, folder, run)
+            if moved:
+                activity.logger.info("earlier_audit_set_aside",
+                                     extra={"folder": str(folder.path), "files": moved})
         await asyncio.to_thread(write_private, folder.request, text.encode("utf-8"),
                                 self.deps.config.audit_dir)
         fields.update(audit_request_path=str(folder.request), output_dir=str(folder.path))

@@ -33,16 +33,16 @@ class TriageStage:
             raise ApplicationError(f"triage file not written yet: {path}",
                                    type=TRIAGE_MISSING) from None
         except InputRefused as err:
-            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
+            raise ApplicationError(f"{path}: {err}", str(path), type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         except OSError as err:
             reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
-            raise ApplicationError(f"cannot read triage file {path}: {reason}",
+            raise ApplicationError(f"cannot read triage file {path}: {reason}", str(path),
                                    type=TRIAGE_FORMAT_ERROR, non_retryable=True) from None
         try:
             result = parse_triage(raw)
         except TriageFormatError as err:
-            raise ApplicationError(f"{path}: {err}", type=TRIAGE_FORMAT_ERROR,
+            raise ApplicationError(f"{path}: {err}", str(path), type=TRIAGE_FORMAT_ERROR,
                                    non_retryable=True) from None
         activity.logger.info("triage_read", extra={
             "blocks": len(result.blocks), "flags": len(result.flags), "info": len(result.info)})

@@ -30,3 +30,9 @@ def markdown(text: object, limit: int = 500) -> str:
     """TEXT as one inert line of Markdown: every character Markdown could act on escaped, so
     headings, links, images, HTML and comments show as the characters they are."""
     return _MARKDOWN.sub(r"\\\1", one_line(text, limit))
+
+
+def code(text: object, limit: int = 500) -> str:
+    """TEXT as one inline code span: shown as the characters it is wherever Markdown is
+    rendered, and readable where it is not (a backtick inside becomes a look-alike)."""
+    return "`" + one_line(text, limit).replace("`", "\u02cb") + "`"

@@ -74,7 +74,8 @@ else
       "$STATE/temporal.db, log in $STATE/temporal-server.log; stop it with:" \
       "kill \$(cat $PIDFILE))"
   # The HTTP API on the gRPC port + 10 (7243 for 7233), where the agents' CLI looks for it.
-  nohup "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" \
+  # A session of its own: Ctrl-C in this terminal stops the worker, never the server.
+  setsid nohup "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" \
     --http-port "$((PORT + 10))" --db-filename "$STATE/temporal.db" --log-level warn \
     --search-attribute BuildName=Keyword --search-attribute TargetAgent=Keyword \
     >"$STATE/temporal-server.log" 2>&1 &

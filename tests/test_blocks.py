@@ -75,7 +75,8 @@ async def test_file_approval_resumes_with_partial_outcome(client, cfg, dirs, env
         titles = [line.split("|")[1] for line in text.splitlines() if "|[ACTION]" in line]
         # One message for the set of blocks, in their own words (#35.2, #36: bounded count).
         assert titles == ["[ACTION] blocked: 2 security block(s) need your decision"]
-        assert "1. exposes docker socket\n2. root in container" in text
+        assert "1. `exposes docker socket`\n2. `root in container`" in text
+        assert f"Decide: buildctl.py status/approve/reject {handle.id} " in text
         assert text.count("|none\n") == 1  # PM2's IPC variable did not reach the call
         path = TaskDirectory(dirs["tasks"]).find(origin_id)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -261,6 +262,7 @@ async def test_unreadable_triage_parks_and_reject_ends_it(client, cfg, dirs, env
     assert "build_closeout" not in [d["task_type"] for d in agents.seen]
     summary = yaml.safe_load(next(dirs["summaries"].rglob("*.yml")).read_text())
     assert summary["outcome"] == "rejected" and summary["blocks_hit"] == 1
+    assert summary["triage_file"].endswith(f"unproven-{variant}/triage-output.yml")
 
 
 async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client, cfg, dirs,

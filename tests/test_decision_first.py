@@ -111,9 +111,12 @@ async def test_a_failed_notification_stands_as_attention_until_a_retry_gets_thro
         await eventually(lambda: sent.is_file() and "docker socket mounted" in
                          sent.read_text(), timeout=60)
         await eventually(lambda: _no_alert(handle))
+        broken.touch()  # failing again: once decided, nothing is retried or left standing
         await handle.signal(BuildPipelineWorkflow.reject, BlockDecision(by="bob"))
         with pytest.raises(WorkflowFailureError):
             await handle.result()
+    progress = await progress_of(handle)
+    assert progress.alert is None and progress.outcome == "rejected"
 
 
 async def _no_alert(handle) -> bool:
@@ -134,7 +137,7 @@ async def test_one_bounded_message_for_many_blocks(client, cfg, dirs, env, worke
         await eventually(lambda: sent.is_file() and "[ACTION]" in sent.read_text())
         text = sent.read_text()
         assert text.count("[ACTION]") == 1 and "1000 security block(s)" in text
-        assert "10. finding number 10\n… and 990 more" in text
+        assert "10. `finding number 10`\n… and 990 more" in text
         shown = await current_details(handle)
         assert "**Blocks (1000):**" in shown and "… and 990 more" in shown
         await handle.signal(BuildPipelineWorkflow.reject, BlockDecision(by="bob"))
@@ -209,3 +212,25 @@ async def test_a_plan_leaves_a_summary_of_its_phases(client, cfg, dirs, env, wor
     assert [(p["number"], p["outcome"]) for p in summary["phases"]] == [
         (1, "completed"), (2, "failed"), (3, "not run")]
     assert summary["phases"][0]["output"] == "ok" and "tests red" in summary["ending"]
+
+
+async def test_an_earlier_builds_triage_file_is_never_read_as_this_ones(client, cfg, dirs,
+                                                                         env, worker):
+    """A build of the same name as an earlier one, whose security agent writes nothing, must
+    not close on the earlier build's clean triage file: it is set aside at the audit's
+    dispatch, and this build waits for its own (here: none comes, the triage read fails)."""
+    recording_notifier(dirs["home"])
+    clean = {"security_audit": triage_writer(dirs["audit"], {"info": ["fine"]})}
+    async with AgentSim(dirs["tasks"], env, clean):
+        first = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "again")
+        await first.result()
+    silent = {"security_audit": triage_writer(dirs["audit"], None)}
+    async with AgentSim(dirs["tasks"], env, silent):
+        second = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "again")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await second.result()
+    assert "triage file not written yet" in str(caught.value.cause.cause)
+    folder = dirs["audit"] / "again"
+    assert not (folder / "triage-output.yml").exists()
+    assert len(list(folder.glob("triage-output.yml.*.previous"))) == 1
+    assert f"- Run: {second.id} (" in (folder / "request.md").read_text()

@@ -147,6 +147,7 @@ class BuildWorkflowBase:
         self.status.outcome, self.status.summary_path = outcome, summary_path
         self.status.stage = "complete" if outcome in ("success", "partial") else "ended"
         self.status.waiting_on, self.status.deadline = None, None
+        self._standing = self.status.alert = None  # nothing is waited on now
         self._show()
 
     def _show(self) -> None:

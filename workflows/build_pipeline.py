@@ -43,11 +43,13 @@ NOTICE_TRIES = 5  # a failed notification is tried again after 1, 2, 4, 8 check 
 REPORT_CHARS = 4000  # of the implementing agent's report, handed to the auditor
 
 
-def triage_refusal(error: ActivityError) -> str | None:
-    """The one-line reason when the triage activity refused the file (else None)."""
+def triage_refusal(error: ActivityError) -> tuple[str, str | None] | None:
+    """The one-line reason when the triage activity refused the file, and the file's path
+    when the activity names it (else None)."""
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == TRIAGE_FORMAT_ERROR:
-        return cause.message
+        path = cause.details[0] if cause.details and isinstance(cause.details[0], str) else None
+        return cause.message, path
     return None
 
 
@@ -212,12 +214,16 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
         notice = BlockNotice(build_name=params.build_name, task_id=params.task_id,
                              blocks=triage.blocks, flags=len(triage.flags),
                              triage_file=triage.path)
-        self._notices.append(asyncio.create_task(self._send_notice(notice)))
+        self._notices.append(asyncio.create_task(self._send_notice(notice, self.gate)))
 
-    async def _send_notice(self, notice: BlockNotice) -> None:
-        """Tried again while backends fail, each time only where it was not delivered; a
-        failure stands as *Attention* until a later try gets through."""
+    async def _send_notice(self, notice: BlockNotice, gate: DecisionGate) -> None:
+        """Tried again while backends fail, each time only where it was not delivered, until
+        the blocks are decided; a failure stands as *Attention* until a later try gets
+        through (or the decision makes it moot)."""
         for attempt in range(1, NOTICE_TRIES + 1):
+            if attempt > 1 and (gate.decision is not None or self.status.outcome):
+                self.stand(None)
+                return
             try:
                 result = await workflow.execute_activity_method(
                     BlockActivities.notify_findings, notice,
@@ -249,14 +255,16 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
         try:
             return await self._triage(build, settings), False
         except ActivityError as err:
-            reason = triage_refusal(err)
-            if reason is None:
+            refused = triage_refusal(err)
+            if refused is None:
                 raise
+        reason, path = refused
         workflow.logger.warning("triage_refused", extra={"build": build, "reason": reason})
         refusal = f"triage file unreadable: {reason}"
-        self._show_triage(TriageOutput(blocks=[refusal]), refusal)
+        unreadable = TriageOutput(blocks=[refusal], path=path)
+        self._show_triage(unreadable, refusal)
         self.done("triage")
-        return TriageOutput(blocks=[refusal]), True
+        return unreadable, True
 
     async def _reread_triage(self, build: str) -> TriageOutput | None:
         """One more read after the operator approved an unreadable audit (None: still not)."""
@@ -268,7 +276,7 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
                 summary=f"triage · read triage-output.yml for {build} again")
         except ActivityError as err:
             workflow.logger.warning("triage_still_unreadable",
-                                    extra={"build": build, "reason": triage_refusal(err)})
+                                    extra={"build": build, "refused": triage_refusal(err)})
             return None
 
     async def _triage(self, build: str, settings: StageSettings) -> TriageOutput:
