@@ -37,6 +37,10 @@ HELPERS = {
     "taskdir.documents.stage_task_id": "pipeline-clean",
     "workflows.run_input.checked_input": "plan",
     "workflows.stage_results.stage_result": "pipeline-clean",
+    "workflows.handoff.Handoff.settle": "pipeline-routed",
+    "workflows.decisions.DecisionGate.take_file_status": "pipeline-blocks-approved",
+    "workflows.versions.started_by_v05": "v0.5/E-clean-completed",
+    "workflows.legacy.pipeline.V05Pipeline._finish_wait": "v0.5/G-blocks-approved-completed",
 }
 
 
