@@ -6,6 +6,7 @@ workflow task."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ async def test_a_plan_runs_end_to_end_on_a_sandboxed_worker(client, cfg, dirs, e
     with own_modules_in_sandbox():
         async with running_worker(client, cfg, strict_runner()), AgentSim(dirs["tasks"], env):
             handle = await client.start_workflow(
-                "BuildPlanWorkflow", plan, id=f"sandboxed-plan-{dirs['tasks'].name}",
+                "BuildPlanWorkflow", plan, id=f"sandboxed-plan-{uuid.uuid4().hex[:8]}",
                 task_queue=cfg.task_queue, result_type=BuildPlanResult)
             assert await handle.result() == BuildPlanResult(status="complete", phases_run=2)
 
@@ -100,7 +101,7 @@ async def task_failure(handle: WorkflowHandle) -> str:
 
 
 async def test_a_planted_environment_read_fails_a_sandboxed_workers_task(client, cfg, dirs):
-    """Configuration read inside a run: the run's workflow task fails, naming the read."""
+    """An environment read inside a run: the run's workflow task fails, naming the read."""
     with own_modules_in_sandbox(), planted("stages", "Stage.task_key", PROBES["environment"]):
         async with running_worker(client, cfg, strict_runner()):
             handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "planted")
