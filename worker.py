@@ -22,7 +22,12 @@ from pathlib import Path
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowRunner,
+)
 
 from activities.deps import Deps
 from activities.registry import host_activities, main_activities
@@ -40,9 +45,10 @@ from workflows.build_plan import BuildPlanWorkflow
 bootstrap.allow_grpc()
 log = logging.getLogger("worker")
 WORKFLOWS = [BuildPipelineWorkflow, BuildPlanWorkflow]
-# No sandbox: our workflow modules were already passed through it (so it policed nothing of
-# ours) while each run still paid its module views and per-activation import hooks;
-# tests/test_workflow_code.py checks the workflow code's calls instead.
+# No sandbox in production: with our modules inside it, each run re-imports them (~0.25 s of
+# CPU against ~0.01 s, docs/testing.md). The tests replay every history, and run workflows,
+# in the SDK's sandbox with our modules imported inside it (tests/sandbox.py), so a clock
+# read, random number, environment read or file I/O anywhere on a workflow's path fails one.
 WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 PROJECT = Path(__file__).resolve().parent / "pyproject.toml"
 DEPLOYMENT = "temporal-build-worker"  # the deployment our releases are versions of
@@ -68,12 +74,13 @@ def deployment_config() -> WorkerDeploymentConfig:
     return WorkerDeploymentConfig(version=version, use_worker_versioning=False)
 
 
-async def build_worker(client: Client, config: WorkerConfig,
-                       telemetry: Telemetry | None = None) -> tuple[Worker, Sweeper, bool]:
+async def build_worker(client: Client, config: WorkerConfig, telemetry: Telemetry | None = None,
+                       runner: WorkflowRunner = WORKFLOW_RUNNER,
+                       ) -> tuple[Worker, Sweeper, bool]:
     """The Worker for the configured role, and its sweeper.
 
     main: both workflows and every activity; host: only the activities of the stages
-    routed to this host's queue (no workflows)."""
+    routed to this host's queue (no workflows). RUNNER: the tests' sandbox, else production's."""
     deps = Deps.for_config(config, telemetry)
     if config.role == "host":
         index_builds, workflows, activities = False, [], host_activities(deps)
@@ -88,7 +95,7 @@ async def build_worker(client: Client, config: WorkerConfig,
         workflow_task_executor=ThreadPoolExecutor(config.max_concurrent_workflow_tasks,
                                                   thread_name_prefix="workflow-task"),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=runner,
         deployment_config=deployment_config(),
     )
     sweeper = Sweeper(client, deps)

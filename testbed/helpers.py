@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import WorkflowRunner
 
 from config import WorkerConfig
 from connection.converter import DATA_CONVERTER
@@ -25,7 +26,7 @@ from models import BuildPipelineInput, BuildPipelineResult, Progress
 from safeio.writing import write_private
 from taskdir import UNREADABLE, TaskDirectory, dump, file_name, load, utc_now
 from testbed.devserver import DevServer
-from worker import build_worker
+from worker import WORKFLOW_RUNNER, build_worker
 from workflows.base import BuildWorkflowBase
 
 T = TypeVar("T")
@@ -158,9 +159,11 @@ def host_worker_env(server: DevServer, dirs: dict[str, Path], queue: str,
 
 
 @contextlib.asynccontextmanager
-async def running_worker(client: Client, config: WorkerConfig) -> AsyncIterator[Any]:
-    """An in-process worker (the same build_worker as worker.py) with its sweeper."""
-    worker, sweeper, _ = await build_worker(client, config)
+async def running_worker(client: Client, config: WorkerConfig,
+                         runner: WorkflowRunner = WORKFLOW_RUNNER) -> AsyncIterator[Any]:
+    """An in-process worker (the same build_worker as worker.py) with its sweeper; RUNNER is
+    the workflow runner (production's unless a test passes the sandbox)."""
+    worker, sweeper, _ = await build_worker(client, config, runner=runner)
     async with worker:
         task = asyncio.create_task(sweeper.run_forever())
         try:

@@ -3,6 +3,8 @@
 `histories/*.json` are ours (re-record deliberately with `python -m tests.record_histories`);
 `histories/v0.5/` were recorded from the original v0.5 worker and must replay for ever;
 `histories/0.x/` are runs a 0.x release started: a 1.0 worker names them and does not go on.
+Each history replays on production's runner and under the strict sandbox (tests/sandbox.py),
+which fails on a clock read, random number, environment read or I/O anywhere on the path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from temporalio.worker import Replayer
 
 from connection.converter import DATA_CONVERTER
 from contract import Marker
+from tests.sandbox import replay_in_sandbox
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 ROOT = Path(__file__).parent / "histories"
@@ -36,11 +39,19 @@ def test_histories_are_present():
 @pytest.mark.parametrize("path", OURS + V05,
                          ids=[f"{p.parent.name}/{p.stem}" for p in OURS + V05])
 async def test_replay(path: Path):
+    """On production's (unsandboxed) runner, as the worker replays."""
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER,
                         workflow_runner=WORKFLOW_RUNNER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+@pytest.mark.parametrize("path", OURS + V05,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in OURS + V05])
+async def test_replay_in_the_sandbox(path: Path):
+    """Under the SDK's sandbox with our modules inside it: nothing non-deterministic runs."""
+    assert await replay_in_sandbox(path) is None
 
 
 @pytest.mark.parametrize("path", EARLIER, ids=[p.stem for p in EARLIER])

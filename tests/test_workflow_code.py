@@ -1,10 +1,13 @@
-"""The workflow modules are passed through the sandbox (imported once, not per run), so the
-sandbox no longer polices their calls at run time: this scan does, before anything runs.
+"""A static scan of workflows/, beside the sandbox the tests run workflows in (tests/sandbox.py).
+
+The sandbox polices, at run time, every helper a workflow calls, but only the branches a
+recorded history or a test takes, and it lets some calls by: `print`, and a clock read through
+an instance (`started.now()`: a method of the real datetime type, which no proxy wraps). This
+scan reads every line of workflows/, taken or not, before anything runs.
 
 It resolves every name to the module it came from (imports, `as` aliases, `from` imports) and
 bans by module, not by spelling: whatever a person writes for `time.time_ns()`, it resolves to
-`time.*`. Why a scan and not the sandbox per run: the sandbox re-imported these modules for
-every run, a third of a start's CPU (docs/benchmarks.md); the scan costs nothing at run time.
+`time.*`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ BANNED_MEMBERS = {"datetime.datetime.now", "datetime.datetime.utcnow", "datetime
                   "datetime.utcnow", "datetime.today", "asyncio.get_event_loop",
                   "asyncio.new_event_loop"}
 BANNED_BUILTINS = {"open", "print", "input", "exec", "eval", "__import__", "breakpoint"}
+# Clock reads by method name, whatever they are called on (a class or an instance of one),
+# except the workflow's own clock.
+CLOCK_METHODS = {"now", "utcnow", "today"}
+WORKFLOW_CLOCK = "temporalio.workflow.now"
 
 
 def _aliases(tree: ast.AST) -> dict[str, str]:
@@ -57,11 +64,25 @@ def _banned(full: str) -> bool:
         full.startswith(member + ".") for member in BANNED_MEMBERS)
 
 
+def _clock_reads(tree: ast.AST, names: dict[str, str]) -> set[str]:
+    """Each call of a clock method that is not the workflow's clock, as `line N: what`."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in CLOCK_METHODS:
+            parts = _dotted(node.func)
+            if parts and parts[0] in names:
+                parts = [names[parts[0]], *parts[1:]]
+            if ".".join(parts or []) != WORKFLOW_CLOCK:
+                found.add(f"line {node.lineno}: .{node.func.attr}()")
+    return found
+
+
 def violations(source: str) -> list[str]:
     """Each use of a banned module, member or builtin, as `line N: what`."""
     tree = ast.parse(source)
     names = _aliases(tree)
-    found = set()
+    found = _clock_reads(tree, names)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
@@ -103,6 +124,9 @@ BAD = {
     "__import__": "__import__('time').time()\n",
     "date.today()": "from datetime import date\ndate.today()\n",
     "submodule alias": "import os.path as p\np.exists('x')\n",
+    "a clock read through an instance": "def f(started):\n    return started.now()\n",
+    "the workflow clock's result read again": "from temporalio import workflow\n"
+                                              "workflow.now().now()\n",
 }
 GOOD = {
     "workflow clock": "from temporalio import workflow\nworkflow.now()\nworkflow.uuid4()\n",
