@@ -78,6 +78,7 @@ def test_the_quick_check_leaves_out_the_server_tests(tmp_path: Path):
     assert "1 passed, 2 deselected" in ran.stdout
 
 
+@pytest.mark.slow
 def test_a_unit_mark_on_a_server_test_is_refused(tmp_path: Path):
     """An explicit `unit` mark cannot pull a server test into the quick check."""
     ran = quick_check(tmp_path, """
