@@ -20,6 +20,13 @@ from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, running_worker, tokens_in, worker_env
 from testbed.timeskipping import start_time_skipping
+from tests.markers import mark_kinds
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test unit, server or slow (tests/markers.py) so `-m unit` runs no server."""
+    mark_kinds(items)
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from testbed.processes import ROOT
 
 
+@pytest.mark.server
 def test_quick_benchmark_writes_a_full_table(tmp_path):
     output = tmp_path / "bench.md"
     subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],

@@ -236,6 +236,7 @@ def counting_parses(monkeypatch) -> list[tuple[str, int]]:
     return parses
 
 
+@pytest.mark.slow
 def test_junk_files_are_parsed_once_per_version(tmp_path, monkeypatch):
     """Fifty junk files used to be re-parsed on every lookup miss (minutes per lookup)."""
     junk = "key: [" + ", ".join(["value"] * 20_000) + "]\n"  # ~140 KB, a list, not a task
@@ -262,6 +263,7 @@ def eventually_found(tasks: TaskDirectory, task_id: str) -> Path | None:
     raise AssertionError("lookups never finished")
 
 
+@pytest.mark.slow
 def test_touched_junk_is_parsed_once_and_each_lookup_is_bounded(tmp_path, monkeypatch):
     """Six ~1 MiB YAML lists not named like task files, touched between lookups, used to be
     parsed on every lookup (a fresh build's first file took 27 s; a parked build missed its

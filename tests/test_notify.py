@@ -83,6 +83,7 @@ async def test_group_never_raises_and_logs_without_token(tmp_path, caplog):
     assert "syt_secret_token" not in caplog.text
 
 
+@pytest.mark.slow
 async def test_the_script_limit_is_15_seconds_by_default(tmp_path):
     script = tmp_path / "slow.sh"
     script.write_text("#!/bin/sh\nsleep 60\n")

@@ -127,6 +127,7 @@ def test_ecosystem_file_has_the_contract():
     assert "/home/" not in text and "/root" not in text
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("venvs,chosen", [([".venv"], ".venv"), (["venv"], "venv"),
                                           ([".venv", "venv"], ".venv")])
 def test_ecosystem_interpreter_is_dot_venv_else_venv(tmp_path, venvs, chosen):
@@ -141,6 +142,7 @@ def test_ecosystem_interpreter_is_dot_venv_else_venv(tmp_path, venvs, chosen):
     assert node.stdout == str(tmp_path / chosen / "bin" / "python")
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("queue", ["", "helm-build"])
 def test_ecosystem_refuses_a_host_role_without_a_queue_of_its_own(queue):
     """Node evaluates the process file as pm2 does: a host role on the workflow queue (or
@@ -160,6 +162,7 @@ def test_ecosystem_refuses_a_host_role_without_a_queue_of_its_own(queue):
     assert fine.stdout.strip() == "temporal-build-worker@helm-build-x"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("role", [{}, {"WORKER_ROLE": "host", "TASK_QUEUE": "helm-build-x"}])
 def test_the_launchers_set_the_workers_allocator_environment(role):
     """glibc reads its allocator variables only as a process starts: the process file (either

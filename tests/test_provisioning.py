@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 NO_GO_PATH = "/usr/bin:/bin"
 
@@ -25,6 +27,7 @@ def run(root: Path, cache: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
+@pytest.mark.server
 def test_project_cli_is_reused_without_go():
     assert shutil.which("go", path=NO_GO_PATH) is None
     env = {"PATH": NO_GO_PATH, "HOME": os.environ.get("HOME", "/root")}
