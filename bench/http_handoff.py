@@ -14,44 +14,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any, Protocol
+from typing import Any
 
 from temporalio.client import Client
 
-from stages import stage_named
-from taskdir.documents import stage_task_id
+from bench.context import Bench
+from bench.measure import SAMPLE_GAP, ms
+from bench.pipelines import stage_id
+from bench.report import verdict
 from taskdir.index import id_prefix
 from testbed.agents import COMPLETE, AgentSim, triage_writer
 from testbed.devserver import DevServer
 from testbed.helpers import make_origin, start_pipeline
-from testbed.processes import WorkerProcess
 
 STDLIB_FLOOR = "import json, urllib.request"
 SDK_FLOOR = "import temporalio.service"
 TRANSPORTS = ("http", "grpc")
 TIME = "/usr/bin/time"  # GNU time (Debian's `time` package): the child's own peak RSS
-
-
-class Bench(Protocol):
-    """What this phase needs of bench.run's Bench (which calls it)."""
-
-    quick: bool
-
-    def row(self, what: str, figure: str, target: str, verdict: str) -> None: ...
-
-    def dirs(self, name: str) -> dict[str, Path]: ...
-
-    async def start_worker(self, server: DevServer, dirs: dict[str, Path],
-                           **env_overrides: str) -> tuple[WorkerProcess, dict[str, str]]: ...
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def stage_id(run_id: str, kind: str) -> str:
-    """The task id our workflow gives stage KIND of RUN_ID."""
-    return stage_task_id(run_id, stage_named(kind).task_key())
 
 
 async def wait_file(directory: Path, task_id: str, timeout: float = 60) -> Path:
@@ -125,7 +104,7 @@ async def http_rows(bench: Bench, server: DevServer, client: Client) -> None:
         bench.row(f"Throughput, {count} concurrent pipelines, agents through the CLI: HTTP ÷ "
                   "gRPC", f"{ratio:.2f}× ({rates['http'][index]:.0f} vs "
                   f"{rates['grpc'][index]:.0f}/min)", "≥ 1.5× (at 50)",
-                  "met" if ratio >= 1.5 else "missed")
+                  verdict(ratio >= 1.5))
 
 
 async def cli_handoff(client: Client, env: dict[str, str], dirs: dict[str, Path],
@@ -143,7 +122,7 @@ async def cli_handoff(client: Client, env: dict[str, str], dirs: dict[str, Path]
     await wait_file(dirs["tasks"], stage_id(run_id, "build_plan"))
     handoff = time.perf_counter() - started
     await handle.terminate("bench")
-    await asyncio.sleep(0.5)  # as bench.run's SAMPLE_GAP: agents are not back to back
+    await asyncio.sleep(SAMPLE_GAP)  # agents are not back to back
     return run, handoff
 
 
@@ -170,19 +149,19 @@ def cli_rows(bench: Bench, runs: dict[str, list[Run]], handoffs: dict[str, list[
         bench.row(f"Agents' CLI over HTTP, {label} ÷ `python -c '{STDLIB_FLOOR}'`",
                   f"{http / stdlib:.2f}× ({ms(http)} vs {ms(stdlib)})",
                   "≤ 1.3×" if what == "wall" else "report",
-                  "-" if what != "wall" else "met" if http <= 1.3 * stdlib else "missed")
+                  "-" if what != "wall" else verdict(http <= 1.3 * stdlib))
         bench.row(f"Agents' CLI over HTTP, {label} ÷ `python -c '{SDK_FLOOR}'`",
                   f"{http / sdk:.2f}× ({ms(http)} vs {ms(sdk)}; gRPC CLI "
                   f"{ms(mid('grpc', what))})", "≤ 0.45×" if what == "wall" else "report",
-                  "-" if what != "wall" else "met" if http <= 0.45 * sdk else "missed")
+                  "-" if what != "wall" else verdict(http <= 0.45 * sdk))
     rss = mid("http", "rss")
     bench.row("Agents' CLI over HTTP, peak RSS", f"{rss:.1f} MB (stdlib floor "
               f"{mid('stdlib', 'rss'):.1f}, SDK import {mid('sdk', 'rss'):.1f}, gRPC CLI "
-              f"{mid('grpc', 'rss'):.1f} MB)", "≤ 30 MB", "met" if rss <= 30 else "missed")
+              f"{mid('grpc', 'rss'):.1f} MB)", "≤ 30 MB", verdict(rss <= 30))
     http, grpc = median(handoffs["http"]), median(handoffs["grpc"])
     bench.row("Hand-off, CLI start → next task file: HTTP ÷ gRPC CLI",
               f"{http / grpc:.2f}× ({ms(http)} vs {ms(grpc)})", "≤ 0.6×",
-              "met" if http <= 0.6 * grpc else "missed")
+              verdict(http <= 0.6 * grpc))
     beat, stdlib = mid("beat", "wall"), mid("stdlib", "wall")
     bench.row(f"Heartbeat CLI over HTTP, wall ÷ `python -c '{STDLIB_FLOOR}'`",
               f"{beat / stdlib:.2f}× ({ms(beat)} vs {ms(stdlib)})", "report", "-")

@@ -31,7 +31,7 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from bench.run import median, ms, p99, rss_mb
+from bench.measure import median, ms, p99, rss_mb
 from contract import completion, decode_token, token_text
 from models import BlockDecision
 from taskdir import UNREADABLE, load

@@ -47,6 +47,7 @@ async def test_replay(path: Path):
     assert result.replay_failure is None
 
 
+@pytest.mark.slow  # the sandbox's import cost per run: kept out of the quick check
 @pytest.mark.parametrize("path", OURS + V05,
                          ids=[f"{p.parent.name}/{p.stem}" for p in OURS + V05])
 async def test_replay_in_the_sandbox(path: Path):

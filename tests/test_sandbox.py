@@ -52,6 +52,7 @@ def split(helper: str) -> tuple[str, str]:
     return ".".join(parts[:first]), ".".join(parts[first:])
 
 
+@pytest.mark.slow  # ~0.5 s each in the sandbox: kept out of the quick check
 @pytest.mark.parametrize("probe", sorted(PROBES))
 @pytest.mark.parametrize("helper", sorted(HELPERS))
 async def test_a_planted_nondeterministic_call_fails_replay(helper: str, probe: str):
