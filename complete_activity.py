@@ -296,6 +296,8 @@ async def send(request: Request, service: Any, namespace: str, identity: str,
 
     if request.verb == "heartbeat":
         await beat(service, namespace, identity, token, request.message)
+        if stage_withdrawn(request.task_file):  # the run withdrew it; the server may not say
+            raise ExitError(STOP_LINE, Exit.STOP)
         return
     if request.maybe_old and await offered_again(service, namespace, token):
         raise ExitError(OFFERED_AGAIN, Exit.NOT_FOUND)

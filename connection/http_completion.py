@@ -311,6 +311,8 @@ def beat(where: Target, call: Call, common: dict[str, Any]) -> None:
     details = payloads(progress_json(call.message, datetime.now(UTC).isoformat()))
     reply = post(where, "heartbeat", {**common, "details": details})
     if not reply.get("cancelRequested"):
+        if call.withdrawn():  # the run withdrew the stage; the server may not say so yet
+            raise HandOffError(STOP_LINE, Exit.STOP)
         return
     again = call.old_offer()
     post(where, "cancel", {**common, "details": details})
