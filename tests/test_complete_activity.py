@@ -332,6 +332,18 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
         code, _, err = await run_cli("heartbeat", "-", "x" * 2049, stdin=token.encode(),
                                      env=env)
         assert code == EXIT_BAD_OUTPUT and "progress message is larger than 2048" in err
+        at_limit = "\u00e9" * 1024  # 2048 bytes in UTF-8: the limit counts bytes
+        code, out, err = await run_cli("heartbeat", "-", at_limit, stdin=token.encode(), env=env)
+        assert (code, out.strip()) == (0, "progress recorded"), err
+
+        async def at_limit_shown() -> bool:
+            _, text, _ = await buildctl(env, "--json", "status", handle.id)
+            return (json.loads(text).get("agent_progress") or {}).get("message") == at_limit
+
+        await eventually(at_limit_shown, 10.0)
+        code, _, err = await run_cli("heartbeat", "-", at_limit + "x", stdin=token.encode(),
+                                     env=env)
+        assert code == EXIT_BAD_OUTPUT and "progress message is larger than 2048" in err
         code, _, err = await run_cli("heartbeat", "--task-file", str(path), b"bad \xff",
                                      env=env)
         assert code == EXIT_BAD_OUTPUT and "not valid UTF-8" in err
