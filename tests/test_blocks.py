@@ -295,7 +295,8 @@ async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client,
 
 async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, dirs, env, worker):
     """The task-queue server rewrites files 0644 (e.g. a stage finished through it after the
-    CLI completed it): no file of ours keeps a token readable by others, terminal or not."""
+    CLI completed it): no file of ours keeps a token readable by others, terminal or not,
+    live or archived."""
     behaviours = {"security_audit": triage_writer(dirs["audit"], {})}
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "loosened")
@@ -304,6 +305,9 @@ async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, di
             if yaml.safe_load(p.read_text())["source_agent"] == "temporal-worker"]
     assert len(ours) == 4 and all(yaml.safe_load(p.read_text())["status"] == "completed"
                                   for p in ours)
+    archive = dirs["tasks"] / "archive"  # the tooling archives finished tasks there
+    archive.mkdir(mode=0o700)
+    ours = [*ours[:2], *(path.rename(archive / path.name) for path in ours[2:])]
     for path in ours:
         path.chmod(0o644)
 
