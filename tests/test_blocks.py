@@ -293,6 +293,26 @@ async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client,
     assert len(fixes) == 1 and "rotate key" in fixes[0]["payload"]["instruction"]
 
 
+async def test_unreadable_triage_approved_unfixed_closes_the_build_as_it_stands(client, cfg,
+                                                                                dirs, env,
+                                                                                worker):
+    """pipeline.md: approving without a readable file closes the build as it stands (no
+    fixes stage, the refusal the one block of record, outcome partial)."""
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], UNPROVEN["capital"])}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "unfixed-triage")
+        refusal = (await parked(handle)).triage_refused
+        await handle.execute_update("approve_blocks", BlockDecision(by="alice", reason="as is"))
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["outcome"] == "partial" and summary["decided_by"] == "alice"
+    assert summary["phases_completed"] == ["prefab", "implement", "audit", "triage", "close"]
+    assert summary["blocks"] == [refusal] and summary["flags_applied"] == 0
+    assert [d["task_type"] for d in agents.seen][-1] == "build_closeout"
+    assert "security_fix" not in [d["task_type"] for d in agents.seen]
+
+
 async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, dirs, env, worker):
     """The task-queue server rewrites files 0644 (e.g. a stage finished through it after the
     CLI completed it): no file of ours keeps a token readable by others, terminal or not,
