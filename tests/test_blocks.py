@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -113,6 +113,48 @@ async def test_signal_approval(client, cfg, dirs, env, worker):
     summary = yaml.safe_load(Path(result.summary_path).read_text())
     assert summary["outcome"] == "partial"
     assert summary["decided_by"] == "alice" and summary["reason"] == "accepted risk"
+
+
+async def signal_decided_in(handle) -> tuple[datetime, float]:
+    """When the server recorded the decision's signal, and the seconds until the workflow
+    task that took it completed (both from the history: the server's own clock)."""
+    signalled = None
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes") and (
+                event.workflow_execution_signaled_event_attributes.signal_name == "approve"):
+            signalled = event.event_time.ToDatetime(tzinfo=UTC)
+        elif signalled and event.HasField("workflow_task_completed_event_attributes"):
+            return signalled, (event.event_time.ToDatetime(tzinfo=UTC) - signalled)\
+                .total_seconds()
+    raise AssertionError("no approve signal taken in the history")
+
+
+async def test_decision_latency_signal_under_a_second_file_within_the_interval(client, server,
+                                                                               dirs):
+    """operators.md: an approval signal is taken in under a second; one written into the
+    originating task file is noticed within BLOCK_CHECK_INTERVAL (here 3 s; a margin for a
+    sweep pass on a loaded machine)."""
+    interval, margin = 3.0, 2.0
+    env = worker_env(server, dirs, BLOCK_CHECK_INTERVAL=f"{interval:g}s")
+    config = load_config(env)
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
+        by_signal = await start_pipeline(client, config.task_queue, dirs["tasks"], "fast-sig")
+        await parked(by_signal)
+        await by_signal.signal("approve", BlockDecision(by="alice"))
+        await by_signal.result()
+        by_file = await start_pipeline(client, config.task_queue, dirs["tasks"], "fast-file")
+        await parked(by_file)
+        origin = (await (await by_file.describe()).memo())["awaiting_task_id"]
+        await eventually(lambda: origin_status(dirs, origin) == "input-required")
+        written = datetime.now(UTC)
+        override(dirs["tasks"], origin, "approved", "operator", "ok")
+        await by_file.result()
+    _, taken = await signal_decided_in(by_signal)
+    assert taken < 1.0, taken
+    signalled, _ = await signal_decided_in(by_file)
+    assert 0 <= (signalled - written).total_seconds() <= interval + margin, signalled - written
 
 
 async def test_reject_update_ends_pipeline_with_summary(client, cfg, dirs, env, worker):
