@@ -324,7 +324,7 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
             _, text, _ = await buildctl(env, "--json", "status", handle.id)
             return json.loads(text).get("agent_progress")
 
-        beat = await eventually(shown, 1.0)  # within a second of the heartbeat
+        beat = await eventually(shown, 10.0)  # a 0.4-1 s CLI polled: room on a loaded machine
         assert beat["message"] == "scaffolding: 3 of 5 done"
         assert len((await handle.fetch_history()).events) == before  # not a signal
         _, text, _ = await buildctl(env, "status", handle.id)
