@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,6 +77,38 @@ async def test_unreachable_server_exit_5(env):
     assert code == EXIT_UNREACHABLE
     assert_one_line(err)  # neither HTTP (the port + 10) nor gRPC: said in one line
     assert "127.0.0.1:1 " in err and "HTTP at 127.0.0.1:11" in err and token not in err
+
+
+async def test_interrupted_while_waiting_on_temporal_is_exit_1_in_one_line(env):
+    """AGENTS.md's exit 1 ("anything else"): Ctrl-C while the CLI waits on a server that
+    accepted the connection and never answers; one line, no traceback, no token."""
+    reached = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, never answered
+        reached.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    token = base64.b64encode(b"interrupted-token").decode()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, COMPLETE, token, "success", "done", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "TEMPORAL_ADDRESS": address, "TEMPORAL_HTTP_ADDRESS": address})
+    try:
+        await asyncio.wait_for(reached.wait(), 60)  # in its call, past start-up
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        for writer in held:
+            writer.close()
+        server.close()
+    assert process.returncode == 1, err
+    assert_one_line(err.decode())
+    assert "interrupted" in err.decode() and token not in (out + err).decode()
 
 
 async def test_config_error_exit_6(env, dirs):
