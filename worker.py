@@ -145,7 +145,12 @@ def main() -> int:
         setup_logging()
         log.error("config_invalid", extra={"error": str(err)})
         return Exit.CONFIG
-    setup_logging(config.log_level, config.log_file)
+    try:
+        setup_logging(config.log_level, config.log_file)
+    except OSError as err:  # e.g. LOG_FILE names a directory or a link: a setting, not a bug
+        setup_logging(config.log_level)
+        log.error("config_invalid", extra={"error": f"LOG_FILE: {err.strerror}"})
+        return Exit.CONFIG
     log.info("config_loaded", extra={"config": config.describe()})
     for event, details in config.warnings:
         log.warning(event, extra=details)

@@ -74,15 +74,23 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 30.
     raise AssertionError(f"condition not met within {timeout:g}s (last value {last!r})")
 
 
-def task_files(task_dir: Path) -> list[dict[str, Any]]:
-    """Parsed task files; unreadable ones (tests plant some) are skipped."""
+def task_files(task_dir: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """Parsed task files. Unreadable ones (tests plant some) are skipped unless STRICT: then
+    any file that is not a readable mapping fails the test, named, so a count of the files
+    (one per stage) cannot miss an unreadable duplicate."""
     documents = []
     for path in sorted(task_dir.glob("*.yml")):
         try:
-            documents.append(load(path))
-        except UNREADABLE:
+            document = load(path)
+        except UNREADABLE as err:
+            if strict:
+                raise AssertionError(f"unreadable task file {path.name}: {err}") from None
             continue
-    return [d for d in documents if isinstance(d, dict)]
+        if isinstance(document, dict):
+            documents.append(document)
+        elif strict:
+            raise AssertionError(f"task file {path.name} is not a mapping")
+    return documents
 
 
 def files_of_type(task_dir: Path, task_type: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,6 +114,48 @@ async def test_signal_approval(client, cfg, dirs, env, worker):
     summary = yaml.safe_load(Path(result.summary_path).read_text())
     assert summary["outcome"] == "partial"
     assert summary["decided_by"] == "alice" and summary["reason"] == "accepted risk"
+
+
+async def signal_decided_in(handle) -> tuple[datetime, float]:
+    """When the server recorded the decision's signal, and the seconds until the workflow
+    task that took it completed (both from the history: the server's own clock)."""
+    signalled = None
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes") and (
+                event.workflow_execution_signaled_event_attributes.signal_name == "approve"):
+            signalled = event.event_time.ToDatetime(tzinfo=UTC)
+        elif signalled and event.HasField("workflow_task_completed_event_attributes"):
+            return signalled, (event.event_time.ToDatetime(tzinfo=UTC) - signalled)\
+                .total_seconds()
+    raise AssertionError("no approve signal taken in the history")
+
+
+async def test_decision_latency_signal_under_a_second_file_within_the_interval(client, server,
+                                                                               dirs):
+    """operators.md: an approval signal is taken in under a second; one written into the
+    originating task file is noticed within BLOCK_CHECK_INTERVAL (here 3 s; a margin for a
+    sweep pass on a loaded machine)."""
+    interval, margin = 3.0, 2.0
+    env = worker_env(server, dirs, BLOCK_CHECK_INTERVAL=f"{interval:g}s")
+    config = load_config(env)
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], BLOCKS)}
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
+        by_signal = await start_pipeline(client, config.task_queue, dirs["tasks"], "fast-sig")
+        await parked(by_signal)
+        await by_signal.signal("approve", BlockDecision(by="alice"))
+        await by_signal.result()
+        by_file = await start_pipeline(client, config.task_queue, dirs["tasks"], "fast-file")
+        await parked(by_file)
+        origin = (await (await by_file.describe()).memo())["awaiting_task_id"]
+        await eventually(lambda: origin_status(dirs, origin) == "input-required")
+        written = datetime.now(UTC)
+        override(dirs["tasks"], origin, "approved", "operator", "ok")
+        await by_file.result()
+    _, taken = await signal_decided_in(by_signal)
+    assert taken < 1.0, taken
+    signalled, _ = await signal_decided_in(by_file)
+    assert 0 <= (signalled - written).total_seconds() <= interval + margin, signalled - written
 
 
 async def test_reject_update_ends_pipeline_with_summary(client, cfg, dirs, env, worker):
@@ -295,9 +337,30 @@ async def test_unreadable_triage_fixed_by_operator_then_approved_goes_on(client,
     assert len(fixes) == 1 and "rotate key" in fixes[0]["payload"]["instruction"]
 
 
+async def test_unreadable_triage_approved_unfixed_closes_the_build_as_it_stands(client, cfg,
+                                                                                dirs, env,
+                                                                                worker):
+    """pipeline.md: approving without a readable file closes the build as it stands (no
+    fixes stage, the refusal the one block of record, outcome partial)."""
+    notify_script(dirs["home"])
+    behaviours = {"security_audit": triage_writer(dirs["audit"], UNPROVEN["capital"])}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "unfixed-triage")
+        refusal = (await parked(handle)).triage_refused
+        await handle.execute_update("approve_blocks", BlockDecision(by="alice", reason="as is"))
+        result = await handle.result()
+    summary = yaml.safe_load(Path(result.summary_path).read_text())
+    assert summary["outcome"] == "partial" and summary["decided_by"] == "alice"
+    assert summary["phases_completed"] == ["prefab", "implement", "audit", "triage", "close"]
+    assert summary["blocks"] == [refusal] and summary["flags_applied"] == 0
+    assert [d["task_type"] for d in agents.seen][-1] == "build_closeout"
+    assert "security_fix" not in [d["task_type"] for d in agents.seen]
+
+
 async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, dirs, env, worker):
     """The task-queue server rewrites files 0644 (e.g. a stage finished through it after the
-    CLI completed it): no file of ours keeps a token readable by others, terminal or not."""
+    CLI completed it): no file of ours keeps a token readable by others, terminal or not,
+    live or archived."""
     behaviours = {"security_audit": triage_writer(dirs["audit"], {})}
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "loosened")
@@ -306,6 +369,9 @@ async def test_finished_stage_files_loosened_later_are_tightened(client, cfg, di
             if yaml.safe_load(p.read_text())["source_agent"] == "temporal-worker"]
     assert len(ours) == 4 and all(yaml.safe_load(p.read_text())["status"] == "completed"
                                   for p in ours)
+    archive = dirs["tasks"] / "archive"  # the tooling archives finished tasks there
+    archive.mkdir(mode=0o700)
+    ours = [*ours[:2], *(path.rename(archive / path.name) for path in ours[2:])]
     for path in ours:
         path.chmod(0o644)
 

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,6 +77,38 @@ async def test_unreachable_server_exit_5(env):
     assert code == EXIT_UNREACHABLE
     assert_one_line(err)  # neither HTTP (the port + 10) nor gRPC: said in one line
     assert "127.0.0.1:1 " in err and "HTTP at 127.0.0.1:11" in err and token not in err
+
+
+async def test_interrupted_while_waiting_on_temporal_is_exit_1_in_one_line(env):
+    """AGENTS.md's exit 1 ("anything else"): Ctrl-C while the CLI waits on a server that
+    accepted the connection and never answers; one line, no traceback, no token."""
+    reached = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, never answered
+        reached.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    token = base64.b64encode(b"interrupted-token").decode()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, COMPLETE, token, "success", "done", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "TEMPORAL_ADDRESS": address, "TEMPORAL_HTTP_ADDRESS": address})
+    try:
+        await asyncio.wait_for(reached.wait(), 60)  # in its call, past start-up
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        for writer in held:
+            writer.close()
+        server.close()
+    assert process.returncode == 1, err
+    assert_one_line(err.decode())
+    assert "interrupted" in err.decode() and token not in (out + err).decode()
 
 
 async def test_config_error_exit_6(env, dirs):
@@ -324,12 +357,24 @@ async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(cl
             _, text, _ = await buildctl(env, "--json", "status", handle.id)
             return json.loads(text).get("agent_progress")
 
-        beat = await eventually(shown, 1.0)  # within a second of the heartbeat
+        beat = await eventually(shown, 10.0)  # a 0.4-1 s CLI polled: room on a loaded machine
         assert beat["message"] == "scaffolding: 3 of 5 done"
         assert len((await handle.fetch_history()).events) == before  # not a signal
         _, text, _ = await buildctl(env, "status", handle.id)
         assert "agent progress: scaffolding: 3 of 5 done (" in text
         code, _, err = await run_cli("heartbeat", "-", "x" * 2049, stdin=token.encode(),
+                                     env=env)
+        assert code == EXIT_BAD_OUTPUT and "progress message is larger than 2048" in err
+        at_limit = "\u00e9" * 1024  # 2048 bytes in UTF-8: the limit counts bytes
+        code, out, err = await run_cli("heartbeat", "-", at_limit, stdin=token.encode(), env=env)
+        assert (code, out.strip()) == (0, "progress recorded"), err
+
+        async def at_limit_shown() -> bool:
+            _, text, _ = await buildctl(env, "--json", "status", handle.id)
+            return (json.loads(text).get("agent_progress") or {}).get("message") == at_limit
+
+        await eventually(at_limit_shown, 10.0)
+        code, _, err = await run_cli("heartbeat", "-", at_limit + "x", stdin=token.encode(),
                                      env=env)
         assert code == EXIT_BAD_OUTPUT and "progress message is larger than 2048" in err
         code, _, err = await run_cli("heartbeat", "--task-file", str(path), b"bad \xff",

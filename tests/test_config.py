@@ -50,6 +50,16 @@ def test_defaults_match_the_contract(tmp_path, monkeypatch):
     assert config.otel_service_name == "temporal-build-worker"
 
 
+def test_the_remaining_documented_defaults(tmp_path, monkeypatch):
+    """The defaults configuration.md states for these, as the worker loads them (#37.3)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(base_env(tmp_path))
+    assert config.max_concurrent_workflow_tasks == 4
+    assert config.legacy_audit_dir == tmp_path / ".claude/comms/artifacts"
+    assert config.workflow_mode == "semi-auto" and config.task_style().workflow_mode == "semi-auto"
+    assert (config.timings.agent_silence, config.timings.agent_reoffers) == ("reoffer", 2)
+
+
 def test_overrides(tmp_path):
     env = {**base_env(tmp_path), "TEMPORAL_ADDRESS": "temporal:7233",
            "TEMPORAL_NAMESPACE": "builds", "TASK_QUEUE_DIR": str(tmp_path / "q"),

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from exceptions import UnsafePathError
 from safeio.untrusted_yaml import FileTooLarge, read_regular
 from safeio.writing import write_private
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mode_0600_even_with_umask_000(tmp_path):
@@ -92,3 +99,28 @@ def test_every_created_parent_is_0700_under_umask_000(tmp_path):
         os.umask(old)
     for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_the_data_and_the_rename_are_synced_before_the_write_returns(tmp_path):
+    """A crash never leaves an empty or half file under the final name: the kernel, as strace
+    records it, sees fsync of the tmp file, then the rename, then fsync of the directory."""
+    strace = shutil.which("strace")
+    assert strace, "strace is required (Debian's package)"
+    log = tmp_path / "strace.log"
+    code = ("import sys; from pathlib import Path; from safeio.writing import write_private; "
+            "write_private(Path(sys.argv[1]), b'x: 1\\n')")
+    subprocess.run([strace, "-f", "-e", "trace=openat,fsync,fdatasync,renameat,renameat2",
+                    "-o", str(log), sys.executable, "-c", code, str(tmp_path / "f.yml")],
+                   cwd=ROOT, check=True, capture_output=True, timeout=60)
+    calls = [line.split(None, 1)[1] for line in log.read_text().splitlines()
+             if re.search(r"f\.yml|fsync|fdatasync", line) and "resumed" not in line]
+    opened = next(c for c in calls if c.startswith("openat(") and '"f.yml.tmp"' in c)
+    tmp_fd = opened.rsplit("= ", 1)[1].strip()
+    rename = next(i for i, c in enumerate(calls) if c.startswith("renameat")
+                  and '"f.yml.tmp"' in c and '"f.yml")' in c)
+    dir_fd = calls[rename].split("(", 1)[1].split(",", 2)[-1].split(",")[0].strip()
+    synced = [i for i, c in enumerate(calls) if re.match(r"f(data)?sync\(", c)]
+    assert any(i < rename and re.match(rf"f(data)?sync\({tmp_fd}\)", calls[i])
+               for i in synced), calls  # the data, before it has the final name
+    assert any(i > rename and re.match(rf"f(data)?sync\({dir_fd}\)", calls[i])
+               for i in synced), calls  # the name, before the caller goes on

@@ -45,7 +45,8 @@ STAGES = ("build_prefab", "build_plan", "security_audit", "security_fix", "build
 
 
 def stage_files(task_dir: Path) -> list[dict[str, Any]]:
-    return [d for d in task_files(task_dir) if d.get("source_agent") == "temporal-worker"]
+    return [d for d in task_files(task_dir, strict=True)
+            if d.get("source_agent") == "temporal-worker"]
 
 
 def redispatches(documents: list[dict[str, Any]]) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import stat
 import tomllib
 import uuid
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,9 @@ async def test_clean_pipeline_writes_summary(client, cfg, dirs, env, worker):
     assert summary["blocks_hit"] == 0 and summary["flags_applied"] == 0
     assert summary["build_report_path"] == "/reports/clean-build.md"
     assert summary["plan_path"] == "/plans/clean-build.md"
-    assert Path(result.summary_path).parent.parent == dirs["summaries"]
+    started = (await handle.describe()).start_time  # the server's record, not the summary's
+    assert Path(result.summary_path) == (
+        dirs["summaries"] / f"{started.astimezone(UTC):%Y-%m}" / f"{handle.id}.yml")
     assert stat.S_IMODE(Path(result.summary_path).stat().st_mode) == 0o600
     assert [d["task_type"] for d in agents.seen] == [
         "build_prefab", "build_plan", "security_audit", "build_closeout"]
@@ -81,6 +84,8 @@ async def test_task_file_contract(client, cfg, dirs, env, worker):
                                   "risk_level", "requires_approval", "status", "summary",
                                   "ttl_days", "payload", "result", "history"]
         assert document["target_agent"] == "claudebox"
+        assert (document["risk_level"], document["requires_approval"], document["ttl_days"],
+                document["status"]) == ("low", False, 7, "submitted")  # AGENTS.md's values
         assert document["summary"] == "Prefab scaffolding for build 'contract'"
         assert document["payload"]["build_name"] == "contract"
         assert document["payload"]["plan_path"] == "/plans/contract.md"
@@ -122,8 +127,8 @@ async def test_one_live_file_per_stage(client, cfg, dirs, env, worker):
     async with AgentSim(dirs["tasks"], env, behaviours):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "once")
         await handle.result()
-    types = [d["task_type"] for d in task_files(dirs["tasks"]) if d["source_agent"] ==
-             "temporal-worker"]
+    types = [d["task_type"] for d in task_files(dirs["tasks"], strict=True)
+             if d["source_agent"] == "temporal-worker"]
     assert sorted(types) == sorted(["build_prefab", "build_plan", "security_audit",
                                     "security_fix", "build_closeout"])
 
@@ -323,6 +328,17 @@ async def test_a_silent_agent_is_re_offered_then_failed(client, server, dirs):
     notes = [entry["note"] for entry in prefab[0]["history"]]
     assert any("re-offered (1 of 1): agent claudebox sent no heartbeat for 1 s" in n
                for n in notes)
+
+
+async def test_a_silent_agent_is_re_offered_twice_by_default_then_failed(client, server, dirs):
+    """AGENT_REOFFERS unset: the documented default, two re-offers, then the stage fails."""
+    failure = await silent_prefab_failure(client, server, dirs, "silent-default")
+    assert "Stage prefab failed: agent claudebox sent no heartbeat for 1 s" in failure
+    prefab = files_of_type(dirs["tasks"], "build_prefab")
+    assert len(prefab) == 1 and prefab[0]["status"] == "failed"
+    notes = [str(entry.get("note")) for entry in prefab[0]["history"]]
+    reoffers = [note for note in notes if "re-offered" in note]
+    assert [note.split(")")[0] for note in reoffers] == ["re-offered (1 of 2", "re-offered (2 of 2"]
 
 
 async def test_with_agent_silence_fail_a_silent_stage_fails_at_once(client, server, dirs):

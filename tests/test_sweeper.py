@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
 import yaml
+from temporalio.client import WorkflowFailureError
 
 from config import load_config
 from models import Progress
@@ -16,6 +18,7 @@ from testbed.agents import AgentSim
 from testbed.helpers import (
     eventually,
     make_origin,
+    stage_file,
     start_pipeline,
     worker_env,
     worker_without_sweep,
@@ -99,6 +102,44 @@ async def test_a_token_pasted_from_another_build_completes_nothing(client, cfg, 
         for handle in (build_a, build_b):  # neither stage moved
             assert (await handle.query("progress", result_type=Progress)).stage == "prefab"
             await handle.terminate("test over")
+
+
+async def test_a_stale_token_of_the_same_run_completes_nothing(client, cfg, dirs, env, caplog):
+    """security.md: the token must be the run's pending stage; the finished prefab's own
+    token written back into the implement file is refused and said, not sent."""
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, {"build_plan": lambda d, p: None}):
+        handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "stale-token")
+        plan = await eventually(lambda: stage_file(dirs["tasks"], "build_plan"))
+        prefab = yaml.safe_load(stage_file(dirs["tasks"], "build_prefab").read_text())
+        assert prefab["status"] == "completed"  # its attempt is over
+        target = yaml.safe_load(plan.read_text())["target_agent"]
+        set_completed_by(plan, target, token=prefab["payload"]["task_token"])
+        await sweep_once(sweeper)
+        alert = await eventually(lambda: alert_of(handle))
+        assert "task token is stale" in alert
+        assert (await handle.query("progress", result_type=Progress)).stage == "implement"
+    assert not [r for r in caplog.records if r.getMessage() == "stage_already_finished"]
+    await handle.terminate("test over")
+
+
+async def test_any_actor_may_cancel_through_the_tooling_without_file_approvers(client, cfg,
+                                                                             dirs, env):
+    """security.md: with FILE_APPROVERS empty a `cancelled` move by anyone (an operator in the
+    tooling) ends the stage; a `completed` by the same actor is refused (above)."""
+    assert not cfg.file_approvers
+    dirs["tasks"].mkdir(parents=True, exist_ok=True)
+    async with worker_without_sweep(client, cfg) as sweeper, \
+            AgentSim(dirs["tasks"], env, HOLD_PREFAB):
+        handle, _, path = await held_at_prefab(client, cfg, dirs, "cancelled-by-op")
+        task_id = yaml.safe_load(path.read_text())["id"]
+        override(dirs["tasks"], task_id, "cancelled", "mallory", "not needed")
+        assert await sweep_once(sweeper) == 1
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "Stage prefab failed" in str(caught.value.cause)
+    assert "cancelled through the task queue" in str(caught.value.cause)
 
 
 async def test_only_the_stage_agent_completes_through_the_tooling(client, cfg, dirs, env):

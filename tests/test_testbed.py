@@ -7,8 +7,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from testbed.devserver import DevServer, free_port, port_answers
-from testbed.helpers import file_status, make_origin
+from testbed.helpers import file_status, make_origin, task_files
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_repeats():
@@ -42,6 +44,15 @@ def test_originating_status_helper(dirs):
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     task_id = make_origin(dirs["tasks"], status="approved")
     assert file_status(dirs["tasks"], task_id) == "approved"
+
+
+def test_strict_task_files_names_an_unreadable_file(tmp_path):
+    """A count of files per stage must see an unreadable duplicate, not skip it (#37.4)."""
+    make_origin(tmp_path)
+    (tmp_path / "20260101-000000-deadbeef.yml").write_text("id: [unclosed\n")
+    assert len(task_files(tmp_path)) == 1  # the lenient read, for tests that plant junk
+    with pytest.raises(AssertionError, match="unreadable task file 20260101-000000-deadbeef"):
+        task_files(tmp_path, strict=True)
 
 
 async def test_a_cut_link_moves_no_bytes_until_restored():

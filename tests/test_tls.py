@@ -3,6 +3,9 @@ theirs from Vault (protocol fake) and complete a stage through it."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -15,11 +18,12 @@ from tests.tls_bed import NginxGrpcProxy, make_certs
 from tests.vault_fake import VaultFake
 
 SECRET_ID = "approle-secret-9d2c"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def certs(tmp_path):
-    return make_certs(tmp_path / "pki")
+    return make_certs(certs_dir(tmp_path))
 
 
 @pytest.fixture
@@ -39,9 +43,11 @@ async def test_worker_and_cli_complete_a_stage_over_mtls(client, server, dirs, t
                                                          proxy):
     pems = {"ca_cert_pem": certs.ca.decode(), "client_cert_pem": certs.client_cert.decode(),
             "client_key_pem": certs.client_key.decode()}
+    began = time.time()
+    (tmp_path / "tmp").mkdir()
     with VaultFake("worker", SECRET_ID, {"temporal/worker": pems}) as vault:
-        env = vault_env(worker_env(server, dirs, TEMPORAL_ADDRESS=proxy.address), vault,
-                        tmp_path)
+        env = vault_env(worker_env(server, dirs, TEMPORAL_ADDRESS=proxy.address,
+                                   TMPDIR=str(tmp_path / "tmp")), vault, tmp_path)
         async with started_worker(env, tmp_path / "worker.log") as worker:
             assert not any(e.get("event") == "tls_disabled" for e in worker.events())
             prefab_only = {"build_plan": lambda d, p: None}
@@ -55,6 +61,25 @@ async def test_worker_and_cli_complete_a_stage_over_mtls(client, server, dirs, t
     assert len(logins) >= 2  # the worker and the CLI each logged in
     log_text = (tmp_path / "worker.log").read_text()
     assert SECRET_ID not in log_text and "PRIVATE KEY" not in log_text
+    assert holding(certs.client_key, began, tmp_path, skip=certs_dir(tmp_path)) == []
+
+
+def certs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "pki"
+
+
+def holding(key: bytes, since: float, *places: Path, skip: Path) -> list[Path]:
+    """Files written since SINCE, under PLACES (the run's HOME, TMPDIR and directories) or in
+    the repository it ran from, that hold KEY's material (tls-and-vault.md: never on disk)."""
+    body = max(key.splitlines(), key=len)  # one line of the key itself, not its armour
+    found = []
+    for path in [p for place in places for p in place.rglob("*")] + [
+            p for p in ROOT.rglob("*") if not {".git", ".venv", ".tools"} & set(p.parts)]:
+        if skip in path.parents or not path.is_file() or path.is_symlink():
+            continue
+        if path.stat().st_mtime >= since and body in path.read_bytes():
+            found.append(path)
+    return found
 
 
 async def test_client_without_certificate_is_refused(proxy, certs):

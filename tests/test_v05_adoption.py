@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from temporalio.worker import Worker
 from activities.deps import Deps
 from activities.registry import main_activities
 from config import WorkerConfig, load_config
+from contract import TRIAGE_FORMAT_ERROR
 from models import BlockDecision
 from testbed.agents import AgentSim, default_behaviour, triage_writer
 from testbed.helpers import (
@@ -115,6 +117,32 @@ async def test_parked_v05_run_is_finished_by_our_worker(stage, client, cfg, dirs
                                            "close"]
     for kind in STAGE_TYPES:  # one live task file per stage, whoever wrote it
         assert len(files_of_type(dirs["tasks"], kind)) == 1, kind
+
+
+async def test_a_v05_run_fails_on_a_refused_triage_file(client, cfg, dirs, env):
+    """pipeline.md: runs v0.5 started fail on a refused triage file, as v0.5 did (no park)."""
+    held = {"security_audit"}
+
+    def audit(document, path):
+        if "security_audit" in held:
+            return None
+        return triage_writer(dirs["audit"], "Blocks:\n  - root password\n")(document, path)
+
+    behaviours = {**holding(set(), dirs["audit"]), "security_audit": audit}
+    async with AgentSim(dirs["tasks"], env, behaviours) as agents:
+        async with v05_worker(client, cfg):
+            handle, _ = await start_v05_pipeline(client, cfg, dirs["tasks"], "v05-refused")
+            await eventually(lambda: files_of_type(dirs["tasks"], "security_audit"))
+        async with running_worker(client, cfg):
+            held.clear()
+            with pytest.raises(WorkflowFailureError) as caught:  # not parked: it ends
+                await asyncio.wait_for(handle.result(), 60)
+    cause = caught.value.cause
+    while getattr(cause, "cause", None) is not None:  # the activity's own error, at the root
+        cause = cause.cause
+    assert cause.type == TRIAGE_FORMAT_ERROR and "triage-output.yml" in str(cause)
+    assert "build_closeout" not in [d["task_type"] for d in agents.seen]
+    assert (await handle.describe()).raw_description.pending_activities == []
 
 
 async def test_adopted_wait_honours_a_rejection_signal(client, cfg, dirs, env):

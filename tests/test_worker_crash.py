@@ -53,7 +53,7 @@ async def test_sigkill_during_agent_wait_and_block_wait(client, server, dirs, tm
             result = await handle.result()
     finally:
         await worker.stop()
-    counts = Counter(d["task_type"] for d in task_files(dirs["tasks"])
+    counts = Counter(d["task_type"] for d in task_files(dirs["tasks"], strict=True)
                      if d["source_agent"] == "temporal-worker")
     assert counts == {"build_prefab": 1, "build_plan": 1, "security_audit": 1,
                       "security_fix": 1, "build_closeout": 1}
