@@ -149,6 +149,8 @@ def test_the_agents_cli_connects_without_what_it_never_uses(env, tmp_path):
     connection refused, with neither grpcio's package nor Cloud's messages loaded."""
     bare = system_python_first(env, tmp_path)
     bare["TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    bare.pop("TEMPORAL_HTTP_ADDRESS", None)
+    bare["AGENT_TRANSPORT"] = "grpc"  # the SDK's path (HTTP loads no SDK: test_http_handoff)
     bare["PYTHONPROFILEIMPORTTIME"] = "1"  # carried into the venv interpreter it hops to
     token = base64.b64encode(b"not a real task token, but base64").decode()
     ran = shell(f"python3 {ROOT}/complete_activity.py {token} success done",
