@@ -77,14 +77,13 @@ async def test_nesting_bombs_do_not_crash_the_worker(client, server, dirs, tmp_p
 async def test_fifo_triage_files_never_stall_other_builds(client, cfg, dirs, env, worker):
     """A FIFO used to hold a worker thread in open(); a handful starved all file work."""
     builds = [f"fifo-{n}" for n in range(8)]  # more than the default thread pool on 2 cores
-    for build in builds:
-        (dirs["audit"] / build).mkdir(parents=True)
-        os.mkfifo(dirs["audit"] / build / "triage-output.yml")
     clean = triage_writer(dirs["audit"], {"flags": []})
 
-    def audit(document, path):  # the FIFO builds' agents leave their FIFO in place
-        fifo = document["payload"]["build_name"] in builds
-        return ("success", "audit.md") if fifo else clean(document, path)
+    def audit(document, path):  # the FIFO builds' agents write a FIFO as their triage file
+        if document["payload"]["build_name"] not in builds:
+            return clean(document, path)
+        os.mkfifo(Path(document["payload"]["output_dir"]) / "triage-output.yml")
+        return "success", "audit.md"
 
     async with AgentSim(dirs["tasks"], env, {"security_audit": audit}):
         stalled = [await start_pipeline(client, cfg.task_queue, dirs["tasks"], build)
