@@ -97,7 +97,7 @@ async def test_status_shows_the_blocks_own_words_and_who_decided(client, cfg, di
     assert "outcome: partial" in out and "decision: approved by alice: accepted" in out
 
 
-async def test_a_triage_retry_shows_what_it_waits_for_and_when(client, dirs, env):
+async def test_a_triage_retry_shows_what_it_waits_for_and_when(client, dirs, env, caplog):
     """#35.12: the triage read retrying for a file not yet written: status says the path, the
     attempt and when the next one comes (from the server's pending activity)."""
     slow = {**env, "TRIAGE_RETRY_INITIAL": "90s", "TRIAGE_RETRY_MAX": "90s"}
@@ -115,6 +115,9 @@ async def test_a_triage_retry_shows_what_it_waits_for_and_when(client, dirs, env
         assert re.search(rf"^waiting for {re.escape(str(path))} \(attempt 2 of 5, next in "
                          rf"(1|2) min\)$", out, re.M), out
         await handle.terminate("test over")
+    waits = [r for r in caplog.records if r.getMessage().startswith("triage_waiting")]
+    assert waits and waits[0].attempt == 1 and waits[0].max_attempts == 5
+    assert waits[0].next_in_s == 90 and waits[0].levelname == "INFO"  # expected, not a warning
 
 
 async def test_ended_builds_refuse_decisions_and_cancels_saying_how_they_ended(
