@@ -245,3 +245,23 @@ async def reaches_stage(handle: WorkflowHandle, stage: str, timeout: float = 30.
         return progress if progress.stage == stage else None
 
     return await eventually(there, timeout)
+
+
+BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
+
+
+def plan_file(dirs: dict[str, Path], name: str = "plan") -> str:
+    """A readable plan file (start refuses a --plan-path it cannot read); its path."""
+    path = dirs["home"] / f"{name}.md"
+    path.write_text(f"# {name}\n")
+    return str(path)
+
+
+async def buildctl(env: dict[str, str], *args: str | bytes) -> tuple[int, str, str]:
+    """Run the operators' CLI as they do; its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, BUILDCTL, *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+

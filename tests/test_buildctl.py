@@ -8,28 +8,21 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from temporalio.client import WorkflowFailureError
 
-from models import Progress
 from testbed.agents import AgentSim, triage_writer
-from testbed.helpers import eventually, make_origin, reaches_stage, start_pipeline
-
-BUILDCTL = str(Path(__file__).resolve().parent.parent / "buildctl.py")
-
-
-def plan_file(dirs: dict[str, Path], name: str = "plan") -> str:
-    """A readable plan file (start refuses a --plan-path it cannot read); its path."""
-    path = dirs["home"] / f"{name}.md"
-    path.write_text(f"# {name}\n")
-    return str(path)
-
-
-async def buildctl(env: dict[str, str], *args: str | bytes) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, BUILDCTL, *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env)
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+from testbed.helpers import (
+    BUILDCTL,
+    buildctl,
+    eventually,
+    make_origin,
+    plan_file,
+    reaches_stage,
+    start_pipeline,
+)
+from workflows.build_pipeline import BuildPipelineWorkflow
 
 
 async def test_start_status_list_approve(client, cfg, dirs, env, worker):
@@ -201,14 +194,10 @@ async def test_readme_json_start_fails_cleanly_and_answers_queries(client, cfg, 
     bad = await client.start_workflow(
         "BuildPipelineWorkflow", {**json.loads(example), "task_id": "<id>", "plan_path": "x"},
         id=f"bad-json-{os.getpid()}", task_queue=cfg.task_queue)
-    from temporalio.client import WorkflowFailureError
-
-    try:
+    with pytest.raises(WorkflowFailureError) as failed:
         await bad.result()
-    except WorkflowFailureError as err:
-        message = str(err.cause)
-    assert "invalid input: task_id: must be 8-128" in message
-    progress = await bad.query("progress", result_type=Progress)
+    assert "invalid input: task_id: must be 8-128" in str(failed.value.cause)
+    progress = await bad.query(BuildPipelineWorkflow.progress)
     assert progress.stage == "invalid input"
     code, out, _ = await buildctl(env, "status", bad.id)
     assert code == 0 and "reason: invalid input: task_id" in out

@@ -17,15 +17,16 @@ from config import load_config
 from taskdir import TaskDirectory
 from testbed.agents import AgentSim, default_behaviour, run_cli, triage_writer
 from testbed.helpers import (
+    buildctl,
     eventually,
     make_origin,
+    plan_file,
     quiet_notifier,
     reaches_stage,
     running_worker,
     stage_file,
     start_pipeline,
 )
-from tests.test_buildctl import buildctl, plan_file
 
 # A heartbeat as a hostile agent writes it: an OSC 52 clipboard write, a screen clear, a
 # carriage return and a newline that would forge a decision line.
