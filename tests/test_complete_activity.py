@@ -341,7 +341,7 @@ async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, w
 
 async def test_heartbeat_progress_reaches_buildctl_and_costs_no_workflow_task(client, cfg, dirs,
                                                                            env, worker):
-    from tests.test_buildctl import buildctl
+    from testbed.helpers import buildctl
 
     async with AgentSim(dirs["tasks"], env, {"build_prefab": lambda d, p: None}):
         handle = await start_pipeline(client, cfg.task_queue, dirs["tasks"], "beating")

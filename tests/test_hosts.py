@@ -24,6 +24,7 @@ from safeio.writing import write_private
 from taskdir import dump
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
+    buildctl,
     eventually,
     files_of_type,
     host_dirs,
@@ -39,7 +40,6 @@ from testbed.helpers import (
 )
 from testbed.processes import WorkerProcess, started_worker
 from tests.task_queue_tool import override
-from tests.test_buildctl import buildctl
 
 STAGES = ("build_prefab", "build_plan", "security_audit", "security_fix", "build_closeout")
 

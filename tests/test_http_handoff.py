@@ -16,6 +16,7 @@ from contract import JSON_ENCODING, PHASE_FAILED, completion_json
 from testbed.agents import COMPLETE, AgentSim, run_cli
 from testbed.devserver import free_port
 from testbed.helpers import (
+    buildctl,
     eventually,
     progress_of,
     running_worker,
@@ -24,7 +25,6 @@ from testbed.helpers import (
     worker_env,
 )
 from tests.http_receiver import HttpReceiver
-from tests.test_buildctl import buildctl
 from tests.tls_bed import NginxGrpcProxy, make_certs
 from tests.vault_fake import VaultFake
 
@@ -277,8 +277,10 @@ async def test_mtls_over_http_with_files_or_the_vault_material(client, server, c
 
 
 async def test_the_cluster_serves_the_http_api(cluster, cluster_client, dirs):
-    """The real server v1.29.1 on PostgreSQL: its frontend's httpPort takes the hand-off."""
+    """The real server v1.29.1 on PostgreSQL: its frontend's httpPort takes the agents'
+    heartbeat (shown by buildctl), success, a second completion (exit 4) and a failure."""
     env = worker_env(cluster, dirs)
+    http = {**env, **NO_GRPC}
     from config import load_config
 
     config = load_config(env)
@@ -288,8 +290,24 @@ async def test_the_cluster_serves_the_http_api(cluster, cluster_client, dirs):
         path = await eventually(lambda: stage_file(dirs["tasks"], "build_prefab"), 60)
         assert yaml.safe_load(path.read_text())["payload"]["temporal"]["http_address"] == \
             cluster.http_address
-        code, _, err = await run_cli("--task-file", str(path), "success", "on the cluster",
-                                     env={**env, **NO_GRPC})
+        code, _, err = await run_cli("heartbeat", "--task-file", str(path), "3 of 4 done",
+                                     env=http)
         assert code == 0, err
-        await eventually(lambda: stage_file(dirs["tasks"], "build_plan"), 60)
-        await handle.terminate("test over")
+
+        async def shown() -> dict | None:
+            _, text, _ = await buildctl(env, "--json", "status", handle.id)
+            return json.loads(text).get("agent_progress")
+
+        assert (await eventually(shown, 60))["message"] == "3 of 4 done"
+        code, _, err = await run_cli("--task-file", str(path), "success", "on the cluster",
+                                     env=http)
+        assert code == 0, err
+        code, _, err = await run_cli("--task-file", str(path), "success", "again", env=http)
+        assert code == EXIT_NOT_FOUND and err.startswith("complete_activity: no such activity")
+        plan = await eventually(lambda: stage_file(dirs["tasks"], "build_plan"), 60)
+        code, _, err = await run_cli("--task-file", str(plan), "failed", "no plan here",
+                                     env=http)
+        assert code == 0, err
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    assert "Stage implement failed: no plan here" in str(caught.value.cause)

@@ -259,7 +259,7 @@ async def test_a_held_sweep_turn_is_said_in_the_log_and_by_buildctl(client, cfg,
     import fcntl
 
     from taskdir.locks import SWEEP_LOCK
-    from tests.test_buildctl import buildctl
+    from testbed.helpers import buildctl
 
     (dirs["tasks"] / ".locks").mkdir(parents=True)
     lock = open(dirs["tasks"] / ".locks" / SWEEP_LOCK, "a")  # noqa: SIM115

@@ -12,8 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from contract import EARLIER_MARKERS, PIPELINE
-from testbed.helpers import eventually, running_worker
-from tests.test_buildctl import buildctl
+from testbed.helpers import buildctl, eventually, running_worker
 
 
 @workflow.defn(name=PIPELINE)
