@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from buildctl import SHOWN, status_lines
 from config import load_config
+from operations.view import SHOWN, status_lines
 from taskdir import TaskDirectory
 from testbed.agents import AgentSim, default_behaviour, run_cli, triage_writer
 from testbed.helpers import (

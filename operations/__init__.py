@@ -1,0 +1,1 @@
+"""The operator's commands behind buildctl.py, one room each, and how they are shown."""
