@@ -53,22 +53,23 @@ def checked_token(text: str) -> bytes:
 
 
 def read_task_file(path: str) -> TokenSource:
-    """payload.task_token of a task YAML file, read with the worker's own safe loader, with
-    where its stage lives (payload.temporal) and whether it was offered more than once."""
-    import yaml
-
-    from safeio import untrusted_yaml
-    from taskdir import load
-    from taskdir.documents import offers
+    """payload.task_token of a task YAML file, read as the worker reads what agents could
+    have written (bounded, no link; what the lean reader does not fully understand goes to
+    the safe full loader), with where its stage lives (payload.temporal) and whether it was
+    offered more than once."""
+    from safeio.regular import InputRefused
+    from taskdir.reading import load, offers
 
     try:
-        document = load(Path(path))
+        document = load(Path(path), lean=True)
     except OSError as err:
         reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
         raise ExitError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
-    except untrusted_yaml.InputRefused as err:
+    except InputRefused as err:
         raise ExitError(f"cannot read task file {path}: {err}", Exit.USAGE) from None
-    except (ValueError, yaml.YAMLError) as err:
+    except Exception as err:  # ValueError, or the full loader's yaml.YAMLError
+        if not isinstance(err, ValueError) and not _yaml_error(err):
+            raise
         detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
         raise ExitError(f"task file {path}: {detail}", Exit.INVALID) from None
     token = token_text(document)
@@ -76,6 +77,12 @@ def read_task_file(path: str) -> TokenSource:
         raise ExitError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
     maybe_old = offers(document) > 1 or Path(path).resolve().parent != task_dir().resolve()
     return TokenSource(token, path, location_in(document, path), maybe_old)
+
+
+def _yaml_error(err: Exception) -> bool:
+    """Whether ERR is PyYAML's (loaded only when the full loader was needed)."""
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(err, yaml.YAMLError)
 
 
 def location_in(document: dict[str, Any], path: object) -> StageLocation | None:
@@ -315,10 +322,10 @@ def stage_withdrawn(task_file: str | None) -> bool:
     """Whether the task file says the stage was cancelled (the run may be gone already)."""
     if task_file is None:
         return False
-    from taskdir import load
+    from taskdir.reading import load
 
     try:
-        return load(Path(task_file)).get("status") == "cancelled"
+        return load(Path(task_file), lean=True).get("status") == "cancelled"
     except Exception:
         return False
 
@@ -459,8 +466,8 @@ def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]
 
 def _holds(path: Path, needle: bytes) -> bool:
     """Whether the regular file at PATH (not a link, at most a task file's size) has NEEDLE."""
-    from safeio.untrusted_yaml import read_regular
-    from taskdir.documents import MAX_TASK_FILE_BYTES
+    from safeio.regular import read_regular
+    from taskdir.reading import MAX_TASK_FILE_BYTES
 
     try:
         return needle in read_regular(path, MAX_TASK_FILE_BYTES)
