@@ -101,7 +101,7 @@ class _Reader:
             if rest and not rest.startswith(" "):
                 raise _Doubt
             self.at = index + 1
-            result[key] = self.value(rest[1:], column, depth) if rest.strip() else \
+            result[key] = self.value(rest.lstrip(" "), column, depth) if rest.strip() else \
                 self.nested(column, depth)
             index = self.at
             if index >= len(self.lines) or self.indent(index) != column or \
