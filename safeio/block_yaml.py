@@ -66,6 +66,14 @@ def parse(raw: bytes) -> object | None:
     return value
 
 
+def plain(text: str) -> object:
+    """What the one-line plain scalar TEXT loads as, or None when in doubt (`null` too)."""
+    try:
+        return _plain(text)
+    except (_Doubt, ValueError, OverflowError):
+        return None
+
+
 class _Reader:
     """One pass over the lines; `at` is the next line to read."""
 

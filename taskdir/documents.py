@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from taskdir.moves import history_entry, utc_now
 from taskdir.reading import MAX_TASK_FILE_BYTES, SOURCE_AGENT, load, offers
 
 __all__ = ["MAX_TASK_FILE_BYTES", "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "file_name",
@@ -51,22 +52,12 @@ class TaskSpec:
     request: str | None = None  # the audit request.md the dispatcher hands the security agent
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def file_name(task_id: str, created: datetime) -> str:
     return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{task_id[:8]}.yml"
-
-
-def history_entry(status: str, note: str, actor: str = SOURCE_AGENT,
-                  moment: datetime | None = None) -> dict[str, Any]:
-    """One `history` item; the timestamp is a YAML timestamp, as the tooling writes it."""
-    return {"timestamp": moment or utc_now(), "status": status, "actor": actor, "note": note}
 
 
 def dump(document: dict[str, Any]) -> bytes:
