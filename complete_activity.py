@@ -7,9 +7,8 @@ import errno
 import os
 import socket
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from connection.http_completion import NOT_FOUND_LINE, STOP_LINE
 from connection.settings import ClientSettings, StageLocation, stage_location
@@ -107,8 +106,7 @@ def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "out
     return message
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One call of the CLI: finish a stage (success/failed) or report progress."""
 
     verb: str  # "complete" or "heartbeat"
@@ -140,8 +138,7 @@ def parse_args(argv: list[str]) -> Request:
                    source.path, source.place, source.maybe_old)
 
 
-@dataclass(frozen=True)
-class TokenSource:
+class TokenSource(NamedTuple):
     """Where the token came from: its text, and the task file (and what it says) if any."""
 
     token: str
@@ -467,12 +464,12 @@ def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]
         return request, None
     own = file_holding(request.token_text.strip(), token)
     if own is None:
-        return replace(request, maybe_old=True), None
+        return request._replace(maybe_old=True), None
     try:
         source = read_task_file(str(own))
     except ExitError:  # unreadable now: the environment's settings stand
         return request, own
-    return replace(request, place=source.place, maybe_old=source.maybe_old), own
+    return request._replace(place=source.place, maybe_old=source.maybe_old), own
 
 
 def _holds(path: Path, needle: bytes) -> bool:

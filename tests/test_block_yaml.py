@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_more_nodes_than_the_limit_go_to_the_full_loader():
 
 def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_path):
     """What `--task-file ... success` over HTTP imports up to the call (nothing answers here):
-    no PyYAML, no directory index, no logging, no pydantic, no temporalio."""
+    no PyYAML, no directory index, no logging, no pydantic, no temporalio, no dataclasses."""
     path = tmp_path / "20261206-224017-0be01c4e.yml"
     path.write_bytes(worker_file("x", {"temporal": {"address": "127.0.0.1:1",
                                                     "namespace": "default", "tls": False}}))
@@ -121,5 +122,27 @@ def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_p
     imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines()
                 if line.startswith("import time:")}
     heavy = {"yaml", "taskdir.index", "taskdir.documents", "pydantic", "temporalio", "uuid",
-             "logging"}
+             "logging", "dataclasses", "inspect"}
     assert "taskdir.reading" in imported and not heavy & imported, heavy & imported
+
+
+def test_the_cli_finishes_its_task_file_without_pyyaml_or_the_index(tmp_path):
+    """Marking the file completed after the call (`settle_own_file`) loads no PyYAML, no
+    directory index, no logging, no dataclasses, and the file is completed."""
+    path = tmp_path / "20261206-224017-0be01c4e.yml"
+    path.write_bytes(worker_file("it's: done"))
+    path.chmod(0o600)
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); "
+            "from complete_activity import settle_own_file; "
+            "settle_own_file(Path(sys.argv[1]), 'success', 'done')")
+    ran = subprocess.run([sys.executable, "-X", "importtime", "-c", code, str(path),
+                          str(Path(COMPLETE).parent)], capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert ran.returncode == 0 and "note" not in ran.stderr, ran.stderr[-500:]
+    imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {"yaml", "taskdir.index", "taskdir.documents", "taskdir.directory", "logging",
+             "dataclasses", "inspect", "uuid"}
+    assert "taskdir.finishing" in imported and not heavy & imported, heavy & imported
+    document = untrusted_yaml.parse(path.read_bytes(), path.name)
+    assert (document["status"], document["result"]["output"]) == ("completed", "done")
