@@ -127,7 +127,7 @@ class Target(NamedTuple):
 def target(env: Mapping[str, str], place: StageLocation | None) -> Target:
     """The HTTP target of the agents' settings (the task file fills what the shell leaves
     unset, as on the gRPC path); TLS material as the gRPC path would use it."""
-    settings = agent_settings(env, place, light_settings)
+    settings = agent_settings(env, place, light_settings, light_tls=True)
     headers = {"Content-Type": "application/json", "temporal-namespace": settings.namespace}
     api_key = settings.connect.get("api_key")
     if api_key:

@@ -267,21 +267,33 @@ def stage_location(raw: object) -> StageLocation | None:
 
 
 def agent_settings(env: Mapping[str, str], place: StageLocation | None,
-                   load: Callable[[Mapping[str, str]], ClientSettings] | None = None
-                   ) -> ClientSettings:
+                   load: Callable[[Mapping[str, str]], ClientSettings] | None = None,
+                   light_tls: bool = False) -> ClientSettings:
     """The agents' CLI's connection: its own AGENT_TEMPORAL_* settings, else the shell's
     TEMPORAL_* (and profile), each setting they leave unset filled from the task file. LOAD
-    reads the variables (the SDK's reader unless the caller has a lighter one)."""
+    reads the variables (the SDK's reader unless the caller has a lighter one); LIGHT_TLS:
+    the file's TLS as a FileTLS (the HTTP path), not the SDK's TLSConfig."""
     own = any(name.startswith(AGENT_PREFIX + "TEMPORAL_") for name in env)
     settings = (load or load_client_settings)(agent_env(env))
     if own:
         settings = settings.replace(**{
             key: getattr(settings, key).replace("from TEMPORAL_", f"from {AGENT_PREFIX}TEMPORAL_")
             for key in ("address_from", "namespace_from")})
-    return settings if place is None else at_location(settings, place)
+    return settings if place is None else at_location(settings, place, light_tls)
 
 
-def at_location(settings: ClientSettings, place: StageLocation) -> ClientSettings:
+class FileTLS(NamedTuple):
+    """TLS a task file turns on, as the SDK's TLSConfig(domain=...) says it: the system's CA
+    roots, no client certificate. The HTTP path reads these four; it never imports the SDK."""
+
+    domain: str | None
+    server_root_ca_cert: bytes | None = None
+    client_cert: bytes | None = None
+    client_private_key: bytes | None = None
+
+
+def at_location(settings: ClientSettings, place: StageLocation,
+                light_tls: bool = False) -> ClientSettings:
     """SETTINGS with the address, namespace and TLS on/off the task file names, where the
     environment names none. Credentials from the environment go only to an address named
     there too (the file is anyone's to write): refused, never sent elsewhere."""
@@ -297,9 +309,14 @@ def at_location(settings: ClientSettings, place: StageLocation) -> ClientSetting
         if settings.http_setting is None:
             changes["http_setting"] = place.http_address  # None: derived from the address
         if place.tls and settings.vault is None and not settings.has_static_tls:
-            from temporalio.service import TLSConfig
-
-            connect["tls"] = TLSConfig(domain=place.server_name)  # the system's CA roots
+            connect["tls"] = FileTLS(place.server_name) if light_tls else _sdk_tls(place)
     if place.namespace and not settings.names_namespace:
         connect["namespace"], changes["namespace_from"] = place.namespace, FROM_FILE
     return settings.replace(connect=connect, **changes)
+
+
+def _sdk_tls(place: StageLocation) -> Any:
+    """The SDK's TLSConfig for the file's TLS: the system's CA roots, its server name."""
+    from temporalio.service import TLSConfig
+
+    return TLSConfig(domain=place.server_name)

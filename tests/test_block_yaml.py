@@ -106,12 +106,14 @@ def test_more_nodes_than_the_limit_go_to_the_full_loader():
         untrusted_yaml.parse(raw, "t.yml")
 
 
-def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_path):
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_path, tls):
     """What `--task-file ... success` over HTTP imports up to the call (nothing answers here):
-    no PyYAML, no directory index, no logging, no pydantic, no temporalio, no dataclasses."""
+    no PyYAML, no directory index, no logging, no pydantic, no dataclasses, and no temporalio
+    (with the file's `tls: true` too)."""
     path = tmp_path / "20261206-224017-0be01c4e.yml"
     path.write_bytes(worker_file("x", {"temporal": {"address": "127.0.0.1:1",
-                                                    "namespace": "default", "tls": False}}))
+                                                    "namespace": "default", "tls": tls}}))
     path.chmod(0o600)
     env = {"AGENT_TRANSPORT": "http", "TASK_QUEUE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     ran = subprocess.run([sys.executable, "-X", "importtime", COMPLETE, "--task-file",
