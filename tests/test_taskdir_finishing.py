@@ -115,3 +115,13 @@ def test_what_the_lean_path_is_unsure_of_goes_to_the_full_path(tmp_path, odd):
     complete_activity.settle_own_file(path, "success", "out")
     document = yaml.safe_load(path.read_text())
     assert (document["status"], document["result"]["output"]) == ("completed", "out")
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_relative_task_file_path_is_marked_too(tmp_path, monkeypatch, lean):
+    """`--task-file task.yml` from the task directory: the file is finished (it once left a
+    note instead: the relative path was not below the directory's resolved root)."""
+    path = dispatched(tmp_path, "build_plan", "upstream", "x")
+    monkeypatch.chdir(tmp_path)
+    complete_activity.settle_own_file(Path(path.name), "success", "out", lean=lean)
+    assert yaml.safe_load(path.read_text())["status"] == "completed"
