@@ -7,9 +7,8 @@ import errno
 import os
 import socket
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from connection.http_completion import NOT_FOUND_LINE, STOP_LINE
 from connection.settings import ClientSettings, StageLocation, stage_location
@@ -53,22 +52,23 @@ def checked_token(text: str) -> bytes:
 
 
 def read_task_file(path: str) -> TokenSource:
-    """payload.task_token of a task YAML file, read with the worker's own safe loader, with
-    where its stage lives (payload.temporal) and whether it was offered more than once."""
-    import yaml
-
-    from safeio import untrusted_yaml
-    from taskdir import load
-    from taskdir.documents import offers
+    """payload.task_token of a task YAML file, read as the worker reads what agents could
+    have written (bounded, no link; what the lean reader does not fully understand goes to
+    the safe full loader), with where its stage lives (payload.temporal) and whether it was
+    offered more than once."""
+    from safeio.regular import InputRefused
+    from taskdir.reading import load, offers
 
     try:
-        document = load(Path(path))
+        document = load(Path(path), lean=True)
     except OSError as err:
         reason = "is a symlink" if err.errno == errno.ELOOP else err.strerror
         raise ExitError(f"cannot read task file {path}: {reason}", Exit.USAGE) from None
-    except untrusted_yaml.InputRefused as err:
+    except InputRefused as err:
         raise ExitError(f"cannot read task file {path}: {err}", Exit.USAGE) from None
-    except (ValueError, yaml.YAMLError) as err:
+    except Exception as err:  # ValueError, or the full loader's yaml.YAMLError
+        if not isinstance(err, ValueError) and not _yaml_error(err):
+            raise
         detail = str(err) if isinstance(err, ValueError) else "not valid YAML"
         raise ExitError(f"task file {path}: {detail}", Exit.INVALID) from None
     token = token_text(document)
@@ -76,6 +76,12 @@ def read_task_file(path: str) -> TokenSource:
         raise ExitError(f"task file {path} has no payload.{TOKEN_FIELD}", Exit.INVALID)
     maybe_old = offers(document) > 1 or Path(path).resolve().parent != task_dir().resolve()
     return TokenSource(token, path, location_in(document, path), maybe_old)
+
+
+def _yaml_error(err: Exception) -> bool:
+    """Whether ERR is PyYAML's (loaded only when the full loader was needed)."""
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(err, yaml.YAMLError)
 
 
 def location_in(document: dict[str, Any], path: object) -> StageLocation | None:
@@ -100,8 +106,7 @@ def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "out
     return message
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One call of the CLI: finish a stage (success/failed) or report progress."""
 
     verb: str  # "complete" or "heartbeat"
@@ -133,8 +138,7 @@ def parse_args(argv: list[str]) -> Request:
                    source.path, source.place, source.maybe_old)
 
 
-@dataclass(frozen=True)
-class TokenSource:
+class TokenSource(NamedTuple):
     """Where the token came from: its text, and the task file (and what it says) if any."""
 
     token: str
@@ -315,10 +319,10 @@ def stage_withdrawn(task_file: str | None) -> bool:
     """Whether the task file says the stage was cancelled (the run may be gone already)."""
     if task_file is None:
         return False
-    from taskdir import load
+    from taskdir.reading import load
 
     try:
-        return load(Path(task_file)).get("status") == "cancelled"
+        return load(Path(task_file), lean=True).get("status") == "cancelled"
     except Exception:
         return False
 
@@ -383,23 +387,34 @@ async def respond(service: Any, namespace: str, identity: str, token: bytes, sta
             retry=True)
 
 
-def settle_own_file(path: Path, status: str, message: str) -> None:
+def settle_own_file(path: Path, status: str, message: str, lean: bool = True) -> None:
     """The stage is done: say so in its task file at once, so that it never looks like open
-    work to another agent (the worker's own settlement then finds it finished)."""
-    from taskdir import TaskDirectory, load
-    from taskdir.vocabulary import FINAL_STATUS
+    work to another agent (the worker's own settlement then finds it finished). LEAN: without
+    PyYAML or the directory's index when the lean reader and emitter are sure."""
+    from taskdir.moves import FINAL_STATUS
 
     moved = FINAL_STATUS[status]
+    note = f"stage {moved} with complete_activity.py"
+    path = path.parent.resolve() / path.name  # the directory's own path, whatever was typed
     try:
+        if lean:
+            from taskdir.finishing import finish
+
+            if finish(path, moved, note, message, finisher):
+                return
+        from taskdir import TaskDirectory, load
+
         document = load(path)
-        directory = TaskDirectory(path.resolve().parent)
-        directory.finish(str(document.get("id")), moved,
-                         f"stage {moved} with complete_activity.py", output=message,
-                         by=str(document.get("target_agent") or "complete_activity"),
-                         path=path)
+        TaskDirectory(path.parent).finish(str(document.get("id")), moved, note,
+                                          output=message, by=finisher(document), path=path)
     except Exception as err:  # the completion went through; the worker settles the file too
         print(f"complete_activity: note: task file not updated ({type(err).__name__}); the "
               f"worker settles it", file=sys.stderr)
+
+
+def finisher(document: dict[str, Any]) -> str:
+    """Who finished the stage, as its task file's result and history say."""
+    return str(document.get("target_agent") or "complete_activity")
 
 
 def task_dir() -> Path:
@@ -449,18 +464,18 @@ def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]
         return request, None
     own = file_holding(request.token_text.strip(), token)
     if own is None:
-        return replace(request, maybe_old=True), None
+        return request._replace(maybe_old=True), None
     try:
         source = read_task_file(str(own))
     except ExitError:  # unreadable now: the environment's settings stand
         return request, own
-    return replace(request, place=source.place, maybe_old=source.maybe_old), own
+    return request._replace(place=source.place, maybe_old=source.maybe_old), own
 
 
 def _holds(path: Path, needle: bytes) -> bool:
     """Whether the regular file at PATH (not a link, at most a task file's size) has NEEDLE."""
-    from safeio.untrusted_yaml import read_regular
-    from taskdir.documents import MAX_TASK_FILE_BYTES
+    from safeio.regular import read_regular
+    from taskdir.reading import MAX_TASK_FILE_BYTES
 
     try:
         return needle in read_regular(path, MAX_TASK_FILE_BYTES)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from exceptions import CredentialError
 
 
-@dataclass(frozen=True)
-class VaultSettings:
+class VaultSettings(NamedTuple):
     """Where and how to fetch mTLS material by AppRole."""
 
     addr: str
@@ -22,8 +21,7 @@ KV_PATH = "temporal/worker"
 FIELDS = ("ca_cert_pem", "client_cert_pem", "client_key_pem")
 
 
-@dataclass(frozen=True, repr=False)
-class TLSMaterial:
+class TLSMaterial(NamedTuple):
     """PEM bytes for a TLSConfig; repr hides them."""
 
     ca_cert: bytes

@@ -11,10 +11,9 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from connection.offers import OFFERED_AGAIN
 from connection.rpc_exits import STATUS_NAMES, status_exit
@@ -110,8 +109,7 @@ def light_settings(env: Mapping[str, str]) -> ClientSettings:
     return plain_settings(env) or load_client_settings(env)
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where and how to post: the HTTP API's address and what goes with every request."""
 
     address: str
@@ -119,14 +117,17 @@ class Target:
     namespace: str
     context: ssl.SSLContext | None = None
     server_name: str | None = None
-    headers: dict[str, str] = field(default_factory=dict, repr=False)  # API key: secret
+    headers: dict[str, str] = {}  # never changed in place; with the API key: secret
     vault_missing: tuple[str, ...] = ()  # some Vault variables set, these not: Vault is off
+
+    def __repr__(self) -> str:
+        return f"Target({self.address!r}, {self.namespace!r}, <headers>)"
 
 
 def target(env: Mapping[str, str], place: StageLocation | None) -> Target:
     """The HTTP target of the agents' settings (the task file fills what the shell leaves
     unset, as on the gRPC path); TLS material as the gRPC path would use it."""
-    settings = agent_settings(env, place, light_settings)
+    settings = agent_settings(env, place, light_settings, light_tls=True)
     headers = {"Content-Type": "application/json", "temporal-namespace": settings.namespace}
     api_key = settings.connect.get("api_key")
     if api_key:
@@ -262,8 +263,7 @@ def payloads(data: bytes) -> dict[str, Any]:
                           "data": encode(data).decode("ascii")}]}
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One agent's call: finish the stage (STATUS success/failed) or heartbeat (progress)."""
 
     verb: str  # "complete" or "heartbeat"

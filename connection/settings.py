@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from contract import LOCATION_FIELD
 from exceptions import ConfigError
@@ -21,17 +20,47 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-@dataclass(frozen=True)
 class ClientSettings:
-    """Everything needed to open a Temporal client connection."""
+    """Everything needed to open a Temporal client connection. A plain frozen class, not a
+    dataclass: the agents' CLI imports it, and `dataclasses` costs it ~5 ms of imports."""
 
+    __slots__ = ("address_from", "connect", "http_setting", "namespace_from", "require_tls",
+                 "vault", "vault_missing")
     connect: Mapping[str, Any]
     vault: VaultSettings | None
     require_tls: bool
-    vault_missing: tuple[str, ...] = ()  # some Vault variables set, these not: Vault is off
-    address_from: str = DEFAULT_SOURCE  # where the address came from, said in messages
-    namespace_from: str = DEFAULT_SOURCE
-    http_setting: str | None = None  # TEMPORAL_HTTP_ADDRESS (or the task file's), if set
+    vault_missing: tuple[str, ...]  # some Vault variables set, these not: Vault is off
+    address_from: str  # where the address came from, said in messages
+    namespace_from: str
+    http_setting: str | None  # TEMPORAL_HTTP_ADDRESS (or the task file's), if set
+
+    def __init__(self, connect: Mapping[str, Any], vault: VaultSettings | None,
+                 require_tls: bool, vault_missing: tuple[str, ...] = (),
+                 address_from: str = DEFAULT_SOURCE, namespace_from: str = DEFAULT_SOURCE,
+                 http_setting: str | None = None) -> None:
+        for name, value in (("connect", connect), ("vault", vault),
+                            ("require_tls", require_tls), ("vault_missing", vault_missing),
+                            ("address_from", address_from), ("namespace_from", namespace_from),
+                            ("http_setting", http_setting)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ClientSettings is frozen: cannot set {name}")
+
+    def _values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ClientSettings and self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # its connect mapping is not hashable
+
+    def __repr__(self) -> str:
+        shown = {**self._values(), "connect": sorted(self.connect)}  # names only: a key is secret
+        return f"ClientSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    def replace(self, **changes: Any) -> ClientSettings:
+        return ClientSettings(**{**self._values(), **changes})
 
     @property
     def address(self) -> str:
@@ -207,8 +236,7 @@ _ADDRESS = re.compile(r"[A-Za-z0-9._\-\[\]:]{1,250}:[0-9]{1,5}")
 _NAME = re.compile(r"[A-Za-z0-9._\-]{1,253}")
 
 
-@dataclass(frozen=True)
-class StageLocation:
+class StageLocation(NamedTuple):
     """What a task file says about where its stage lives (never a credential)."""
 
     address: str | None = None
@@ -239,21 +267,33 @@ def stage_location(raw: object) -> StageLocation | None:
 
 
 def agent_settings(env: Mapping[str, str], place: StageLocation | None,
-                   load: Callable[[Mapping[str, str]], ClientSettings] | None = None
-                   ) -> ClientSettings:
+                   load: Callable[[Mapping[str, str]], ClientSettings] | None = None,
+                   light_tls: bool = False) -> ClientSettings:
     """The agents' CLI's connection: its own AGENT_TEMPORAL_* settings, else the shell's
     TEMPORAL_* (and profile), each setting they leave unset filled from the task file. LOAD
-    reads the variables (the SDK's reader unless the caller has a lighter one)."""
+    reads the variables (the SDK's reader unless the caller has a lighter one); LIGHT_TLS:
+    the file's TLS as a FileTLS (the HTTP path), not the SDK's TLSConfig."""
     own = any(name.startswith(AGENT_PREFIX + "TEMPORAL_") for name in env)
     settings = (load or load_client_settings)(agent_env(env))
     if own:
-        settings = replace(settings, **{
+        settings = settings.replace(**{
             key: getattr(settings, key).replace("from TEMPORAL_", f"from {AGENT_PREFIX}TEMPORAL_")
             for key in ("address_from", "namespace_from")})
-    return settings if place is None else at_location(settings, place)
+    return settings if place is None else at_location(settings, place, light_tls)
 
 
-def at_location(settings: ClientSettings, place: StageLocation) -> ClientSettings:
+class FileTLS(NamedTuple):
+    """TLS a task file turns on, as the SDK's TLSConfig(domain=...) says it: the system's CA
+    roots, no client certificate. The HTTP path reads these four; it never imports the SDK."""
+
+    domain: str | None
+    server_root_ca_cert: bytes | None = None
+    client_cert: bytes | None = None
+    client_private_key: bytes | None = None
+
+
+def at_location(settings: ClientSettings, place: StageLocation,
+                light_tls: bool = False) -> ClientSettings:
     """SETTINGS with the address, namespace and TLS on/off the task file names, where the
     environment names none. Credentials from the environment go only to an address named
     there too (the file is anyone's to write): refused, never sent elsewhere."""
@@ -269,9 +309,14 @@ def at_location(settings: ClientSettings, place: StageLocation) -> ClientSetting
         if settings.http_setting is None:
             changes["http_setting"] = place.http_address  # None: derived from the address
         if place.tls and settings.vault is None and not settings.has_static_tls:
-            from temporalio.service import TLSConfig
-
-            connect["tls"] = TLSConfig(domain=place.server_name)  # the system's CA roots
+            connect["tls"] = FileTLS(place.server_name) if light_tls else _sdk_tls(place)
     if place.namespace and not settings.names_namespace:
         connect["namespace"], changes["namespace_from"] = place.namespace, FROM_FILE
-    return replace(settings, connect=connect, **changes)
+    return settings.replace(connect=connect, **changes)
+
+
+def _sdk_tls(place: StageLocation) -> Any:
+    """The SDK's TLSConfig for the file's TLS: the system's CA roots, its server name."""
+    from temporalio.service import TLSConfig
+
+    return TLSConfig(domain=place.server_name)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Field numbers of the server's TaskToken message (temporal.server.api.token.v1).
 _WORKFLOW_ID, _RUN_ID, _SCHEDULED_EVENT_ID, _ATTEMPT = 2, 3, 4, 5
 _ACTIVITY_ID, _ACTIVITY_TYPE = 6, 8
 
 
-@dataclass(frozen=True)
-class TokenFacts:
+class TokenFacts(NamedTuple):
     """The run and the activity a task token completes."""
 
     workflow_id: str

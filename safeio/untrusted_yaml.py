@@ -10,29 +10,19 @@ without blocking and without following a link.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from exceptions import ActivityRuntimeError
+from safeio.regular import MAX_DEPTH, MAX_NODES, FileTooLarge, InputRefused, read_regular
 
-MAX_DEPTH = 64
+__all__ = ["MAX_DEPTH", "MAX_NODES", "FileTooLarge", "InputRefused", "TooManyNodes",
+           "load_file", "parse", "read_regular"]
+
 MAX_EXPANDED = 2 * 1024 * 1024  # characters of scalars plus one per node, aliases expanded
-MAX_NODES = 100_000  # nodes (scalars, collections), aliases expanded: what a load builds
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-class InputRefused(ActivityRuntimeError, ValueError):
-    """Input we did not write exceeds a limit or is not a regular file; retrying won't help."""
-
-
-class FileTooLarge(InputRefused):
-    """A file exceeded the size we are willing to read."""
 
 
 class TooManyNodes(InputRefused):
@@ -63,31 +53,6 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
                 raise _DuplicateKey(key, key_node.start_mark.line + 1)
             seen.add(key)
         return mapping
-
-
-def read_regular(path: Path, max_bytes: int) -> bytes:
-    """At most MAX_BYTES of the regular file PATH; never blocks on a FIFO, never follows a
-    final symlink (OSError ELOOP), raises InputRefused for anything else that is not a file."""
-    fd = os.open(path, _OPEN)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputRefused(f"{path.name} is not a regular file")
-        if info.st_size > max_bytes:
-            raise FileTooLarge(f"{path.name} is larger than {max_bytes} bytes")
-        chunks, left = [], max_bytes + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > max_bytes:
-        raise FileTooLarge(f"{path.name} is larger than {max_bytes} bytes")
-    return data
 
 
 def check_shape(text: str | bytes, what: str, max_nodes: int = MAX_NODES) -> int:

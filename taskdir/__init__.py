@@ -1,19 +1,20 @@
-"""The agents' task directory, shared with the platform's task-queue tooling."""
+"""The agents' task directory, shared with the platform's task-queue tooling. Its names load
+on first use: the agents' CLI imports `taskdir.reading` without the directory's index."""
 
-from taskdir.decisions import Decision
-from taskdir.directory import TaskDirectory
-from taskdir.documents import (
-    SOURCE_AGENT,
-    UNREADABLE,
-    TaskSpec,
-    dump,
-    file_name,
-    iso,
-    load,
-    utc_now,
-)
-from taskdir.index import DuplicateTaskId
-from taskdir.vocabulary import TaskStyle
+from __future__ import annotations
 
-__all__ = ["SOURCE_AGENT", "UNREADABLE", "Decision", "DuplicateTaskId", "TaskDirectory", "TaskSpec",
-           "TaskStyle", "dump", "file_name", "iso", "load", "utc_now"]
+import importlib
+from typing import Any
+
+_HOMES = {"Decision": "decisions", "TaskDirectory": "directory", "DuplicateTaskId": "index",
+          "TaskStyle": "vocabulary", **{name: "documents" for name in (
+              "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "file_name", "iso", "load",
+              "utc_now")}}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'taskdir' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"taskdir.{_HOMES[name]}"), name)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from safeio import untrusted_yaml
+from taskdir.moves import history_entry, utc_now
+from taskdir.reading import MAX_TASK_FILE_BYTES, SOURCE_AGENT, load, offers
 
-SOURCE_AGENT = "temporal-worker"
-MAX_TASK_FILE_BYTES = 1024 * 1024
+__all__ = ["MAX_TASK_FILE_BYTES", "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "file_name",
+           "history_entry", "iso", "load", "offers", "stage_task_id", "utc_now"]
 # What reading a task file can raise (the safe loader's refusals are ValueErrors): the one
 # definition of "this file cannot be read".
 UNREADABLE = (OSError, ValueError, yaml.YAMLError)
@@ -52,10 +52,6 @@ class TaskSpec:
     request: str | None = None  # the audit request.md the dispatcher hands the security agent
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -64,30 +60,6 @@ def file_name(task_id: str, created: datetime) -> str:
     return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{task_id[:8]}.yml"
 
 
-def history_entry(status: str, note: str, actor: str = SOURCE_AGENT,
-                  moment: datetime | None = None) -> dict[str, Any]:
-    """One `history` item; the timestamp is a YAML timestamp, as the tooling writes it."""
-    return {"timestamp": moment or utc_now(), "status": status, "actor": actor, "note": note}
-
-
 def dump(document: dict[str, Any]) -> bytes:
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      width=1000).encode("utf-8")
-
-
-def load(path: Path) -> dict[str, Any]:
-    """Parse one task file safely; ValueError (InputRefused too) when it is not a mapping."""
-    data = untrusted_yaml.load_file(path, MAX_TASK_FILE_BYTES)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a YAML mapping")
-    return data
-
-
-def offers(document: dict[str, Any]) -> int:
-    """How often the worker wrote this stage's file (each offer carries a new token): more
-    than one means an older token may still be around."""
-    history = document.get("history")
-    entries = history if isinstance(history, list) else []
-    return sum(1 for entry in entries if isinstance(entry, dict)
-               and entry.get("actor") == SOURCE_AGENT
-               and entry.get("status") in ("submitted", "parked"))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from exceptions import ActivityRuntimeError
 from safeio.writing import open_beneath
-from taskdir.index import odd_entry
 
 SWEEP_LOCK = ".temporal-build-worker-sweep.lock"  # a dot name: never a task id's lock
 LOCK_PATIENCE = 0.2  # seconds a write waits for a held task lock before handing back its thread
@@ -72,6 +71,8 @@ class TaskLocks:
                  else "sweeps not taken in turns (each action is idempotent)")):
             shape = _wrong_shape(path, want_dir)
             if shape is not None:
+                from taskdir.index import odd_entry  # its logging, only when it has to say
+
                 odd_entry(path, effect, shape)
                 return f"{path} is {shape}: {effect}; it is not followed (replace it)"
         return None

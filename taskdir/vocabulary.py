@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import contract
 from stages import stage_named
 from taskdir.documents import SOURCE_AGENT, TaskSpec, history_entry
+from taskdir.moves import (  # noqa: F401  (their home is moves; long imported from here)
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    FINAL_STATUS,
+    TERMINAL,
+)
 
 Vocabulary = Literal["upstream", "task-queue"]
-TERMINAL = COMPLETED, FAILED, CANCELLED = ("completed", "failed", "cancelled")  # final statuses
-FINAL_STATUS = {contract.SUCCESS: COMPLETED, contract.FAILED: FAILED}  # a stage result's -> file's
 # Originating-task statuses that decide a parked pipeline, and the verdict each carries.
 DECISIONS = {"approved": "approved", "rejected": "rejected", "cancelled": "rejected",
              "failed": "rejected"}

@@ -14,7 +14,6 @@ from exceptions import ActivityRuntimeError
 from safeio.writing import FILE_MODE, write_private
 from taskdir.documents import (
     MAX_TASK_FILE_BYTES,
-    SOURCE_AGENT,
     UNREADABLE,
     TaskSpec,
     dump,
@@ -25,7 +24,8 @@ from taskdir.documents import (
 )
 from taskdir.index import TaskIndex
 from taskdir.locks import TaskLocks
-from taskdir.vocabulary import TERMINAL, TaskStyle
+from taskdir.moves import move
+from taskdir.vocabulary import TaskStyle
 
 log = logging.getLogger("taskdir")
 
@@ -85,17 +85,8 @@ class TaskWriter:
         terminal status is given). With UNLESS_TERMINAL a finished task is left alone."""
 
         def change(document: dict[str, Any]) -> bool:
-            if unless_terminal and document.get("status") in TERMINAL:
-                return False
-            now = utc_now()
-            document["status"] = status
-            if status in TERMINAL or output is not None:
-                document["result"] = {"output": output, "completed_by": by or SOURCE_AGENT,
-                                      "completed_at": now}
-            history = document.get("history")
-            document["history"] = [*(history if isinstance(history, list) else []),
-                                   history_entry(status, note, moment=now)]
-            return True
+            return move(document, status, note, output=output, by=by,
+                        unless_terminal=unless_terminal)
 
         return self.update(task_id, change, path, include_archive)
 

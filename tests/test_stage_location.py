@@ -74,3 +74,21 @@ def test_credentials_go_only_where_the_shell_says(secret):
 def test_a_place_that_is_not_one_is_refused(raw):
     with pytest.raises(ValueError, match=r"payload\.temporal"):
         stage_location(raw)
+
+
+def test_the_http_path_turns_the_files_tls_on_as_the_sdk_would_without_the_sdk():
+    """The file's `tls: true` on the HTTP path: the same server name and no client material
+    as the SDK's TLSConfig on the gRPC path, verified against the system's CA roots."""
+    import ssl
+
+    from connection import http_completion as http
+    from connection.settings import FileTLS
+
+    sdk = agent_settings(NO_CONFIG, PLACE).connect["tls"]
+    light = agent_settings(NO_CONFIG, PLACE, light_tls=True).connect["tls"]
+    assert isinstance(light, FileTLS)
+    for field in FileTLS._fields:
+        assert getattr(light, field) == getattr(sdk, field), field
+    where = http.target(NO_CONFIG, PLACE)
+    assert where.server_name == "temporal.internal" and where.context is not None
+    assert where.context.verify_mode == ssl.CERT_REQUIRED and where.context.check_hostname

@@ -1,0 +1,150 @@
+"""The agents' CLI's PyYAML-free reader (#39): on every file it returns a document for, that
+document is the safe full loader's; anything else it leaves to that loader (None). And the
+CLI's `--task-file ... success` over HTTP loads neither PyYAML nor the directory's index."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from safeio import block_yaml, untrusted_yaml
+from taskdir.documents import TaskSpec, dump
+from taskdir.vocabulary import TaskStyle
+from testbed.agents import COMPLETE
+
+NASTY = ["", " ", "'", "''", '"', "\\", ":", ": ", " #", "#", "-", "- ", "?", "|", ">", "&a",
+         "*a", "!!str", "%", "@", "`", "[", "]", "{", "}", ",", "\n", "\n\n", "\t", "\r",
+         "\x85", "\u2028", "\ufeff", "\x00", "\x7f", "é", "😀", "0", "00", "0x1F", "0b10",
+         "0o7", "1_000", "1:20", "1.5", "1e3", "1.0e+3", ".5", ".inf", "-.inf", ".NaN", "+1",
+         "-1", "~", "null", "Null", "yes", "No", "on", "OFF", "y", "n", "true", "<<", "=",
+         "2026-12-06", "2026-12-06 22:40:17.224713+00:00", "2026-1-6 1:02:03", "2026-12-06T1:2:3Z",
+         "127.0.0.1:7233", "0be01c4e-1e12", "12345678-1234", "a b", "a  b ", "x" * 300, "---",
+         "...", "key: value"]
+
+
+def same_as_full(raw: bytes) -> object:
+    """The lean reader's answer, checked against the full loader's when it gives one."""
+    lean = block_yaml.parse(raw)
+    if lean is not None:
+        full = untrusted_yaml.parse(raw, "t.yml")
+        assert lean == full, raw
+        assert [type(v) for v in _leaves(lean)] == [type(v) for v in _leaves(full)], raw
+    return lean
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in (key, *_leaves(item))]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def worker_file(text: str, extra: dict | None = None, vocabulary: str = "upstream") -> bytes:
+    """A task file as the worker dumps it, TEXT in its free-text fields."""
+    spec = TaskSpec("0be01c4e-1e12-5897-b086-2237bb693348", "dev", "security_fix", text,
+                    {"build_name": "b", "flags": [text, {"title": text, "line": 3}],
+                     "instruction": f"Fix it.\n\n{text}\nthen run it", "temporal": {
+                         "address": "127.0.0.1:7233", "namespace": "default", "tls": False},
+                     **(extra or {})}, originating_task_id="12345678-1234-1234-1234-123456789012",
+                    context_refs=("/plans/b.md",))
+    created = datetime(2026, 12, 6, 22, 40, 17, 224713, tzinfo=UTC)
+    style = TaskStyle(vocabulary=vocabulary)  # type: ignore[arg-type]
+    return dump(style.document(spec, "CiQwMWEy+/==", created))
+
+
+def test_the_files_the_worker_writes_are_read_without_pyyaml():
+    for vocabulary in ("upstream", "task-queue"):
+        raw = worker_file("Implement build 'b': it's \"fine\"", vocabulary=vocabulary)
+        document = same_as_full(raw)
+        assert document is not None, raw
+        assert document["created"] == datetime(2026, 12, 6, 22, 40, 17, 224713, tzinfo=UTC)
+        assert document["payload"]["task_token"] == "CiQwMWEy+/=="
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_any_text_the_worker_writes_reads_as_the_full_loader_reads_it(text):
+    same_as_full(worker_file(text))
+    same_as_full(worker_file("x", {"note": text, "n": [text, [text], {}], "m": {"k": text}}))
+
+
+def test_random_texts_and_scalars_agree_with_the_full_loader():
+    pieces = [*NASTY, "a", "b", "1", "2", ".", "-", "_", " ", "  ", "e", "E", "T", "Z", "+"]
+    rng = random.Random(39)
+    for _ in range(1500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 4)))
+        same_as_full(worker_file(text))
+        line = text.replace("\n", " ")
+        for raw in (f"k: {line}\n", f"k:\n- {line}\n", f"k:\n  j: {line}\n", f"{line}: 1\n"):
+            try:
+                same_as_full(raw.encode())
+            except (ValueError, untrusted_yaml.yaml.YAMLError):
+                assert block_yaml.parse(raw.encode()) is None, raw
+
+
+@pytest.mark.parametrize("raw", [
+    b"a: 1\na: 2\n", b"a: &x [1]\nb: *x\n", b"a: !!str 1\n", b"a: 1 # note\n", b"a: |\n  x\n",
+    b"a: [1, 2]\n", b"a:\n\tb: 1\n", b"a: 1\r\n", b"- 1\n- - 2\n", b"a: 1", b"\xff: 1\n",
+    b"a: 'open\n", b"a: \"x\\\n  y\"\n", b"a: 0x1F\n", b"a: 1.5\n", b"a: 2026-12-06\n",
+    b"".join(b"  " * i + b"k:\n" for i in range(70)) + b"  " * 70 + b"v: 1\n",
+    b"---\na: 1\n", b"a: x\n  y\n", b"yes: 1\n",
+    b"a: -x\n", b"a: 'x\n  '\n",
+])
+def test_what_it_does_not_fully_understand_goes_to_the_full_loader(raw):
+    assert block_yaml.parse(raw) is None
+
+
+def test_more_nodes_than_the_limit_go_to_the_full_loader():
+    raw = b"a:\n" + b"- 1\n" * (untrusted_yaml.MAX_NODES + 1)
+    assert block_yaml.parse(raw) is None
+    with pytest.raises(untrusted_yaml.TooManyNodes):
+        untrusted_yaml.parse(raw, "t.yml")
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_path, tls):
+    """What `--task-file ... success` over HTTP imports up to the call (nothing answers here):
+    no PyYAML, no directory index, no logging, no pydantic, no dataclasses, and no temporalio
+    (with the file's `tls: true` too)."""
+    path = tmp_path / "20261206-224017-0be01c4e.yml"
+    path.write_bytes(worker_file("x", {"temporal": {"address": "127.0.0.1:1",
+                                                    "namespace": "default", "tls": tls}}))
+    path.chmod(0o600)
+    env = {"AGENT_TRANSPORT": "http", "TASK_QUEUE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run([sys.executable, "-X", "importtime", COMPLETE, "--task-file",
+                          str(path), "success", "done"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 5, ran.stderr[-500:]
+    assert ran.stderr.splitlines()[-1].startswith("complete_activity: nothing answers HTTP")
+    imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {"yaml", "taskdir.index", "taskdir.documents", "pydantic", "temporalio", "uuid",
+             "logging", "dataclasses", "inspect"}
+    assert "taskdir.reading" in imported and not heavy & imported, heavy & imported
+
+
+def test_the_cli_finishes_its_task_file_without_pyyaml_or_the_index(tmp_path):
+    """Marking the file completed after the call (`settle_own_file`) loads no PyYAML, no
+    directory index, no logging, no dataclasses, and the file is completed."""
+    path = tmp_path / "20261206-224017-0be01c4e.yml"
+    path.write_bytes(worker_file("it's: done"))
+    path.chmod(0o600)
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); "
+            "from complete_activity import settle_own_file; "
+            "settle_own_file(Path(sys.argv[1]), 'success', 'done')")
+    ran = subprocess.run([sys.executable, "-X", "importtime", "-c", code, str(path),
+                          str(Path(COMPLETE).parent)], capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert ran.returncode == 0 and "note" not in ran.stderr, ran.stderr[-500:]
+    imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {"yaml", "taskdir.index", "taskdir.documents", "taskdir.directory", "logging",
+             "dataclasses", "inspect", "uuid"}
+    assert "taskdir.finishing" in imported and not heavy & imported, heavy & imported
+    document = untrusted_yaml.parse(path.read_bytes(), path.name)
+    assert (document["status"], document["result"]["output"]) == ("completed", "done")
