@@ -35,7 +35,7 @@ def jaeger_bin() -> str:
 
 def jaeger_config(otlp_port: int, query_port: int, query_grpc_port: int) -> dict[str, Any]:
     """All-in-one on the given ports only: OTLP/gRPC in, memory storage, the query API out;
-    no fixed machine-wide port (its own metrics, sampling, zpages) is opened."""
+    no fixed machine-wide port (its own metrics, traces, sampling, zpages) is used."""
     loopback = "127.0.0.1"
     return {
         "service": {
@@ -46,7 +46,8 @@ def jaeger_config(otlp_port: int, query_port: int, query_grpc_port: int) -> dict
         },
         "extensions": {
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 10000}}}},
-            "jaeger_query": {"storage": {"traces": "memstore"},
+            # Its own tracing would export to the fixed default OTLP port: off.
+            "jaeger_query": {"storage": {"traces": "memstore"}, "enable_tracing": False,
                              "http": {"endpoint": f"{loopback}:{query_port}"},
                              "grpc": {"endpoint": f"{loopback}:{query_grpc_port}"}},
         },
@@ -62,10 +63,10 @@ class Jaeger:
     def __init__(self, binary: str, base: Path) -> None:
         self.binary = binary
         self.base = base
-        self.otlp_port, self.query_port, grpc_port = free_port(), free_port(), free_port()
+        self.ports = (free_port(), free_port(), free_port())
+        self.otlp_port, self.query_port, _ = self.ports
         self.config = base / "jaeger.yaml"
-        self.config.write_text(yaml.safe_dump(
-            jaeger_config(self.otlp_port, self.query_port, grpc_port)))
+        self.config.write_text(yaml.safe_dump(jaeger_config(*self.ports)))
         self.log = base / "jaeger.log"
         self.process: subprocess.Popen[bytes] | None = None
 
