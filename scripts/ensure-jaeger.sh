@@ -30,6 +30,6 @@ if ! (cd "$build" && go mod init jaeger-build.local >/dev/null 2>&1 \
   exit 1
 fi
 mkdir -p "$(dirname "$OUT")"
-mv "$build/jaeger" "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+mv "$build/jaeger" "$OUT.tmp.$$"  # then renamed in place: a suite beside us sees all or none
+mv "$OUT.tmp.$$" "$OUT"
 echo "$OUT"
