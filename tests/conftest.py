@@ -19,6 +19,7 @@ from logs import JsonFormatter
 from testbed.cluster import TemporalCluster
 from testbed.devserver import DevServer, free_port, temporal_cli
 from testbed.helpers import connect_client, running_worker, tokens_in, worker_env
+from testbed.jaeger import Jaeger, jaeger_bin
 from testbed.timeskipping import start_time_skipping
 from tests.markers import mark_kinds
 
@@ -78,6 +79,24 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         pytest.fail(str(err), pytrace=False)
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def jaeger_path() -> str:
+    """Found (or built) once, before any test points HOME, and so the cache, elsewhere."""
+    try:
+        return jaeger_bin()
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture
+def jaeger(jaeger_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    """A real Jaeger of the test's own on free ports, its in-memory store empty."""
+    backend = Jaeger(jaeger_path, tmp_path_factory.mktemp("jaeger"))
+    backend.start()
+    yield backend
+    backend.stop()
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 # Fixtures that start, provision or talk to a server (dev server, cluster, Java test server,
-# a worker, pm2, nginx): a test using any of them, even indirectly, is marked `server`.
+# a worker, pm2, nginx, Jaeger): a test using any of them, even indirectly, is marked `server`.
 SERVER_FIXTURES = frozenset({"cli_path", "server", "client", "cluster", "cluster_client",
-                             "time_env", "env", "cfg", "worker", "pm2", "proxy"})
+                             "time_env", "env", "cfg", "worker", "pm2", "proxy",
+                             "jaeger_path", "jaeger"})
 # Fixtures that need nothing beyond the venv (temporary directories, a log scan).
 PURE_FIXTURES = frozenset({"dirs", "no_secrets_in_logs", "listings", "certs"})
 # The marks a test may carry explicitly; every test ends with exactly one of them.

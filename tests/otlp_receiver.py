@@ -1,5 +1,6 @@
-"""PROTOCOL FAKE of an OpenTelemetry Collector: a loopback OTLP/gRPC receiver that decodes
-the trace and metric export requests it is sent (no collector binary is installable here)."""
+"""PROTOCOL FAKE of an OpenTelemetry Collector, for metrics: a loopback OTLP/gRPC receiver that
+decodes the export requests it is sent. Traces are checked in a real Jaeger (testbed/jaeger.py),
+which takes no metrics; span names here only tell a metrics test that exports have begun."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Provisioning scripts: ensure-temporal.sh reuses the cache without Go and fails clearly when
-nothing works; setup.sh says each step; run.sh keeps one state directory per address."""
+"""Provisioning scripts: ensure-temporal.sh and ensure-jaeger.sh reuse the cache without Go and
+fail clearly when nothing works; setup.sh says each step; run.sh keeps one state directory per
+address."""
 
 from __future__ import annotations
 
@@ -106,3 +107,39 @@ def test_setup_sh_says_each_step(tmp_path):
                       "ready: run ./scripts/run.sh"]
     assert said() == [f"venv: {root / '.venv'}", "requirements.txt: installed already",
                       "bytecode for -OO: compiled already", "ready: run ./scripts/run.sh"]
+
+
+def _ensure_jaeger(cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": NO_GO_PATH, "HOME": str(cache.parent), "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "ensure-jaeger.sh")], env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def test_a_cached_jaeger_is_used_without_go(tmp_path):
+    cached = tmp_path / "cache" / "temporal-build-worker" / "jaeger-v1.75.0" / "jaeger"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("#!/bin/sh\n")
+    cached.chmod(0o755)
+    result = _ensure_jaeger(tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(cached) and "building" not in result.stderr
+
+
+def test_no_jaeger_and_no_go_fails_in_plain_words(tmp_path):
+    result = _ensure_jaeger(tmp_path / "empty-cache")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "need Jaeger v1.75.0, built with Go, and Go was not" in result.stderr
+    assert not (tmp_path / "empty-cache" / "temporal-build-worker").exists()
+
+
+def test_the_jaeger_fixture_fails_without_a_jaeger(tmp_path, monkeypatch):
+    """No binary and no way to build one is a failure naming the fix, never a skip."""
+    from testbed.jaeger import jaeger_bin
+
+    monkeypatch.delenv("JAEGER_BIN", raising=False)
+    monkeypatch.delenv("TEMPORAL_CLI_CACHE", raising=False)
+    monkeypatch.setenv("PATH", NO_GO_PATH)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError) as raised:
+        jaeger_bin()
+    assert "set JAEGER_BIN" in str(raised.value) and "Go was not" in str(raised.value)

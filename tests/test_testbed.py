@@ -11,6 +11,7 @@ import pytest
 
 from testbed.devserver import DevServer, free_port, port_answers
 from testbed.helpers import file_status, make_origin, task_files
+from testbed.jaeger import Jaeger
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_repeats():
@@ -18,6 +19,32 @@ def test_free_ports_avoid_the_ephemeral_range_and_repeats():
     assert len(set(ports)) == 50
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(10000 <= port < low for port in ports)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process PID listens on (its socket inodes matched in /proc/net/tcp*)."""
+    fds = Path(f"/proc/{pid}/fd")
+    inodes = {link[8:-1] for link in (str(fd.readlink()) for fd in fds.iterdir())
+              if link.startswith("socket:[")}
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_jaeger_listens_on_its_own_ports_only_and_leaves_nothing_behind(jaeger_path, tmp_path):
+    backend = Jaeger(jaeger_path, tmp_path)
+    backend.start()
+    assert backend.process is not None
+    try:
+        assert listening_ports(backend.process.pid) == set(backend.ports)
+    finally:
+        backend.stop()
+    assert backend.process.poll() is not None
+    assert not any(port_answers(port) for port in backend.ports)
 
 
 def test_taken_ui_port_is_retried_and_restart_keeps_the_frontend(cli_path, tmp_path):
