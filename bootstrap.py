@@ -87,7 +87,7 @@ class _DeferredModules(importlib.abc.MetaPathFinder):
 def lighten_sdk_import() -> None:
     """Import the SDK without what our programs never use: grpcio's Python stubs (the SDK marks
     them optional and talks to Temporal through its Rust core; their memory and import time
-    buy us nothing) and the messages of DEFERRED_MODULES (loaded if ever used). Call before
+    buy us nothing) and DEFERRED_MODULES (each loaded if ever used). Call before
     the first temporalio import; a program that may load an OTLP exporter calls `allow_grpc()`
     after its imports."""
     sys.modules.setdefault("grpc", None)  # type: ignore[arg-type]
