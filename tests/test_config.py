@@ -347,7 +347,7 @@ def test_the_worker_and_buildctl_exit_6_naming_every_bad_variable(tmp_path, prog
 def test_only_the_models_load_config_validates_build_a_validator(tmp_path):
     """A fresh worker process reading its settings builds validators for WorkerSettings and
     Timings alone: the concerns and WorkerConfig (assembled, never validated) stay unbuilt,
-    also once describe() has run (bench/NOTES.md, 2026-12-07: ~0.3 MB)."""
+    also once describe() has run (bench/NOTES.md, 2026-12-06: ~0.3 MB)."""
     env = {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": "/nonexistent"}
     code = f"""if True:
         import config
