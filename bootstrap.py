@@ -65,10 +65,11 @@ def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> Non
     sys.exit(SETUP_EXIT)
 
 
-# Messages of services our programs never call: the SDK imports every service's messages at
-# its first import (Temporal Cloud's and the test server's: memory and start time for nothing).
+# What the SDK imports at its first import for services and executors our programs never use:
+# Temporal Cloud's and the test server's messages, and the multiprocessing manager its
+# activity worker offers to process-pool activities (with its pool and shared memory).
 DEFERRED_MODULES = frozenset({"temporalio.api.cloud.cloudservice.v1",
-                              "temporalio.api.testservice.v1"})
+                              "temporalio.api.testservice.v1", "multiprocessing.managers"})
 
 
 class _DeferredModules(importlib.abc.MetaPathFinder):
@@ -86,7 +87,7 @@ class _DeferredModules(importlib.abc.MetaPathFinder):
 def lighten_sdk_import() -> None:
     """Import the SDK without what our programs never use: grpcio's Python stubs (the SDK marks
     them optional and talks to Temporal through its Rust core; their memory and import time
-    buy us nothing) and the messages of DEFERRED_MODULES (loaded if ever used). Call before
+    buy us nothing) and DEFERRED_MODULES (each loaded if ever used). Call before
     the first temporalio import; a program that may load an OTLP exporter calls `allow_grpc()`
     after its imports."""
     sys.modules.setdefault("grpc", None)  # type: ignore[arg-type]

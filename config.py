@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from connection.settings import ClientSettings, load_client_settings
@@ -113,9 +114,12 @@ class _GivenEnv(EnvSettingsSource):
 class EnvSettings(BaseSettings):
     """One concern's settings: read from the given environment only, lists as `a,b`."""
 
+    # defer_build: a class gets its validator when first validated, so only what load_config
+    # reads (WorkerSettings, Timings) holds one; the concerns and WorkerConfig never do.
     model_config = SettingsConfigDict(frozen=True, case_sensitive=True, enable_decoding=False,
                                       validate_default=True, validate_by_name=True,
-                                      extra="ignore", arbitrary_types_allowed=True)
+                                      extra="ignore", arbitrary_types_allowed=True,
+                                      defer_build=True)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -300,7 +304,10 @@ class WorkerConfig(WorkerSettings):
 
     def describe(self) -> dict[str, object]:
         """Non-secret settings for the config_loaded log line."""
-        data = self.model_dump(exclude={"client", "warnings", "file_approvers"}, mode="json")
+        hidden = {"client", "warnings", "file_approvers"}
+        shown = {name: getattr(self, name) for name in type(self).model_fields
+                 if name not in hidden}
+        data: dict[str, object] = to_jsonable_python(shown)  # model_dump would build a serializer
         data["file_approvers"] = sorted(self.file_approvers)
         data.update(self.client.describe())
         return data

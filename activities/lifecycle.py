@@ -46,9 +46,8 @@ class TaskLifecycle:
     def _move(self, task_id: str, status: str, note: str, output: str | None,
               by: str | None, include_archive: bool) -> bool:
         try:
-            moved = self.deps.tasks.set_status(task_id, status, note, output=output, by=by,
-                                               unless_terminal=True,
-                                               include_archive=include_archive)
+            moved = self.deps.tasks.move_on(task_id, status, note, output=output, by=by,
+                                            include_archive=include_archive)
         except _TROUBLE as err:
             activity.logger.warning("task_move_failed", extra={
                 "task_id": task_id, "status": status, "error": str(err)[:200]})

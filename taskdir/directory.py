@@ -54,13 +54,18 @@ class TaskDirectory(TaskIndex):
         """See TaskWriter.set_status (output, by, unless_terminal, path, include_archive)."""
         return self.writer.set_status(task_id, status, note, **how)
 
+    def move_on(self, task_id: str, status: str, note: str, **how: Any) -> bool:
+        """Move TASK_ID to STATUS unless it is finished: the one writer of our moves that may
+        end a file, so a final status is written once and never over (output, by, path,
+        include_archive as set_status). False when finished already (or not there)."""
+        return self.writer.set_status(task_id, status, note, unless_terminal=True, **how)
+
     def finish(self, task_id: str, status: str, note: str, **how: Any) -> bool:
-        """Give TASK_ID its final STATUS (one of TERMINAL), never over a final one: the one
-        way our CLIs and sweeps end a file (output, by, path, include_archive as set_status).
-        False when the file was finished already (or is not there)."""
+        """move_on to a final STATUS (one of TERMINAL) only: how our CLIs and sweeps end a
+        file; a status that is not final is refused before anything is written."""
         if status not in TERMINAL:
             raise ValueError(f"{status!r} is not a final status of a task file")
-        return self.writer.set_status(task_id, status, note, unless_terminal=True, **how)
+        return self.move_on(task_id, status, note, **how)
 
     def tighten(self, path: Path) -> bool:
         return self.writer.tighten(path)

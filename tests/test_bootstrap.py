@@ -117,12 +117,14 @@ def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
 
 
 CLOUD_MESSAGES = "temporalio.api.cloud.cloudservice.v1.request_response_pb2"
+MANAGER_POOL = "multiprocessing.pool"  # imported by multiprocessing.managers as it runs
 
 
 def test_the_worker_runs_without_what_it_never_uses(env):
-    """The SDK's optional Python gRPC stubs (8 MB of RSS) and Temporal Cloud's messages stay
-    out of the worker, also once its Worker is built (the SDK's default build id would read
-    every loaded module); grpc stays importable for an OTLP exporter, the messages load on use."""
+    """The SDK's optional Python gRPC stubs (8 MB of RSS), Temporal Cloud's messages and the
+    multiprocessing manager (0.6 MB) stay out of the worker, also once its Worker is built (the
+    SDK's default build id would read every loaded module); grpc stays importable for an OTLP
+    exporter, the others load on use."""
     import sys
 
     code = f"""if True:
@@ -133,15 +135,19 @@ def test_the_worker_runs_without_what_it_never_uses(env):
             config = load_config()
             await worker.build_worker(await connect(config.client), config)
         asyncio.run(built())
-        print(sys.modules.get('grpc') is not None, {CLOUD_MESSAGES!r} in sys.modules)
+        print(sys.modules.get('grpc') is not None, {CLOUD_MESSAGES!r} in sys.modules,
+              {MANAGER_POOL!r} in sys.modules)
         import grpc; print(grpc.__name__)
         from temporalio.api.cloud.cloudservice.v1 import GetUsersRequest
-        print(GetUsersRequest.DESCRIPTOR.full_name)"""
+        print(GetUsersRequest.DESCRIPTOR.full_name)
+        from multiprocessing.managers import SyncManager
+        print(SyncManager.__name__, {MANAGER_POOL!r} in sys.modules)"""
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False", "grpc",
-                                     "temporal.api.cloud.cloudservice.v1.GetUsersRequest"]
+    assert result.stdout.split() == ["False", "False", "False", "grpc",
+                                     "temporal.api.cloud.cloudservice.v1.GetUsersRequest",
+                                     "SyncManager", "True"]
 
 
 def test_the_agents_cli_connects_without_what_it_never_uses(env, tmp_path):

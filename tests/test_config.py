@@ -342,3 +342,30 @@ def test_the_worker_and_buildctl_exit_6_naming_every_bad_variable(tmp_path, prog
     output = done.stdout + done.stderr
     assert done.returncode == Exit.CONFIG and "Traceback" not in output, output
     assert all(name in output for name in bad), output
+
+
+def test_only_the_models_load_config_validates_build_a_validator(tmp_path):
+    """A fresh worker process reading its settings builds validators for WorkerSettings and
+    Timings alone: the concerns and WorkerConfig (assembled, never validated) stay unbuilt,
+    also once describe() has run (bench/NOTES.md, 2026-12-06: ~0.3 MB)."""
+    env = {"HOME": str(tmp_path), "TEMPORAL_CONFIG_FILE": "/nonexistent"}
+    code = f"""if True:
+        import config
+        loaded = config.load_config({env!r})
+        loaded.describe()
+        models = (config.Worker, config.TaskFiles, config.Notifications, config.Telemetry,
+                  config.WorkerSettings, config.Timings, config.WorkerConfig)
+        print(" ".join(m.__name__ for m in models if m.__pydantic_complete__))"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={"PATH": os.environ.get("PATH", "")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["WorkerSettings", "Timings"]
+
+
+def test_describe_renders_every_setting_as_a_dump_would(tmp_path):
+    config = load_config({**base_env(tmp_path), "FILE_APPROVERS": "b,a", "AGENT_QUEUES": "x=q"})
+    dumped = config.model_dump(exclude={"client", "warnings", "file_approvers"}, mode="json")
+    described = config.describe()
+    assert list(described)[:len(dumped)] == list(dumped)
+    assert {name: described[name] for name in dumped} == dumped
+    assert described["file_approvers"] == ["a", "b"] and described["agent_queues"] == {"x": "q"}

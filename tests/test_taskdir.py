@@ -328,6 +328,20 @@ def test_a_final_status_is_given_once_and_only_a_final_one(tmp_path):
     assert document["result"]["completed_by"] == "dev"
 
 
+def test_a_move_on_never_reopens_a_finished_file(tmp_path):
+    """move_on, which settlements use, moves an open file (to a final status or not) and leaves
+    a finished one as it is: the origin's `in-progress` after an approval included."""
+    tasks = TaskDirectory(tmp_path)
+    path = tasks.dispatch(spec(build_name="x"), "dG9rZW4x")
+    task_id = yaml.safe_load(path.read_text())["id"]
+    assert tasks.move_on(task_id, "in-progress", "blocks approved")
+    assert tasks.move_on(task_id, "cancelled", "withdrawn")
+    finished = path.read_bytes()
+    assert not tasks.move_on(task_id, "in-progress", "blocks approved, late")
+    assert not tasks.move_on(task_id, "completed", "too late", output="out")
+    assert path.read_bytes() == finished
+
+
 def test_the_actor_of_a_stage_files_move_needs_no_park():
     """A stage file's `failed`/`cancelled` names its mover (there is never a park on a stage
     file); an originating task's deciding move counts only after our park."""
