@@ -335,3 +335,21 @@ def test_the_actor_of_a_stage_files_move_needs_no_park():
                             {"status": "failed", "actor": "dev", "note": "broke"}]}
     assert taskdir_module.mover(document, "failed", decision=False) == ("dev", "broke")
     assert taskdir_module.mover(document, "failed") == (None, None)
+
+
+def test_a_copy_of_the_origin_under_another_name_decides_nothing(tmp_path):
+    """#37.2: duplicates never decide: an approval by one of FILE_APPROVERS counts only while
+    no other file in the directory claims the same id (the copy is named in a warning)."""
+    from testbed.helpers import make_origin
+    from tests.task_queue_tool import override
+
+    origin = make_origin(tmp_path)
+    tasks = TaskDirectory(tmp_path, approvers=frozenset({"alice"}))
+    tasks.set_status(origin, "input-required", "1 block: the build parks")
+    override(tmp_path, origin, "approved", "alice", "reviewed")
+    assert tasks.read_decision(origin).status == "approved"
+    copy = tmp_path / "20260101-000000-planted0.yml"
+    copy.write_bytes(tasks.find(origin).read_bytes())
+    assert tasks.read_decision(origin).status is None
+    copy.unlink()
+    assert tasks.read_decision(origin).status == "approved"
