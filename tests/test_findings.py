@@ -188,6 +188,30 @@ def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
     assert path.stat().st_size < 1024 * 1024 and load(path)["payload"]["flags_cut"] == cut
 
 
+@pytest.mark.parametrize("item,line", [
+    ("{description: open port, line: 12}", "open port: line 12"),
+    ("{description: open port, file: compose.yml}", "open port: compose.yml"),
+    ("{title: Debug on, fixed: false, public: true}", "Debug on; fixed: false; public: true"),
+])
+def test_a_finding_names_its_place_and_every_value_as_written(item, line):
+    """#37.2: a line without a file, a file without a line and booleans read as written."""
+    assert parse_triage(f"blocks: [{item}]\nflags: []\ninfo: []\n".encode()).blocks == [line]
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"blocks: []\nflags: []\n@info: []\n", "triage file is not valid YAML at line 3"),
+    (b"blocks: []\nflags:\ninfo: []\n",
+     "'flags' must be a list (write 'flags: []' for none), got nothing"),
+    (b"blocks: []\nflags: {a: 1}\ninfo: []\n",
+     "'flags' must be a list (write 'flags: []' for none), got dict"),
+])
+def test_an_unreadable_triage_file_says_where_and_what(raw, reason):
+    """#37.2: the reason the operator sees after `triage file unreadable:`."""
+    with pytest.raises(TriageFormatError) as caught:
+        parse_triage(raw)
+    assert str(caught.value) == reason
+
+
 def test_findings_that_fill_the_budget_exactly_are_all_kept():
     """#37.2: the bound cuts only what does not fit: findings filling the budget to the byte
     (each line counted with its YAML list overhead) are kept, one byte more is one cut."""
