@@ -22,7 +22,7 @@ def test_good_input_round_trips_with_upstream_names():
     ("build_name", "Web"), ("build_name", "-x"), ("build_name", "a b"), ("build_name", ""),
     ("build_name", "a/../b"),
     ("target_agent", "../etc"), ("target_agent", "dev\nstatus: approved"), ("target_agent", ""),
-    ("target_agent", "a/b"), ("target_agent", ".."),
+    ("target_agent", "a/b"), ("target_agent", ".."), ("target_agent", "dev..x"),
     ("task_id", "../../x"), ("task_id", "short"), ("task_id", "abc def ghi"),
     ("task_id", "12345678\n"),
     ("plan_path", "/plans/../../etc/shadow"), ("plan_path", "/p\n- evil"), ("plan_path", ""),
