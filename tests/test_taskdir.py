@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 
+import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
@@ -353,3 +354,27 @@ def test_a_copy_of_the_origin_under_another_name_decides_nothing(tmp_path):
     assert tasks.read_decision(origin).status is None
     copy.unlink()
     assert tasks.read_decision(origin).status == "approved"
+
+
+async def test_a_held_lock_is_tried_again_until_it_is_free_and_said_once(tmp_path, caplog):
+    """#37.2: `patiently` returns the call's own answer once the lock is free, waits between
+    tries (on_wait each time), names the lock file once, and raises after GIVE_UP_AFTER."""
+    from taskdir.locks import TaskLocked
+    from taskdir.waiting import patiently
+
+    lock = tmp_path / ".locks" / "abc.lock"
+    refusals = iter([TaskLocked("abc", lock)] * 3)
+
+    def write(value: str, *, twice: bool) -> str:
+        if (refused := next(refusals, None)) is not None:
+            raise refused
+        return value * (2 if twice else 1)
+
+    waits: list[int] = []
+    assert await patiently(write, "ok", twice=True, on_wait=lambda: waits.append(1)) == "okok"
+    assert len(waits) == 3
+    held = [r for r in caplog.records if r.getMessage() == "task_lock_held"]
+    assert [r.lock_file for r in held] == [str(lock)]
+    refusals = iter([TaskLocked("abc", lock)] * 100)
+    with pytest.raises(TaskLocked):
+        await patiently(write, "late", twice=False, give_up_after=0.0)
