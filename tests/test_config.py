@@ -122,6 +122,7 @@ def test_describe_has_no_secrets(tmp_path):
 
 
 @pytest.mark.parametrize("value,level", [("warn", "WARNING"), ("WARNING", "WARNING"),
+                                         ("info", "INFO"), ("Info", "INFO"),
                                          ("critical", "CRITICAL"), ("FATAL", "CRITICAL"),
                                          ("error", "ERROR"), ("Debug", "DEBUG")])
 def test_every_standard_log_level_name_is_accepted(tmp_path, value, level):
@@ -231,18 +232,52 @@ def test_standard_tls_settings_and_their_precedence_after_vault(tmp_path):
 
 
 
-@pytest.mark.parametrize("env,url", [
+# `given`, not `env`: a parameter named like the server fixture `env` made this a server test.
+@pytest.mark.parametrize("given,url", [
     ({}, "http://localhost:8233"),
     ({"TEMPORAL_ADDRESS": "127.0.0.1:7300"}, "http://localhost:8300"),
+    ({"TEMPORAL_ADDRESS": "[::1]:7300"}, "http://localhost:8300"),
     ({"TEMPORAL_ADDRESS": "localhost:7300", "TEMPORAL_UI_PORT": "9000"},
      "http://localhost:9000"),
+    ({"TEMPORAL_ADDRESS": "localhost:7300", "TEMPORAL_UI_PORT": "soon"},
+     "http://localhost:8300"),
+    ({"TEMPORAL_ADDRESS": "temporal.example:7300"}, "http://localhost:8233"),
     ({"TEMPORAL_ADDRESS": "127.0.0.1:7300", "TEMPORAL_UI_URL": "https://ui.example"},
      "https://ui.example"),
 ])
-def test_the_web_ui_link_follows_the_server_run_sh_starts(env, url):
-    """#35.12: buildctl's links point where run.sh puts the Web UI for that address."""
-    env = {"TEMPORAL_CONFIG_FILE": "/nonexistent/temporal.toml", **env}
+def test_the_web_ui_link_follows_the_server_run_sh_starts(given, url):
+    """#35.12: buildctl's links point where run.sh puts the Web UI for that address: beside a
+    local server TEMPORAL_UI_PORT, else its gRPC port + 1000; else the default (#37.2)."""
+    env = {"TEMPORAL_CONFIG_FILE": "/nonexistent/temporal.toml", **given}
     assert load_config(env).temporal_ui_url == url
+
+
+def test_the_matrix_notifier_needs_all_three_of_its_settings(tmp_path):
+    """#37.2: any one of MATRIX_HOMESERVER, MATRIX_ROOM_ID, MATRIX_ACCESS_TOKEN_FILE missing is
+    exit 6 naming them; all three set is accepted."""
+    three = {"MATRIX_HOMESERVER": "https://matrix.example", "MATRIX_ROOM_ID": "!room:example",
+             "MATRIX_ACCESS_TOKEN_FILE": str(tmp_path / "token")}
+    env = {**base_env(tmp_path), "NOTIFIERS": "matrix"}
+    assert load_config({**env, **three}).notifiers == ("matrix",)
+    for missing in three:
+        given = {name: value for name, value in three.items() if name != missing}
+        with pytest.raises(ConfigError, match="NOTIFIERS includes matrix"):
+            load_config({**env, **given})
+
+
+def test_a_blank_variable_is_its_default(tmp_path):
+    """#37.2: a variable set to blanks counts as unset (as systemd and PM2 files leave them)."""
+    config = load_config({**base_env(tmp_path), "TIMEOUT_AUDIT": "  ", "TASK_PRIORITY": ""})
+    assert config.timings.timeout_audit == 4 * 3600
+    assert config.task_priority == "normal"
+
+
+def test_a_notification_script_that_is_a_directory_is_missing(tmp_path):
+    """#37.2: `script` needs an executable file: an executable directory there is warned of."""
+    script = tmp_path / "scripts" / "send-matrix.sh"
+    script.mkdir(parents=True)
+    (event, details), = load_config(base_env(tmp_path)).warnings
+    assert event == "notify_script_missing" and details["script"] == str(script)
 
 
 def test_every_invalid_variable_is_named_at_once_one_line_each(tmp_path):

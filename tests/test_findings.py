@@ -188,6 +188,48 @@ def test_findings_are_bounded_in_bytes_and_the_cut_is_counted(tmp_path):
     assert path.stat().st_size < 1024 * 1024 and load(path)["payload"]["flags_cut"] == cut
 
 
+@pytest.mark.parametrize("item,line", [
+    ("{description: open port, line: 12}", "open port: line 12"),
+    ("{description: open port, file: compose.yml}", "open port: compose.yml"),
+    ("{title: Debug on, fixed: false, public: true}", "Debug on; fixed: false; public: true"),
+])
+def test_a_finding_names_its_place_and_every_value_as_written(item, line):
+    """#37.2: a line without a file, a file without a line and booleans read as written."""
+    assert parse_triage(f"blocks: [{item}]\nflags: []\ninfo: []\n".encode()).blocks == [line]
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"blocks: []\nflags: []\n@info: []\n", "triage file is not valid YAML at line 3"),
+    (b"blocks: []\nflags:\ninfo: []\n",
+     "'flags' must be a list (write 'flags: []' for none), got nothing"),
+    (b"blocks: []\nflags: {a: 1}\ninfo: []\n",
+     "'flags' must be a list (write 'flags: []' for none), got dict"),
+])
+def test_an_unreadable_triage_file_says_where_and_what(raw, reason):
+    """#37.2: the reason the operator sees after `triage file unreadable:`."""
+    with pytest.raises(TriageFormatError) as caught:
+        parse_triage(raw)
+    assert str(caught.value) == reason
+
+
+def test_findings_that_fill_the_budget_exactly_are_all_kept():
+    """#37.2: the bound cuts only what does not fit: findings filling the budget to the byte
+    (each line counted with its YAML list overhead) are kept, one byte more is one cut."""
+    from findings import FINDING_LIMIT, FINDINGS_BUDGET, bounded_findings
+
+    overhead = 4  # `- ` and the line's end, as a task file carries each finding
+    full = ["x" * FINDING_LIMIT] * (FINDINGS_BUDGET // (FINDING_LIMIT + overhead) - 1)
+    left = FINDINGS_BUDGET - len(full) * (FINDING_LIMIT + overhead) - overhead
+    wide = left - FINDING_LIMIT  # two-byte characters make the last line exactly fill it
+    assert 0 < wide < FINDING_LIMIT
+    last = "é" * wide + "x" * (FINDING_LIMIT - wide)
+    assert len(last.encode()) == left and len(last) == FINDING_LIMIT
+    assert bounded_findings([*full, last]) == ([*full, last], 0)
+    assert bounded_findings([*full, last, "y"]) == ([*full, last], 1)
+    over = "é" * (wide + 1) + "x" * (FINDING_LIMIT - wide - 1)
+    assert bounded_findings([*full, over]) == (full, 1)
+
+
 async def test_triage_is_read_from_the_legacy_audit_dir_for_v05_requests(tmp_path):
     """A build whose request.md v0.5 wrote under LEGACY_AUDIT_DIR has its triage file read
     there (the SDK's activity environment runs the real activity)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -20,7 +22,7 @@ def test_good_input_round_trips_with_upstream_names():
     ("build_name", "Web"), ("build_name", "-x"), ("build_name", "a b"), ("build_name", ""),
     ("build_name", "a/../b"),
     ("target_agent", "../etc"), ("target_agent", "dev\nstatus: approved"), ("target_agent", ""),
-    ("target_agent", "a/b"), ("target_agent", ".."),
+    ("target_agent", "a/b"), ("target_agent", ".."), ("target_agent", "dev..x"),
     ("task_id", "../../x"), ("task_id", "short"), ("task_id", "abc def ghi"),
     ("task_id", "12345678\n"),
     ("plan_path", "/plans/../../etc/shadow"), ("plan_path", "/p\n- evil"), ("plan_path", ""),
@@ -84,3 +86,33 @@ def test_one_version_everywhere():
                if name.isupper() and isinstance(value, str) and re.search(r"-\d+\.\d+$", value)]
     newest = max(markers, key=lambda m: tuple(int(x) for x in m.rsplit("-", 1)[1].split(".")))
     assert version.startswith(newest.rsplit("-", 1)[1] + ".")
+
+
+def test_a_phase_description_may_span_lines_but_holds_no_control_characters():
+    """#37.2: a plan's phase text is prose (new lines and tabs kept); a bell or an escape in it
+    is refused, as in every other field."""
+    phase = {"number": 1, "agent_type": "dev", "description": "Build it.\n\tThen test it.\n"}
+    plan = BuildPlanInput.model_validate({"plan_name": "p", "phases": [phase]})
+    assert plan.phases[0].description == phase["description"]
+    for bad in ("ring\x07", "\x1b[31mred", "line\u2028break"):
+        with pytest.raises(ValidationError):
+            BuildPlanInput.model_validate({"plan_name": "p",
+                                           "phases": [{**phase, "description": bad}]})
+
+
+def test_invalid_input_is_one_line_naming_each_field():
+    """#37.2: what buildctl and a refused run say: `where: why` per field, pydantic's own
+    `Value error, ` prefix dropped, and `input` when the whole value is wrong."""
+    from models import describe_errors
+
+    with pytest.raises(ValidationError) as caught:
+        BuildPlanInput.model_validate({"plan_name": "p", "phases": [
+            {"number": 1, "agent_type": "../x", "description": "d"}]})
+    assert describe_errors(caught.value) == (
+        "phases.0.agent_type: must be a plain name: letters, digits, '.', '_' or '-' (max 64)")
+    with pytest.raises(ValidationError) as caught:
+        BuildPipelineInput.model_validate(["not", "a", "mapping"])
+    assert describe_errors(caught.value).startswith("input: ")
+    with pytest.raises(ValidationError) as caught:
+        BuildPipelineInput.model_validate({**GOOD, "task_id": "short", "target_agent": ""})
+    assert re.fullmatch(r"task_id: [^;]+; target_agent: [^;]+", describe_errors(caught.value))

@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 
+import pytest
 import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
@@ -349,3 +350,45 @@ def test_the_actor_of_a_stage_files_move_needs_no_park():
                             {"status": "failed", "actor": "dev", "note": "broke"}]}
     assert taskdir_module.mover(document, "failed", decision=False) == ("dev", "broke")
     assert taskdir_module.mover(document, "failed") == (None, None)
+
+
+def test_a_copy_of_the_origin_under_another_name_decides_nothing(tmp_path):
+    """#37.2: duplicates never decide: an approval by one of FILE_APPROVERS counts only while
+    no other file in the directory claims the same id (the copy is named in a warning)."""
+    from testbed.helpers import make_origin
+    from tests.task_queue_tool import override
+
+    origin = make_origin(tmp_path)
+    tasks = TaskDirectory(tmp_path, approvers=frozenset({"alice"}))
+    tasks.set_status(origin, "input-required", "1 block: the build parks")
+    override(tmp_path, origin, "approved", "alice", "reviewed")
+    assert tasks.read_decision(origin).status == "approved"
+    copy = tmp_path / "20260101-000000-planted0.yml"
+    copy.write_bytes(tasks.find(origin).read_bytes())
+    assert tasks.read_decision(origin).status is None
+    copy.unlink()
+    assert tasks.read_decision(origin).status == "approved"
+
+
+async def test_a_held_lock_is_tried_again_until_it_is_free_and_said_once(tmp_path, caplog):
+    """#37.2: `patiently` returns the call's own answer once the lock is free, waits between
+    tries (on_wait each time), names the lock file once, and raises after GIVE_UP_AFTER."""
+    from taskdir.locks import TaskLocked
+    from taskdir.waiting import patiently
+
+    lock = tmp_path / ".locks" / "abc.lock"
+    refusals = iter([TaskLocked("abc", lock)] * 3)
+
+    def write(value: str, *, twice: bool) -> str:
+        if (refused := next(refusals, None)) is not None:
+            raise refused
+        return value * (2 if twice else 1)
+
+    waits: list[int] = []
+    assert await patiently(write, "ok", twice=True, on_wait=lambda: waits.append(1)) == "okok"
+    assert len(waits) == 3
+    held = [r for r in caplog.records if r.getMessage() == "task_lock_held"]
+    assert [r.lock_file for r in held] == [str(lock)]
+    refusals = iter([TaskLocked("abc", lock)] * 100)
+    with pytest.raises(TaskLocked):
+        await patiently(write, "late", twice=False, give_up_after=0.0)
