@@ -242,7 +242,8 @@ class Telemetry(EnvSettings):
     temporal_ui_url: str = var(
         "TEMPORAL_UI_URL", "http://localhost:8233", "base of the links buildctl prints",
         shown="beside a local server: `http://localhost:<TEMPORAL_UI_PORT, else the gRPC port "
-        "+ 1000>`, as `run.sh` starts it; else http://localhost:8233")
+        "+ 1000>`, as `run.sh` starts it; else `http://localhost:<TEMPORAL_UI_PORT, else "
+        "8233>`")
 
 
 DURATION_FIELDS = tuple(name for name, field in StageTimings.model_fields.items()
