@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,11 +103,17 @@ def test_setup_sh_says_each_step(tmp_path):
                                 text=True, check=True, env={"PATH": os.environ["PATH"]})
         return [line.split(" (", 1)[0].split(": ", 1)[1] for line in result.stdout.splitlines()]
 
+    (root / "cli.py").write_text("print('hello')\n")  # one of the project's own modules
+    own = "compiling the project's bytecode"
     assert said() == [f"venv: {root / '.venv'}", "installing requirements.txt with pip",
-                      "compiling the libraries' bytecode for python -OO",
+                      "compiling the libraries' bytecode for python -OO", own,
                       "ready: run ./scripts/run.sh"]
     assert said() == [f"venv: {root / '.venv'}", "requirements.txt: installed already",
-                      "bytecode for -OO: compiled already", "ready: run ./scripts/run.sh"]
+                      "bytecode for -OO: compiled already", own, "ready: run ./scripts/run.sh"]
+    # the agents' CLI (plain python3) and the worker (-OO) each find theirs, none of the venv's
+    compiled = sorted(path.name for path in (root / "__pycache__").iterdir())
+    assert [name.split(".", 1)[1] for name in compiled] == [
+        f"{sys.implementation.cache_tag}.opt-2.pyc", f"{sys.implementation.cache_tag}.pyc"]
 
 
 def _ensure_jaeger(cache: Path) -> subprocess.CompletedProcess[str]:
