@@ -10,6 +10,7 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 
+from config import load_config
 from models import BlockDecision, BuildPlanInput, PhaseSpec
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import (
@@ -18,7 +19,9 @@ from testbed.helpers import (
     file_status,
     progress_of,
     reaches_stage,
+    running_worker,
     start_pipeline,
+    worker_env,
 )
 from workflows.build_pipeline import BuildPipelineWorkflow
 
@@ -121,6 +124,30 @@ async def test_a_failed_notification_stands_as_attention_until_a_retry_gets_thro
 
 async def _no_alert(handle) -> bool:
     return (await progress_of(handle)).alert is None
+
+
+async def test_a_decision_clears_a_failed_notifications_attention_at_once(client, server, dirs):
+    """The decision makes a failed notification moot: its *Attention* leaves with the decision,
+    not at the notification's next try (20 s away here)."""
+    env = worker_env(server, dirs, BLOCK_CHECK_INTERVAL="20s")
+    config = load_config(env)
+    recording_notifier(dirs["home"], works=False)
+    behaviours = {"security_audit": triage_writer(dirs["audit"], {"blocks": ["socket mounted"]}),
+                  "build_closeout": lambda _document, _path: None}  # the run goes on, held
+    async with running_worker(client, config), AgentSim(dirs["tasks"], env, behaviours):
+        handle = await start_pipeline(client, config.task_queue, dirs["tasks"], "moot")
+
+        async def alerted() -> str | None:
+            alert = (await progress_of(handle)).alert or ""
+            return alert if "block notification failed" in alert else None
+
+        assert "trying again in 20 s" in await eventually(alerted)
+        await handle.execute_update(BuildPipelineWorkflow.approve_blocks,
+                                    BlockDecision(by="alice", reason="known"))
+        await eventually(lambda: _no_alert(handle), timeout=10)
+        assert "Attention" not in await current_details(handle)
+        assert (await progress_of(handle)).outcome is None  # cleared by the decision, not the end
+        await handle.terminate("test over")
 
 
 async def test_one_bounded_message_for_many_blocks(client, cfg, dirs, env, worker):

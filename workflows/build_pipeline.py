@@ -335,12 +335,13 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
         return verdict
 
     def _note_decision(self) -> None:
-        """Who decided (and why) is shown as soon as a decision counts."""
+        """Who decided (and why) is shown as soon as a decision counts; a failed notification's
+        *Attention* goes with it (moot now), not at the notification's next try."""
         decided = self.gate.decided
         if decided is not None:
             self.status.decision = self.gate.verdict
             self.status.decided_by, self.status.decision_reason = decided.by, decided.reason
-            self._show()
+            self.stand(None)  # shows the change too
 
     @workflow.signal(name=Handler.APPROVE)
     def approve(self, decision: BlockDecision) -> None:
