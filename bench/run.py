@@ -34,9 +34,10 @@ from testbed.processes import ROOT
 
 def arguments() -> argparse.Namespace:
     """The runner's options (the README and docs name them)."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts (CI smoke run)")
-    parser.add_argument("--output", type=Path, help=f"the page (default {DOC.name}; with "
+    parser.add_argument("--output", type=Path, help=f"the page (default {DOC.relative_to(ROOT)}, "
+                        "the committed one; with "
                         "--only: none, the rows are printed)")
     parser.add_argument("--only", choices=sorted(PHASES), action="append",
                         help="run only this dev-server phase (repeatable; no cluster rows)")

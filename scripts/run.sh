@@ -30,7 +30,7 @@ if [ "${1:-}" = "--where" ]; then
 fi
 
 say "setting up the project (scripts/setup.sh)"
-./scripts/setup.sh
+./scripts/setup.sh --for-run >&2  # its lines beside ours, not in the worker's log stream
 say "finding the Temporal CLI (scripts/ensure-temporal.sh)"
 TEMPORAL="$(./scripts/ensure-temporal.sh)"
 say "Temporal CLI: $TEMPORAL"

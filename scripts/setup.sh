@@ -6,7 +6,13 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 req="$ROOT/requirements.txt"
-[ "${1:-}" = "--dev" ] && req="$ROOT/requirements-dev.txt"
+for_run=""
+for arg in "$@"; do
+  case "$arg" in
+    --dev) req="$ROOT/requirements-dev.txt" ;;
+    --for-run) for_run=1 ;;  # run.sh goes on to start the worker: no "ready: run ..." line
+  esac
+done
 say() { echo "setup.sh: $*"; }
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating the venv $VENV with $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
@@ -37,4 +43,4 @@ fi
 say "compiling the project's bytecode (the CLIs and the worker)"
 "$VENV/bin/python" -m compileall -q -j 0 -o 0 -o 2 \
   -x '(^|/)(\.venv|\.tools|\.state|\.git|node_modules|mutants)(/|$)' "$ROOT" > /dev/null
-say "ready: run ./scripts/run.sh (or pm2 start ecosystem.config.js)"
+[ -n "$for_run" ] || say "ready: run ./scripts/run.sh (or pm2 start ecosystem.config.js)"

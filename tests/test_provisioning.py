@@ -89,18 +89,26 @@ def test_run_sh_refuses_an_address_without_a_port():
 
 def test_setup_sh_says_each_step(tmp_path):
     """In a checkout whose venv borrows this interpreter (nothing to install: no network, the
-    shared venv untouched): a line per step, the first time and when all is done."""
+    shared venv untouched): a line per step, the first time and when all is done, and the
+    checkout's own modules compiled for both the CLIs and the worker."""
     root = tmp_path / "checkout"
     (root / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "setup.sh", root / "scripts")
     (root / "requirements.txt").write_text("# nothing to install\n")
     (root / ".venv" / "bin").mkdir(parents=True)
     (root / ".venv" / "lib").mkdir()
-    (root / ".venv" / "bin" / "python").symlink_to((ROOT / ".venv" / "bin" / "python").resolve())
+    # The checkout's python: the project venv's interpreter, except that pip is a stand-in
+    # that installs nothing (a venv made from a distribution's python3 refuses any install
+    # into that python, PEP 668, and the shared venv must stay as it is).
+    python = root / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\n'
+                      f'exec {ROOT / ".venv" / "bin" / "python"} "$@"\n')
+    python.chmod(0o755)
 
-    def said() -> list[str]:
-        result = subprocess.run(["bash", str(root / "scripts" / "setup.sh")], capture_output=True,
-                                text=True, check=True, env={"PATH": os.environ["PATH"]})
+    def said(*args: str) -> list[str]:
+        result = subprocess.run(["bash", str(root / "scripts" / "setup.sh"), *args],
+                                capture_output=True, text=True, check=True,
+                                env={"PATH": os.environ["PATH"]})
         return [line.split(" (", 1)[0].split(": ", 1)[1] for line in result.stdout.splitlines()]
 
     (root / "cli.py").write_text("print('hello')\n")  # one of the project's own modules
@@ -110,6 +118,8 @@ def test_setup_sh_says_each_step(tmp_path):
                       "ready: run ./scripts/run.sh"]
     assert said() == [f"venv: {root / '.venv'}", "requirements.txt: installed already",
                       "bytecode for -OO: compiled already", own, "ready: run ./scripts/run.sh"]
+    # run.sh goes on to start the worker itself: no "ready: run ./scripts/run.sh" then
+    assert said("--for-run")[-1] == own
     # the agents' CLI (plain python3) and the worker (-OO) each find theirs, none of the venv's
     compiled = sorted(path.name for path in (root / "__pycache__").iterdir())
     assert [name.split(".", 1)[1] for name in compiled] == [
