@@ -15,16 +15,22 @@ PROVISION_HINT = ("the Temporal CLI is required for the tests: run ./scripts/tes
                   "v1.5.1 with Go) or install it from https://docs.temporal.io/cli#install")
 
 
-def temporal_cli() -> str:
-    """Path of the CLI, provisioning it through the project script when needed."""
-    path = os.environ.get("TEMPORAL_CLI")
+def provisioned(variable: str, script: str, hint: str) -> str:
+    """A program's path: VARIABLE if it names one, else what scripts/SCRIPT finds or builds;
+    a failure says HINT and what the script said."""
+    path = os.environ.get(variable)
     if path and os.access(path, os.X_OK):
         return path
-    result = subprocess.run([str(ROOT / "scripts" / "ensure-temporal.sh")],
+    result = subprocess.run([str(ROOT / "scripts" / script)],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"{PROVISION_HINT}\n{result.stderr.strip()}")
+        raise RuntimeError(f"{hint}\n{result.stderr.strip()}")
     return result.stdout.strip()
+
+
+def temporal_cli() -> str:
+    """Path of the CLI, provisioning it through the project script when needed."""
+    return provisioned("TEMPORAL_CLI", "ensure-temporal.sh", PROVISION_HINT)
 
 
 _HANDED_OUT: set[int] = set()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from testbed.devserver import ROOT, free_port, port_answers
+from testbed.devserver import free_port, port_answers, provisioned
 
 JAEGER_HINT = ("the telemetry tests need Jaeger v1.75.0: run ./scripts/test.sh (it builds it "
                "with Go) or set JAEGER_BIN")
@@ -23,14 +23,7 @@ JAEGER_HINT = ("the telemetry tests need Jaeger v1.75.0: run ./scripts/test.sh (
 
 def jaeger_bin() -> str:
     """The Jaeger binary: JAEGER_BIN, else what scripts/ensure-jaeger.sh builds or finds."""
-    given = os.environ.get("JAEGER_BIN")
-    if given and os.access(given, os.X_OK):
-        return given
-    result = subprocess.run([str(ROOT / "scripts" / "ensure-jaeger.sh")],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{JAEGER_HINT}\n{result.stderr.strip()}")
-    return result.stdout.strip()
+    return provisioned("JAEGER_BIN", "ensure-jaeger.sh", JAEGER_HINT)
 
 
 def jaeger_config(otlp_port: int, query_port: int, query_grpc_port: int) -> dict[str, Any]:
