@@ -422,16 +422,17 @@ def task_dir() -> Path:
     return Path(os.environ.get(TASK_DIR_VARIABLE) or DEFAULT_TASK_DIR).expanduser()
 
 
-def file_holding(token_text: str, token: bytes) -> Path | None:
-    """The task file in this host's task directory that holds TOKEN_TEXT (the token was
-    given without --task-file), or None. Bounded: regular files of ours up to 1 MiB, the
-    ones named for a stage of the token's run first, then the newest first."""
+def files_holding(token_text: str, token: bytes) -> list[Path]:
+    """The task files in this host's task directory that hold TOKEN_TEXT (the token was
+    given without --task-file): none, one, or two when a copy was planted beside it (it stops
+    at two). Bounded: regular files of ours up to 1 MiB, the ones named for a stage of the
+    token's run first, then the newest first."""
     from connection.task_token import read_task_token
 
     try:
         run_id = read_task_token(token).run_id
     except ValueError:
-        return None
+        return []
     from stages import run_task_keys
     from taskdir.documents import stage_task_id
     from taskdir.index import id_prefix
@@ -439,19 +440,22 @@ def file_holding(token_text: str, token: bytes) -> Path | None:
     root = task_dir()
     needle = token_text.encode("ascii", "ignore")
     if len(needle) < 16:
-        return None
+        return []
     try:
         with os.scandir(root) as entries:
             names = sorted((entry.name for entry in entries if entry.name.endswith(".yml")),
                            reverse=True)
     except (OSError, ValueError):
-        return None
+        return []
     ours = {stage_task_id(run_id, key)[:8] for key in run_task_keys()}
     named = [name for name in names if id_prefix(name) in ours]
+    found: list[Path] = []
     for name in [*named, *(name for name in names if name not in named)]:
         if _holds(root / name, needle):
-            return root / name
-    return None
+            found.append(root / name)
+            if len(found) == 2:
+                break
+    return found
 
 
 def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]:
@@ -462,9 +466,15 @@ def with_own_file(request: Request, token: bytes) -> tuple[Request, Path | None]
         return request, Path(request.task_file)
     if request.verb != "complete":
         return request, None
-    own = file_holding(request.token_text.strip(), token)
-    if own is None:
+    holders = files_holding(request.token_text.strip(), token)
+    if not holders:
         return request._replace(maybe_old=True), None
+    if len(holders) > 1:  # a copy was planted: no file may say where the call goes
+        print(f"complete_activity: note: more than one task file holds this token "
+              f"({holders[0].name}, {holders[1].name}): the environment's settings stand and "
+              f"neither file is marked", file=sys.stderr)
+        return request, None
+    own = holders[0]
     try:
         source = read_task_file(str(own))
     except ExitError:  # unreadable now: the environment's settings stand

@@ -15,7 +15,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from safeio.regular import MAX_DEPTH, MAX_NODES  # beyond them: the full loader's to refuse
+# Far inside the full loader's limits (safeio.regular: 64 levels, 100,000 nodes): what the
+# worker writes is a few levels deep and a few hundred nodes; past these the full loader decides.
+LEAN_DEPTH = 16
+LEAN_NODES = 10_000
+LEAN_KEY_CHARS = 128  # the worker's keys are short words; PyYAML refuses simple keys past 1024
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_KEYS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}  # YAML 1.1 words
@@ -40,6 +44,9 @@ _ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f
 _HEX = {"x": 2, "u": 4, "U": 8}
 # What YAML lets a stream hold (PyYAML's reader refuses the rest): we want none of the rest.
 # YAML 1.1's other line breaks (NEL, LS, PS) are the full loader's too.
+# Whitespace other than the space and the line break: YAML does not strip it as Python's
+# str.strip() does, so a text holding any (tabs, no-break or wide spaces...) is in doubt.
+_ODD_SPACE = re.compile(r"[^\S \n]")
 _UNPRINTABLE = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd"
                           "\U00010000-\U0010ffff]")
 
@@ -54,14 +61,15 @@ def parse(raw: bytes) -> object | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not text.endswith("\n") or _UNPRINTABLE.search(text) or "\ufeff" in text:
+    if not text.endswith("\n") or _UNPRINTABLE.search(text) or "\ufeff" in text or \
+            _ODD_SPACE.search(text):
         return None
     try:
         reader = _Reader(text.split("\n")[:-1])
         value = reader.node(0, 0, 0)
         if reader.at < len(reader.lines):
             raise _Doubt
-    except (_Doubt, ValueError, OverflowError):
+    except Exception:  # in doubt, or anything it did not foresee: the full loader decides
         return None
     return value
 
@@ -82,7 +90,7 @@ class _Reader:
 
     def count(self) -> None:
         self.nodes += 1
-        if self.nodes > MAX_NODES:
+        if self.nodes > LEAN_NODES:
             raise _Doubt
 
     def indent(self, index: int) -> int:
@@ -91,7 +99,7 @@ class _Reader:
 
     def node(self, index: int, column: int, depth: int) -> object:
         """The block collection whose first line is INDEX, its items at COLUMN."""
-        if depth > MAX_DEPTH or index >= len(self.lines) or self.indent(index) != column:
+        if depth > LEAN_DEPTH or index >= len(self.lines) or self.indent(index) != column:
             raise _Doubt
         if _is_item(self.lines[index][column:]):
             return self.sequence(index, column, depth)
@@ -99,12 +107,16 @@ class _Reader:
 
     def mapping(self, index: int, column: int, first: str, depth: int) -> dict[str, object]:
         """Keys at COLUMN from line INDEX (whose text from COLUMN on is FIRST)."""
+        if depth > LEAN_DEPTH:
+            raise _Doubt
         self.count()
         result: dict[str, object] = {}
         text: str | None = first
         while True:
-            key, _, rest = text.partition(":")
-            if not _KEY.fullmatch(key) or key.lower() in _NOT_KEYS or key in result:
+            key, colon, rest = text.partition(":")
+            self.count()  # the key is a node too
+            if not colon or len(key) > LEAN_KEY_CHARS or not _KEY.fullmatch(key) or \
+                    key.lower() in _NOT_KEYS or key in result:
                 raise _Doubt
             if rest and not rest.startswith(" "):
                 raise _Doubt
@@ -132,6 +144,8 @@ class _Reader:
         return self.node(index, inner, depth + 1)
 
     def sequence(self, index: int, column: int, depth: int) -> list[object]:
+        if depth > LEAN_DEPTH:
+            raise _Doubt
         self.count()
         items: list[object] = []
         while index < len(self.lines) and self.indent(index) == column and \

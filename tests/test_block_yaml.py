@@ -99,6 +99,44 @@ def test_what_it_does_not_fully_understand_goes_to_the_full_loader(raw):
     assert block_yaml.parse(raw) is None
 
 
+# A hostile agent's texts (the review of 2026-12-06): each read differently than PyYAML reads
+# it, refused by PyYAML but read, or beyond the full loader's limits; each is the full loader's.
+HOSTILE = {
+    "a sequence nested under keys at their own column, 70 deep":
+        b"z:\n" + b"".join(b"  " * i + b"- a:\n" for i in range(70)) + b"  " * 70 + b"- 1\n",
+    "no-break space after a key": "key: \xa0\n  - a\n".encode(),
+    "wide space after a closing quote": "key: 'a'\u3000\n".encode(),
+    "no-break space after a double quote": 'key: "a"\xa0\n'.encode(),
+    "a spaced-out temporal mapping":
+        "payload:\n  task_token: T\n  temporal: \xa0\n    address: 127.0.0.1:3\n".encode(),
+    "a line with no colon read as a key": b"payload\n  task_token: T\n",
+    "a bare word over a sequence": b"x\n  - a\n",
+    "a key of 1,025 characters": b"k" * 1025 + b": 1\n",
+    "65 nested mappings": b"".join(b"  " * i + b"k:\n" for i in range(65)) + b"  " * 65 + b"v: 1\n",
+    "60,000 keys": b"".join(b"k%d: 1\n" % i for i in range(60_000)),
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_agents_texts_go_to_the_full_loader(raw):
+    """Never a traceback, never a reading of its own: the full loader refuses or reads it."""
+    assert block_yaml.parse(raw) is None
+
+
+def test_nesting_that_would_exhaust_the_stack_is_refused_not_a_crash(tmp_path):
+    """700 levels through the keys-over-a-sequence path: the lean reader defers, and the full
+    loader refuses it in one line (a planted copy cannot crash another agent's CLI)."""
+    from taskdir.reading import load
+
+    path = tmp_path / "20991231-235959-deadbeef.yml"
+    path.write_bytes(b"z:\n" + b"".join(b"  " * i + b"- a:\n" for i in range(700)) +
+                     b"  " * 700 + b"- 1\n")
+    path.chmod(0o600)
+    assert block_yaml.parse(path.read_bytes()) is None
+    with pytest.raises(untrusted_yaml.InputRefused):
+        load(path, lean=True)
+
+
 def test_more_nodes_than_the_limit_go_to_the_full_loader():
     raw = b"a:\n" + b"- 1\n" * (untrusted_yaml.MAX_NODES + 1)
     assert block_yaml.parse(raw) is None

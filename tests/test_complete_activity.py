@@ -295,10 +295,9 @@ def _token(workflow_id: str, run_id: str) -> bytes:
                                  "execute_build_phase/4242"])
 def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monkeypatch, key):
     """The file named for a stage of the token's run is read first (no read of every file);
-    a decoy holding the same token under another (here older) name does not win; a phase beyond
-    the names tried first is still found by reading the rest, newest first (a decoy newer
-    than such a file would be marked instead: the worker's own settlement still finds the
-    right one by its id)."""
+    a decoy holding the same token under another (here older) name is found beside it (then
+    neither is trusted: the next test); a phase beyond the names tried first is still found
+    by reading the rest, newest first."""
     import complete_activity
     from taskdir.documents import stage_task_id
 
@@ -312,7 +311,40 @@ def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monk
     if not beyond:
         (tmp_path / "20261128-000000-decoy000.yml").write_text(f"note: {text}\n")
     monkeypatch.setenv("TASK_QUEUE_DIR", str(tmp_path))
-    assert complete_activity.file_holding(text, token) == ours
+    decoy = [] if beyond else [tmp_path / "20261128-000000-decoy000.yml"]
+    assert complete_activity.files_holding(text, token) == [ours, *decoy]
+
+
+def test_a_planted_copy_of_a_token_decides_neither_address_nor_file(tmp_path):
+    """The token form, with another agent's copy of the token (and its own address) planted
+    beside the stage's file: the call goes where the environment says, one line says why, and
+    neither file is marked (the worker's own settlement marks the right one)."""
+    import subprocess
+    import sys
+
+    from taskdir.documents import stage_task_id
+    from testbed.agents import COMPLETE
+
+    token = _token("build-1", "0b6c3a1e-run")
+    text = base64.b64encode(token).decode()
+    ours = tmp_path / f"20261129-100000-{stage_task_id('0b6c3a1e-run', 'implement_build')[:8]}.yml"
+    planted = tmp_path / f"20991231-235959-{ours.name.rsplit('-', 1)[1]}"  # sorts first
+    for path, port in ((ours, 3), (planted, 7)):
+        path.write_text(f"status: in-progress\npayload:\n  task_token: {text}\n  temporal:\n"
+                        f"    address: 127.0.0.1:{port}\n    namespace: default\n"
+                        f"    tls: false\n    http_address: 127.0.0.1:{port}0\n")
+        path.chmod(0o600)
+    before = {path: path.read_bytes() for path in (ours, planted)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TASK_QUEUE_DIR": str(tmp_path),
+           "AGENT_TRANSPORT": "http"}
+    done = subprocess.run([sys.executable, COMPLETE, text, "success", "x"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    # the default address: nothing there (exit 5), or a server that knows no such activity (4)
+    assert done.returncode in (4, 5), done.stderr
+    assert "more than one task file holds this token" in done.stderr
+    assert "127.0.0.1:70" not in done.stderr and "127.0.0.1:30" not in done.stderr
+    assert text not in done.stderr + done.stdout
+    assert {path: path.read_bytes() for path in (ours, planted)} == before
 
 
 async def test_the_output_limit_is_256_kib_to_the_byte(client, cfg, dirs, env, worker):
