@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from exceptions import UnsafePathError
@@ -122,8 +123,12 @@ def write_private(path: Path, data: bytes, root: Path | None = None) -> None:
 
 def _write_in(dir_fd: int, name: str, data: bytes, shown: str) -> None:
     tmp = name + ".tmp"
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(tmp, dir_fd=dir_fd)  # a stale tmp or a planted symlink: the link goes
+    except FileNotFoundError:
+        pass
+    except OSError:  # what unlink cannot take (a directory planted there): write beside it
+        tmp = f"{name}.{secrets.token_hex(6)}.tmp"  # `*.tmp`: the tooling ignores it too
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
     try:
         fd = os.open(tmp, flags, FILE_MODE, dir_fd=dir_fd)

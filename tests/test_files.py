@@ -43,6 +43,18 @@ def test_planted_symlink_is_not_followed(tmp_path, planted):
     assert (directory / "f.yml").read_bytes() == b"new"
 
 
+def test_a_directory_planted_at_the_tmp_name_does_not_block_the_write(tmp_path):
+    """A hostile agent's directory named `f.yml.tmp` (unlink cannot take it): the write goes
+    through a temporary name of its own beside it, and leaves no temporary file behind."""
+    directory = tmp_path / "tasks"
+    directory.mkdir(mode=0o700)
+    (directory / "f.yml.tmp").mkdir()
+    write_private(directory / "f.yml", b"new")
+    assert (directory / "f.yml").read_bytes() == b"new"
+    assert stat.S_IMODE((directory / "f.yml").stat().st_mode) == 0o600
+    assert sorted(path.name for path in directory.iterdir()) == ["f.yml", "f.yml.tmp"]
+
+
 def test_world_writable_dir_is_refused_and_left_alone(tmp_path):
     directory = tmp_path / "tasks"
     directory.mkdir()
