@@ -142,7 +142,8 @@ def ended_once(task_dir: Path, kinds: dict[str, int]) -> None:
 
 
 async def builds_across(client: Client, env: dict[str, str], dirs: dict[str, Path],
-                        log: Path, fault: Callable[[], Awaitable[None]]) -> WorkerProcess:
+                        log: Path, fault: Callable[[WorkerProcess], Awaitable[None]]
+                        ) -> WorkerProcess:
     """Two builds parked (one approved by signal before FAULT, one through its task file
     during it) and two whose implement stage finishes as FAULT begins (their hand-off
     crosses it); all four end, in a worker process that lives through FAULT."""
@@ -163,7 +164,7 @@ async def builds_across(client: Client, env: dict[str, str], dirs: dict[str, Pat
         origin = (await (await parked[1].describe()).memo())["awaiting_task_id"]
         # Approved before the fault (the server accepted it), and one through its file during it.
         await parked[0].signal(BuildPipelineWorkflow.approve, BlockDecision(by="alice"))
-        hand_offs = asyncio.create_task(fault())
+        hand_offs = asyncio.create_task(fault(worker))
         hold["moving"] = False  # their agents finish now: the hand-off meets the fault
         override(dirs["tasks"], origin, "approved", "operator", "during the fault")
         await hand_offs
@@ -180,9 +181,10 @@ async def builds_across(client: Client, env: dict[str, str], dirs: dict[str, Pat
 async def test_postgres_restarted_while_builds_park_and_hand_off(client, cluster, dirs,
                                                                  tmp_path):
     """PostgreSQL stops, stays down 10 s and starts again."""
-    async def restart_postgres() -> None:
+    async def restart_postgres(worker: WorkerProcess) -> None:
         await asyncio.to_thread(cluster.postgres.halt)
-        await asyncio.sleep(10)  # the fault's length, not a wait for a condition
+        await asyncio.sleep(10)  # the fault's least length, not a wait for a condition
+        await worker.wait_event("temporal_unreachable", timeout=90)  # down until it is seen
         await asyncio.to_thread(cluster.postgres.run)
 
     env = worker_env(cluster, dirs, BLOCK_CHECK_INTERVAL="1s")
@@ -192,10 +194,12 @@ async def test_postgres_restarted_while_builds_park_and_hand_off(client, cluster
 async def test_frontend_killed_and_restarted_while_builds_park_and_hand_off(client, cluster,
                                                                             dirs, tmp_path):
     """The frontend node (frontend, history, matching, worker services) is SIGKILLed and
-    started again 5 s later; node b holds the shards meanwhile."""
-    async def restart_frontend() -> None:
+    started again 5 s later (or once the worker has seen it gone: a sweep pass busy in retried
+    calls may span 5 s); node b holds the shards meanwhile."""
+    async def restart_frontend(worker: WorkerProcess) -> None:
         cluster.kill_node("a")
-        await asyncio.sleep(5)  # the fault's length
+        await asyncio.sleep(5)  # the fault's least length
+        await worker.wait_event("temporal_unreachable", timeout=90)  # down until it is seen
         await asyncio.to_thread(cluster.start_node, "a")
 
     env = worker_env(cluster, dirs, BLOCK_CHECK_INTERVAL="1s")

@@ -95,7 +95,9 @@ async def test_interrupted_while_waiting_on_temporal_is_exit_1_in_one_line(env):
     process = await asyncio.create_subprocess_exec(
         sys.executable, COMPLETE, token, "success", "done", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**env, "TEMPORAL_ADDRESS": address, "TEMPORAL_HTTP_ADDRESS": address})
+        env={**env, "TEMPORAL_ADDRESS": address, "TEMPORAL_HTTP_ADDRESS": address},
+        # as from a terminal: a suite started in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         await asyncio.wait_for(reached.wait(), 60)  # in its call, past start-up
         process.send_signal(signal.SIGINT)
