@@ -35,7 +35,7 @@ def dump(document: dict[str, object]) -> bytes | None:
 
 
 def _mapping(mapping: dict[object, object], column: int, lines: list[str], depth: int) -> None:
-    if depth > 32:
+    if depth > block_yaml.LEAN_DEPTH:  # the reader would not read it back: unsure now
         raise _Unsure
     for key, value in mapping.items():
         if not isinstance(key, str) or block_yaml.plain(key) != key or \
