@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parent
 # The project's venv (scripts/setup.sh), else a v0.5 checkout's `venv/` upgraded in place.
@@ -44,7 +41,7 @@ def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> Non
     would hold for nothing (bench/NOTES.md). It also
     drops asserts: our code has none, and nothing we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
-    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    missing = [name for name in NEEDED if importlib.machinery.PathFinder.find_spec(name) is None]
     lean_already = sys.flags.optimize >= 2 and ALLOCATOR_ENV.keys() <= os.environ.keys()
     if not missing and (not lean or lean_already):
         return
@@ -72,12 +69,16 @@ DEFERRED_MODULES = frozenset({"temporalio.api.cloud.cloudservice.v1",
                               "temporalio.api.testservice.v1", "multiprocessing.managers"})
 
 
-class _DeferredModules(importlib.abc.MetaPathFinder):
-    """Import the modules of DEFERRED_MODULES when they are first used, not when imported."""
+class _DeferredModules:
+    """Import the modules of DEFERRED_MODULES when they are first used, not when imported (a
+    meta path finder; importlib.util is loaded only when one of them is asked for)."""
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+    def find_spec(self, name: str, path: list[str] | None = None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
         if name not in DEFERRED_MODULES:
             return None
+        import importlib.util
+
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = importlib.util.LazyLoader(spec.loader)

@@ -187,32 +187,44 @@ def context_of(ca: bytes | None, cert: bytes | None, key: bytes | None) -> ssl.S
     return context
 
 
-class _TlsConnection(http.client.HTTPSConnection):
-    """HTTPS asking for SERVER_NAME (the TLS settings' domain) rather than the host."""
+class _Connection(http.client.HTTPConnection):
+    """HTTP whose ASCII host goes to the resolver as bytes: a text host makes Python load the
+    IDNA codec and unicodedata first, a few milliseconds of a short-lived CLI."""
+
+    def connect(self) -> None:
+        host = self.host.encode("ascii") if self.host.isascii() else self.host
+        self.sock = socket.create_connection((host, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _TlsConnection(_Connection):
+    """HTTPS with CONTEXT, asking for SERVER_NAME (the TLS settings' domain) or the host."""
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, server_name: str | None,
                  timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._server_name = server_name
+        super().__init__(host, port, timeout=timeout)
+        self._context, self._server_name = context, server_name
 
     def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._server_name or self.host)
+        super().connect()
+        self.sock = self._context.wrap_socket(self.sock,
+                                              server_hostname=self._server_name or self.host)
 
 
-def post(where: Target, call: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST BODY to the activity CALL; the reply's JSON. HttpOff when nothing Temporal
-    answered, Refused for the server's error, HandOffError(5) when the call may be lost."""
+def post(where: Target, call: str, body: dict[str, Any],
+         meanwhile: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """POST BODY to the activity CALL (MEANWHILE run while Temporal answers); the reply's
+    JSON. HttpOff when nothing Temporal answered, Refused for the server's error,
+    HandOffError(5) when the call may be lost."""
     host, _, port = where.address.rpartition(":")
     host = host.strip("[]")
     connection = (_TlsConnection(host, int(port), where.context, where.server_name, TIMEOUT)
-                  if where.context else http.client.HTTPConnection(host, int(port),
-                                                                   timeout=TIMEOUT))
+                  if where.context else _Connection(host, int(port), timeout=TIMEOUT))
     path = API.format(namespace=where.namespace, call=call)
     try:
         opened(connection, where)
         connection.request("POST", path, json.dumps(body).encode("utf-8"), where.headers)
+        meanwhile()
         reply = connection.getresponse()
         status, data = reply.status, reply.read(MAX_REPLY)
     except (OSError, http.client.HTTPException):  # sent, maybe done: the agent retries
@@ -272,6 +284,7 @@ class Call(NamedTuple):
     maybe_old: bool = False  # an older offer's token maybe: ask the server first
     old_offer: Callable[[], bool] = lambda: False  # the stage moved on (gRPC describe)
     withdrawn: Callable[[], bool] = lambda: False  # the task file says: cancelled
+    meanwhile: Callable[[], None] = lambda: None  # work of a completion while Temporal answers
 
 
 STOP_LINE = "stop: this stage was cancelled (its task file says so too); stop working on it"
@@ -291,7 +304,7 @@ def hand_off(where: Target, call: Call, token: bytes) -> None:
         if call.maybe_old and call.old_offer():
             raise HandOffError(OFFERED_AGAIN, Exit.NOT_FOUND)
         post(where, "complete" if call.status == SUCCESS else "fail",
-             {**common, **finish_body(call)})
+             {**common, **finish_body(call)}, call.meanwhile)
     except Refused as err:
         raise not_found(call) if err.code == Exit.NOT_FOUND else refused(err, where) from None
 

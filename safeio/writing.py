@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 from exceptions import UnsafePathError
@@ -128,7 +127,7 @@ def _write_in(dir_fd: int, name: str, data: bytes, shown: str) -> None:
     except FileNotFoundError:
         pass
     except OSError:  # what unlink cannot take (a directory planted there): write beside it
-        tmp = f"{name}.{secrets.token_hex(6)}.tmp"  # `*.tmp`: the tooling ignores it too
+        tmp = f"{name}.{os.urandom(6).hex()}.tmp"  # `*.tmp`: the tooling ignores it too
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
     try:
         fd = os.open(tmp, flags, FILE_MODE, dir_fd=dir_fd)

@@ -123,6 +123,25 @@ def test_a_hostile_agents_texts_go_to_the_full_loader(raw):
     assert block_yaml.parse(raw) is None
 
 
+# What YAML lets a stream hold, less what the lean reader leaves to the full loader anyway
+# (tab, carriage return, NEL, LS and PS; the byte-order mark is refused apart).
+YAML_PRINTABLE = [(0x0A, 0x0A), (0x20, 0x7E), (0xA0, 0x2027), (0x202A, 0xD7FF),
+                  (0xE000, 0xFFFD), (0x10000, 0x10FFFF)]
+
+
+def test_every_code_point_outside_the_printable_ranges_goes_to_the_full_loader():
+    """The refused set is spelled as its few members: checked against the ranges it stands
+    for over every code point, and through the reader with a sample of both sides."""
+    allowed = set().union(*(range(low, high + 1) for low, high in YAML_PRINTABLE))
+    everything = "".join(map(chr, range(0x110000)))
+    refused = {ord(char) for char in block_yaml._UNPRINTABLE.findall(everything)}
+    assert refused == set(range(0x110000)) - allowed
+    for char in "\x00\x09\x1f\x7f\x9f\u2028\u2029\ufffe\uffff":
+        assert block_yaml.parse(f"a: x{char}y\n".encode()) is None, hex(ord(char))
+    for char in "~\xa1\u2027\u202a\ud7ff\ue000\ufffd\U00010000\U0010ffff":
+        assert block_yaml.parse(f"a: x{char}y\n".encode()) == {"a": f"x{char}y"}, hex(ord(char))
+
+
 def test_nesting_that_would_exhaust_the_stack_is_refused_not_a_crash(tmp_path):
     """700 levels through the keys-over-a-sequence path: the lean reader defers, and the full
     loader refuses it in one line (a planted copy cannot crash another agent's CLI)."""
@@ -173,7 +192,7 @@ def test_the_cli_finishes_its_task_file_without_pyyaml_or_the_index(tmp_path):
     path.write_bytes(worker_file("it's: done"))
     path.chmod(0o600)
     code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); "
-            "from complete_activity import settle_own_file; "
+            "from agent_cli.task_files import settle_own_file; "
             "settle_own_file(Path(sys.argv[1]), 'success', 'done')")
     ran = subprocess.run([sys.executable, "-X", "importtime", "-c", code, str(path),
                           str(Path(COMPLETE).parent)], capture_output=True, text=True,

@@ -300,7 +300,7 @@ def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monk
     a decoy holding the same token under another (here older) name is found beside it (then
     neither is trusted: the next test); a phase beyond the names tried first is still found
     by reading the rest, newest first."""
-    import complete_activity
+    from agent_cli import task_files
     from taskdir.documents import stage_task_id
 
     token = _token("build-1", "0b6c3a1e-run")
@@ -314,7 +314,7 @@ def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monk
         (tmp_path / "20261128-000000-decoy000.yml").write_text(f"note: {text}\n")
     monkeypatch.setenv("TASK_QUEUE_DIR", str(tmp_path))
     decoy = [] if beyond else [tmp_path / "20261128-000000-decoy000.yml"]
-    assert complete_activity.files_holding(text, token) == [ours, *decoy]
+    assert task_files.files_holding(text, token) == [ours, *decoy]
 
 
 def test_a_planted_copy_of_a_token_decides_neither_address_nor_file(tmp_path):

@@ -46,7 +46,7 @@ def test_the_failure_types_on_the_wire_keep_their_names():
 def test_the_worker_and_the_agents_cli_default_to_one_task_directory(tmp_path, monkeypatch):
     """Without TASK_QUEUE_DIR, the worker's configuration and complete_activity.py look in
     the same directory (one default, in contract.py)."""
-    import complete_activity
+    from agent_cli import task_files
     from config import load_config
     from contract import DEFAULT_TASK_DIR
 
@@ -54,5 +54,5 @@ def test_the_worker_and_the_agents_cli_default_to_one_task_directory(tmp_path, m
     monkeypatch.delenv("TASK_QUEUE_DIR", raising=False)
     expected = Path(DEFAULT_TASK_DIR).expanduser()
     assert expected == tmp_path / ".claude" / "task-queue"
-    assert complete_activity.task_dir() == expected
+    assert task_files.task_dir() == expected
     assert load_config({"HOME": str(tmp_path)}).task_dir.expanduser() == expected

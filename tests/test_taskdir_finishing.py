@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import complete_activity
+from agent_cli import task_files
 from stages import STAGES
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, moves
 from taskdir.finishing import finish
@@ -44,14 +44,14 @@ def finished_both_ways(tmp_path: Path, path: Path, status: str, output: str) -> 
     shutil.copy2(path, copy)
     note = f"stage {status} with complete_activity.py"
     before = path.read_bytes()
-    sure = finish(path, status, note, output, complete_activity.finisher)
+    sure = finish(path, status, note, output, task_files.finisher)
     if not sure:
         assert path.read_bytes() == before
-        complete_activity.settle_own_file(path, "success" if status == "completed" else
+        task_files.settle_own_file(path, "success" if status == "completed" else
                                           "failed", output, lean=False)
     document = yaml.safe_load(copy.read_text())
     TaskDirectory(full_root).finish(str(document["id"]), status, note, output=output,
-                                    by=complete_activity.finisher(document), path=copy)
+                                    by=task_files.finisher(document), path=copy)
     assert typed(yaml.safe_load(path.read_bytes())) == typed(yaml.safe_load(copy.read_bytes()))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 == stat.S_IMODE(copy.stat().st_mode)
     return sure
@@ -72,7 +72,7 @@ def test_the_lean_finish_writes_what_the_worker_would(tmp_path, monkeypatch, sta
         task_id = yaml.safe_load(path.read_bytes())["id"]
         assert TaskQueueTool(root).read(task_id)["result"]["output"] == text
         before = path.read_bytes()
-        assert finish(path, "completed", "again", "x", complete_activity.finisher) \
+        assert finish(path, "completed", "again", "x", task_files.finisher) \
             or text in unsure
         assert path.read_bytes() == before  # final already: never moved again
     assert unsure == (["1e3"] if every else [])  # number-like words: the full loader
@@ -97,9 +97,9 @@ def test_the_lean_finish_takes_the_tooling_lock(tmp_path):
     with open(tmp_path / ".locks" / f"{task_id}.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(TaskLocked):
-            finish(path, "completed", "done", "out", complete_activity.finisher)
+            finish(path, "completed", "done", "out", task_files.finisher)
     assert path.read_bytes() == before
-    assert finish(path, "completed", "done", "out", complete_activity.finisher)
+    assert finish(path, "completed", "done", "out", task_files.finisher)
     assert yaml.safe_load(path.read_text())["status"] == "completed"
 
 
@@ -110,9 +110,9 @@ def test_what_the_lean_path_is_unsure_of_goes_to_the_full_path(tmp_path, odd):
     path = dispatched(tmp_path, "build_plan", "upstream", "x")
     path.write_bytes(path.read_bytes() + odd.encode())
     before = path.read_bytes()
-    assert not finish(path, "completed", "done", "out", complete_activity.finisher)
+    assert not finish(path, "completed", "done", "out", task_files.finisher)
     assert path.read_bytes() == before
-    complete_activity.settle_own_file(path, "success", "out")
+    task_files.settle_own_file(path, "success", "out")
     document = yaml.safe_load(path.read_text())
     assert (document["status"], document["result"]["output"]) == ("completed", "out")
 
@@ -123,5 +123,5 @@ def test_a_relative_task_file_path_is_marked_too(tmp_path, monkeypatch, lean):
     note instead: the relative path was not below the directory's resolved root)."""
     path = dispatched(tmp_path, "build_plan", "upstream", "x")
     monkeypatch.chdir(tmp_path)
-    complete_activity.settle_own_file(Path(path.name), "success", "out", lean=lean)
+    task_files.settle_own_file(Path(path.name), "success", "out", lean=lean)
     assert yaml.safe_load(path.read_text())["status"] == "completed"
