@@ -174,16 +174,17 @@ class CliAgents(AgentSim):
 
     running: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    async def complete(self, token: str, status: str, message: str) -> bool:
-        task = asyncio.create_task(self.finish(token, status, message))
+    async def complete(self, token: str, status: str, message: str,
+                       path: Path | None = None) -> bool:
+        task = asyncio.create_task(self.finish(token, status, message, path))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return True
 
-    async def finish(self, token: str, status: str, message: str) -> None:
+    async def finish(self, token: str, status: str, message: str, path: Path | None) -> None:
         """One agent's CLI; an error stops the burst with its message (never a hang)."""
         try:
-            await AgentSim.complete(self, token, status, message)
+            await AgentSim.complete(self, token, status, message, path)
         except Exception as err:
             self._fail(f"{type(err).__name__}: {err}")
 
@@ -197,7 +198,7 @@ async def cli_throughput(bench: Bench, server: DevServer, client: Client, transp
     env = {**env, "AGENT_TRANSPORT": transport}
     try:
         clean = {"security_audit": triage_writer(dirs["audit"], {})}
-        async with CliAgents(dirs["tasks"], env, clean, interval=0.02):
+        async with CliAgents(dirs["tasks"], env, clean, interval=0.02, by_file=True):
             started = time.perf_counter()
             handles = [await start_pipeline(client, env["TASK_QUEUE"], dirs["tasks"],
                                             f"cli-{transport}-{i:04d}") for i in range(count)]

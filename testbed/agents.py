@@ -77,6 +77,7 @@ class AgentSim:
     client: Client | None = None  # set: complete in-process instead of via the CLI
     handled: set[tuple[str, str]] = field(default_factory=set)
     interval: float = 0.05
+    by_file: bool = False  # the CLI as the task file's instruction writes it (--task-file)
     _mtimes: dict[str, int] = field(default_factory=dict)
     seen: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -138,7 +139,7 @@ class AgentSim:
             self.handled.add((str(path), token))
             self.seen.append(document)
             try:
-                await self.complete(token, *decision)
+                await self.complete(token, *decision, path=path)
             except Exception as err:
                 if _transient(err):
                     self.handled.discard((str(path), token))
@@ -146,7 +147,8 @@ class AgentSim:
                 else:
                     self._fail(f"{type(err).__name__}: {err}")
 
-    async def complete(self, token: str, status: str, message: str) -> bool:
+    async def complete(self, token: str, status: str, message: str,
+                       path: Path | None = None) -> bool:
         if self.client is not None:
             from temporalio.exceptions import ApplicationError
             from temporalio.service import RPCError, RPCStatusCode
@@ -164,7 +166,8 @@ class AgentSim:
                 self.not_found.append(str(err))  # the stage was already over
                 return False
             return True
-        code, _, err = await run_cli(token, status, message, env=self.env)
+        source = ("--task-file", str(path)) if self.by_file and path else (token,)
+        code, _, err = await run_cli(*source, status, message, env=self.env)
         if code == 5:  # server unreachable: an agent retries later
             raise ConnectionError(err.strip())
         if code == 4:  # already completed, timed out or cancelled: nothing to do (AGENTS.md)
