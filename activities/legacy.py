@@ -20,7 +20,7 @@ from activities.summary import SummaryActivities
 from contract import BUILD_REJECTED
 from models import BuildPhaseInput, BuildPhaseResult, StageTask, WorkflowSummary, finished_outcome
 from stages import AUDIT, CLOSE, FIXES, IMPLEMENT, PHASE, PREFAB, Stage
-from taskdir.documents import stage_task_id
+from taskdir.names import stage_task_id
 from taskdir.vocabulary import DECISIONS
 
 

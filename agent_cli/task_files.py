@@ -137,8 +137,7 @@ def files_holding(token_text: str, token: bytes) -> list[Path]:
     except ValueError:
         return []
     from stages import run_task_keys
-    from taskdir.documents import stage_task_id
-    from taskdir.index import id_prefix
+    from taskdir.names import id_prefix, stage_task_id
 
     root = task_dir()
     needle = token_text.encode("ascii", "ignore")

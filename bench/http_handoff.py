@@ -22,7 +22,7 @@ from bench.context import Bench
 from bench.measure import SAMPLE_GAP, ms
 from bench.pipelines import stage_id
 from bench.report import verdict
-from taskdir.index import id_prefix
+from taskdir.names import id_prefix
 from testbed.agents import COMPLETE, AgentSim, triage_writer
 from testbed.devserver import DevServer
 from testbed.helpers import make_origin, start_pipeline

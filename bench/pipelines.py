@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from bench.measure import SAMPLE_GAP
 from stages import stage_named
 from taskdir import file_name
-from taskdir.documents import stage_task_id
+from taskdir.names import stage_task_id
 from testbed.agents import AgentSim, triage_writer
 from testbed.helpers import make_origin, start_pipeline
 from testbed.processes import ROOT

@@ -7,9 +7,8 @@ import importlib
 from typing import Any
 
 _HOMES = {"Decision": "decisions", "TaskDirectory": "directory", "DuplicateTaskId": "index",
-          "TaskStyle": "vocabulary", **{name: "documents" for name in (
-              "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "file_name", "iso", "load",
-              "utc_now")}}
+          "TaskStyle": "vocabulary", "file_name": "names", **{name: "documents" for name in (
+              "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "iso", "load", "utc_now")}}
 
 __all__ = sorted(_HOMES)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +11,8 @@ import yaml
 from taskdir.moves import history_entry, utc_now
 from taskdir.reading import MAX_TASK_FILE_BYTES, SOURCE_AGENT, load, offers
 
-__all__ = ["MAX_TASK_FILE_BYTES", "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump", "file_name",
-           "history_entry", "iso", "load", "offers", "stage_task_id", "utc_now"]
+__all__ = ["MAX_TASK_FILE_BYTES", "SOURCE_AGENT", "UNREADABLE", "TaskSpec", "dump",
+           "history_entry", "iso", "load", "offers", "utc_now"]
 # What reading a task file can raise (the safe loader's refusals are ValueErrors): the one
 # definition of "this file cannot be read".
 UNREADABLE = (OSError, ValueError, yaml.YAMLError)
@@ -24,15 +23,6 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
-
-_STAGE_IDS = uuid.UUID("6f1f3c1e-8d0b-4c55-9a53-0b1d2c3e4f50")
-
-
-def stage_task_id(run_id: str, stage: str) -> str:
-    """The task id of STAGE ('implement_build', 'execute_build_phase/3') in run RUN_ID: one
-    per stage of one run, so a retry rewrites the same task file."""
-    return str(uuid.uuid5(_STAGE_IDS, f"{run_id}/{stage}"))
-
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -54,10 +44,6 @@ class TaskSpec:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def file_name(task_id: str, created: datetime) -> str:
-    return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{task_id[:8]}.yml"
 
 
 def dump(document: dict[str, Any]) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import stat
 import sys
 import threading
@@ -19,6 +18,7 @@ from contract import token_text
 from exceptions import ActivityRuntimeError
 from safeio import untrusted_yaml
 from taskdir.documents import MAX_TASK_FILE_BYTES, SOURCE_AGENT, UNREADABLE
+from taskdir.names import id_prefix
 from taskdir.vocabulary import DECISIONS
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ LOOKUP_BYTES = 64 * 1024 * 1024  # bytes one lookup may read to recognise change
 _PARKS = frozenset({"input-required", "pending-approval"})  # our awaiting_decision moves
 RECENT_CHANGE_NS = 2_000_000_000  # a directory changed this recently may hide a new name
 MTIME_TICK_NS = 50_000_000  # coarser than any file system's mtime tick we meet
-_NAME = re.compile(r"^\d{8}-\d{6}-(.{1,8})\.yml$")  # group: the id's first 8 chars
 
 
 class DuplicateTaskId(ActivityRuntimeError, ValueError):
@@ -204,15 +203,6 @@ def _open_watch() -> DirectoryWatch | None:
         log.info("task_index_lists_on_change", extra={"reason": err.strerror or str(err)})
         return None
 
-
-def id_prefix(name: str) -> str | None:
-    """The id prefix a task file's name carries (None: not named as the tooling names files);
-    the common full-length name is sliced, not matched (a busy directory is rescanned often)."""
-    if len(name) == 28 and name[8] == name[15] == "-" and name[:8].isdecimal() \
-            and name[9:15].isdecimal() and "\n" not in name:
-        return name[16:24]
-    match = _NAME.match(name)
-    return match.group(1) if match else None
 
 
 _Version = tuple[int, int]  # size, mtime (ns) of one inode

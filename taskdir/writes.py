@@ -17,7 +17,6 @@ from taskdir.documents import (
     UNREADABLE,
     TaskSpec,
     dump,
-    file_name,
     history_entry,
     load,
     utc_now,
@@ -25,6 +24,7 @@ from taskdir.documents import (
 from taskdir.index import TaskIndex
 from taskdir.locks import TaskLocks
 from taskdir.moves import move
+from taskdir.names import file_name
 from taskdir.vocabulary import TaskStyle
 
 log = logging.getLogger("taskdir")

@@ -4,6 +4,7 @@ CLI's `--task-file ... success` over HTTP loads neither PyYAML nor the directory
 
 from __future__ import annotations
 
+import base64
 import random
 import subprocess
 import sys
@@ -182,6 +183,26 @@ def test_the_cli_reads_its_task_file_over_http_without_pyyaml_or_the_index(tmp_p
                 if line.startswith("import time:")}
     heavy = {"yaml", "taskdir.index", "taskdir.documents", "pydantic", "temporalio", "uuid",
              "logging", "dataclasses", "inspect"}
+    assert "taskdir.reading" in imported and not heavy & imported, heavy & imported
+
+
+def test_the_token_form_finds_its_file_without_pyyaml_or_the_index(tmp_path):
+    """The upstream form (`complete_activity.py TOKEN success`) finds the file holding its
+    token by the files' names and the lean reader: no PyYAML, no index, no pydantic."""
+    token = base64.b64encode(b"\x12\x07build-1\x1a\x0crun-0b6c3a1e").decode()
+    path = tmp_path / "20261206-224017-0be01c4e.yml"
+    path.write_bytes(worker_file("x", {"temporal": {"address": "127.0.0.1:1",
+                                                    "namespace": "default", "tls": False}})
+                     .replace(b"CiQwMWEy+/==", token.encode()))
+    path.chmod(0o600)
+    env = {"AGENT_TRANSPORT": "http", "TASK_QUEUE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run([sys.executable, "-X", "importtime", COMPLETE, token, "success",
+                          "done"], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 5, ran.stderr[-500:]
+    assert "127.0.0.1:1" in ran.stderr.splitlines()[-1]  # the address its file gave
+    imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {"yaml", "taskdir.index", "taskdir.documents", "pydantic", "temporalio", "logging"}
     assert "taskdir.reading" in imported and not heavy & imported, heavy & imported
 
 

@@ -301,7 +301,7 @@ def test_the_token_form_prefers_the_file_named_for_its_runs_stage(tmp_path, monk
     neither is trusted: the next test); a phase beyond the names tried first is still found
     by reading the rest, newest first."""
     from agent_cli import task_files
-    from taskdir.documents import stage_task_id
+    from taskdir.names import stage_task_id
 
     token = _token("build-1", "0b6c3a1e-run")
     text = base64.b64encode(token).decode()
@@ -324,7 +324,7 @@ def test_a_planted_copy_of_a_token_decides_neither_address_nor_file(tmp_path):
     import subprocess
     import sys
 
-    from taskdir.documents import stage_task_id
+    from taskdir.names import stage_task_id
     from testbed.agents import COMPLETE
 
     token = _token("build-1", "0b6c3a1e-run")

@@ -326,7 +326,7 @@ async def test_held_task_locks_never_starve_other_builds(client, cfg, dirs, env,
     machine's default pool) used to stop every other build's hand-off, silently."""
     import fcntl
 
-    from taskdir.documents import stage_task_id
+    from taskdir.names import stage_task_id
 
     dirs["tasks"].mkdir(parents=True, exist_ok=True)
     (dirs["tasks"] / ".locks").mkdir()

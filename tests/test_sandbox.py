@@ -35,7 +35,7 @@ HELPERS = {
     "models.finished_outcome": "pipeline-clean",
     "models.StageTimings.limit": "plan",
     "stages.Stage.task_key": "pipeline-clean",
-    "taskdir.documents.stage_task_id": "pipeline-clean",
+    "taskdir.names.stage_task_id": "pipeline-clean",
     "workflows.run_input.checked_input": "plan",
     "workflows.stage_results.stage_result": "pipeline-clean",
     "workflows.handoff.Handoff.settle": "pipeline-routed",

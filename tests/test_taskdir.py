@@ -12,6 +12,7 @@ import yaml
 
 from taskdir import TaskDirectory, TaskSpec, TaskStyle, dump, utc_now
 from taskdir import index as taskdir_module
+from taskdir import names as task_names
 
 
 def spec(task_id: str | None = None, **payload) -> TaskSpec:
@@ -243,8 +244,8 @@ def test_a_names_id_prefix_is_what_the_name_pattern_says():
     names += [f"{rng.randrange(10**8):08d}-{rng.randrange(10**6):06d}-"
               + "".join(rng.choice(alphabet) for _ in range(8)) + ".yml" for _ in range(5000)]
     for name in names:
-        match = taskdir_module._NAME.match(name)
-        assert taskdir_module.id_prefix(name) == (match.group(1) if match else None), name
+        match = task_names._NAME.match(name)
+        assert task_names.id_prefix(name) == (match.group(1) if match else None), name
 
 
 def test_the_header_cache_is_bounded_in_bytes(tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from safeio.inert import markdown
     from stages import Stage
-    from taskdir.documents import stage_task_id
+    from taskdir.names import stage_task_id
     from workflows.handoff import Handoff
     from workflows.stage_results import (
         agent_retry,

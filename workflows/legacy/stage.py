@@ -12,7 +12,7 @@ from temporalio.common import RawValue
 with workflow.unsafe.imports_passed_through():
     from models import BuildPhaseResult, Progress
     from stages import Stage
-    from taskdir.documents import stage_task_id
+    from taskdir.names import stage_task_id
     from workflows.stage_results import agent_retry, stage_result
 
 HOUR = 3600.0
