@@ -13,6 +13,9 @@ VENVS = (REPO_DIR / ".venv", REPO_DIR / "venv")
 NEEDED = ("temporalio", "pydantic", "yaml")
 _HOPPED = "TEMPORAL_BUILD_WORKER_REEXEC"  # set for the one re-run, so it can never loop
 SETUP_EXIT = 6  # exceptions.Exit.CONFIG; this module imports nothing of ours
+# A long-lived worker's interpreter: no docstrings, no column tables in code objects (a
+# traceback keeps its lines, without the ^^^ under the failing part): ~2 MB and ~0.3 MB.
+LEAN_FLAGS = ("-OO", "-X", "no_debug_ranges")
 
 
 def project_python() -> Path | None:
@@ -34,25 +37,26 @@ ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072",
 
 
 def ensure_dependencies(program: str, script: str, *, lean: bool = False) -> None:
-    """Return when this interpreter has the project's packages (and, LEAN, runs with -OO and
-    ALLOCATOR_ENV); else re-run SCRIPT with the project's venv (same arguments, stdin and
-    environment, plus ALLOCATOR_ENV if LEAN), or exit 6 with one line. -OO leaves docstrings
-    out of every loaded module, memory a long-lived process
-    would hold for nothing (bench/NOTES.md). It also
-    drops asserts: our code has none, and nothing we use reads a docstring."""
+    """Return when this interpreter has the project's packages (and, LEAN, runs with
+    LEAN_FLAGS and ALLOCATOR_ENV); else re-run SCRIPT with the project's venv (same arguments,
+    stdin and environment, plus ALLOCATOR_ENV if LEAN), or exit 6 with one line. LEAN_FLAGS
+    leave docstrings and column tables out of every loaded module, memory a long-lived process
+    would hold for nothing (bench/NOTES.md). -OO also drops asserts: our code has none, and
+    nothing we use reads a docstring."""
     hopped = os.environ.pop(_HOPPED, None)
     missing = [name for name in NEEDED if importlib.machinery.PathFinder.find_spec(name) is None]
-    lean_already = sys.flags.optimize >= 2 and ALLOCATOR_ENV.keys() <= os.environ.keys()
+    lean_already = sys.flags.optimize >= 2 and "no_debug_ranges" in sys._xoptions and \
+        ALLOCATOR_ENV.keys() <= os.environ.keys()
     if not missing and (not lean or lean_already):
         return
-    own = Path(sys.executable) if sys.executable else None  # this one, re-run with -OO
+    own = Path(sys.executable) if sys.executable else None  # this one, re-run lean
     python = project_python() if missing else own
     if python is not None and not hopped:
         os.environ[_HOPPED] = "1"
         if lean:  # glibc reads them as the new program starts
             for name, value in ALLOCATOR_ENV.items():
                 os.environ.setdefault(name, value)
-        flags = ["-OO"] if lean else []
+        flags = list(LEAN_FLAGS) if lean else []
         os.execv(str(python), [str(python), *flags, str(Path(script).resolve()), *sys.argv[1:]])
     if not missing:
         return  # could not re-run itself lean: runs as it is, only heavier

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from bootstrap import ALLOCATOR_ENV
+from bootstrap import ALLOCATOR_ENV, LEAN_FLAGS
 from testbed.agents import AgentSim
 from testbed.devserver import free_port
 from testbed.helpers import eventually, files_of_type, start_pipeline, system_python_first
@@ -72,8 +72,8 @@ def environment_of(pid: int) -> dict[str, str]:
 async def test_the_worker_runs_lean_however_it_is_started(env, tmp_path):
     """`python3 worker.py` from a shell whose python3 is the system one, the venv's python, or
     that python with -OO already: either way the worker runs on the venv's interpreter with
-    -OO (docstrings left out) and glibc's allocator environment set before it started (glibc
-    reads it only then); a value the launcher gave stays."""
+    LEAN_FLAGS (docstrings and column tables left out) and glibc's allocator environment set
+    before it started (glibc reads it only then); a value the launcher gave stays."""
     bare = {name: value for name, value in system_python_first(env, tmp_path).items()
             if not name.startswith("MALLOC_")}
     venv_python = str(ROOT / ".venv" / "bin" / "python")
@@ -89,7 +89,8 @@ async def test_the_worker_runs_lean_however_it_is_started(env, tmp_path):
         try:
             await worker.wait_event("worker_started")
             arguments = Path(f"/proc/{worker.process.pid}/cmdline").read_bytes().split(b"\0")
-            assert [part.decode() for part in arguments[:2]] == [venv_python, "-OO"], command
+            assert [part.decode() for part in arguments[:4]] == [venv_python, *LEAN_FLAGS], \
+                command
             started_with = environment_of(worker.process.pid)
             assert {name: started_with.get(name) for name in ALLOCATOR_ENV} == \
                 {**ALLOCATOR_ENV, **given}, command
