@@ -84,8 +84,9 @@ def stage_withdrawn(task_file: str | None) -> bool:
 
 def load_settling() -> None:
     """Import what settle_own_file needs while the server answers (off the critical path);
-    never fails here: settle_own_file says what went wrong, after the answer."""
-    with contextlib.suppress(ImportError):
+    never fails here (it must not change what the call reports): settle_own_file says what
+    went wrong, after the answer."""
+    with contextlib.suppress(Exception):
         import taskdir.finishing
         import taskdir.moves  # noqa: F401
 
