@@ -12,7 +12,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bootstrap
 
-    bootstrap.ensure_dependencies("complete_activity", __file__)
+    if sys.argv[1:2] not in (["-h"], ["--help"]):  # the usage needs no packages
+        bootstrap.ensure_dependencies("complete_activity", __file__)
     bootstrap.lighten_sdk_import()
     from agent_cli.main import main
 

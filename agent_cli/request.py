@@ -3,6 +3,7 @@ anything is sent."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NamedTuple
 
@@ -16,17 +17,9 @@ USAGE = (
     "       complete_activity.py --task-file PATH success|failed [message]\n"
     "       complete_activity.py heartbeat --task-file PATH|TOKEN|- [progress message]"
 )
-
-
 MAX_TOKEN_CHARS = 16384
-
-
 MAX_MESSAGE_BYTES = 256 * 1024
-
-
 MAX_PROGRESS_BYTES = 2048  # a heartbeat's progress message
-
-
 STATUSES = (SUCCESS, FAILED)
 
 
@@ -39,7 +32,14 @@ def checked_token(text: str) -> bytes:
     try:
         return decode_token(text)
     except ValueError as err:
-        raise ExitError(str(err), Exit.INVALID) from None
+        hint = "; a task file is given as --task-file PATH" if _names_a_file(text) else ""
+        raise ExitError(f"{err}{hint}", Exit.INVALID) from None
+
+
+def _names_a_file(text: str) -> bool:
+    """TEXT, given where the token goes, is a task file's path (an agent forgot --task-file)."""
+    text = text.strip()
+    return text.endswith((".yml", ".yaml")) or os.path.isfile(text)
 
 
 def check_message(message: str, limit: int = MAX_MESSAGE_BYTES, what: str = "output") -> str:
@@ -78,8 +78,11 @@ def parse_args(argv: list[str]) -> Request:
         return Request("heartbeat", source.token, "progress", message, source.path,
                        source.place, source.maybe_old)
     source, rest = token_source(argv)
+    if source.path is None and source.token in STATUSES:
+        raise ExitError("no task token before the status: the first argument is the token "
+                        "(or - to read it from stdin, or --task-file PATH)", Exit.USAGE)
     if not rest:
-        raise ExitError(USAGE, Exit.USAGE)
+        raise ExitError(f"the status is missing: success or failed\n{USAGE}", Exit.USAGE)
     status = rest[0]
     if status not in STATUSES:
         shown = status[:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
@@ -95,7 +98,12 @@ def token_source(argv: list[str]) -> tuple[TokenSource, list[str]]:
         return read_task_file(argv[1]), argv[2:]
     if argv and argv[0].startswith("--task-file="):
         return read_task_file(argv[0].split("=", 1)[1]), argv[1:]
-    if not argv or argv[0].startswith("--"):
+    if argv[:1] == ["--task-file"]:
+        raise ExitError(f"--task-file needs the task file's path\n{USAGE}", Exit.USAGE)
+    if argv and argv[0].startswith("--"):
+        shown = argv[0][:40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise ExitError(f"unknown option {shown!r}\n{USAGE}", Exit.USAGE)
+    if not argv:
         raise ExitError(USAGE, Exit.USAGE)
     if argv[0] == "-":
         return TokenSource(sys.stdin.read(MAX_TOKEN_CHARS + 2)), argv[1:]

@@ -115,6 +115,8 @@ def test_not_set_up_is_one_line_and_exit_6(env, tmp_path):
         assert len(lines) == 1 and "Traceback" not in ran.stderr, ran.stderr
         assert "no module 'temporalio'" in lines[0]
         assert f"{copy}/scripts/setup.sh" in lines[0]
+    helped = shell("python3 complete_activity.py --help", bare, cwd=copy)  # needs no packages
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: "), helped.stderr
 
 
 CLOUD_MESSAGES = "temporalio.api.cloud.cloudservice.v1.request_response_pb2"

@@ -220,6 +220,31 @@ async def test_hostile_arguments_get_documented_codes_and_send_nothing(client, c
         await handle.terminate("done")
 
 
+AGENT_SLIPS = {  # arguments an agent gets wrong, what it is told, the exit code
+    "a task file given as the token": (("{file}", "success", "done"), 3, "--task-file PATH"),
+    "no token before the status": (("success", "done"), 2, "no task token before the status"),
+    "a mistyped option": (("--taskfile", "{file}", "success"), 2, "unknown option '--taskfile'"),
+    "--task-file without its path": (("--task-file",), 2, "needs the task file's path"),
+    "no status": (("--task-file", "{file}"), 2, "the status is missing"),
+}
+
+
+@pytest.mark.parametrize("slip", AGENT_SLIPS.values(), ids=AGENT_SLIPS.keys())
+async def test_an_agents_slip_is_named_and_sends_nothing(slip, tmp_path):
+    """The first line says what was wrong (a usage may follow), never the token."""
+    args, expected, said = slip
+    task = tmp_path / "20261207-010101-0be01c4e.yml"
+    task.write_text("payload:\n  task_token: c2VjcmV0LXRva2Vu\n")
+    task.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "TASK_QUEUE_DIR": str(tmp_path),
+           "TEMPORAL_ADDRESS": "127.0.0.1:1", "TEMPORAL_HTTP_ADDRESS": "127.0.0.1:1"}
+    code, _, err = await run_cli(*(arg.format(file=task) for arg in args), env=env)
+    assert code == expected, err
+    first = err.splitlines()[0]
+    assert first.startswith("complete_activity: ") and said in first, err
+    assert "Traceback" not in err and "c2VjcmV0LXRva2Vu" not in err
+
+
 @pytest.mark.parametrize("name", ["fifo", "nested", "link", "directory"])
 async def test_unreadable_task_files_exit_2_without_blocking(name, env, tmp_path):
     target = tmp_path / "task.yml"
