@@ -11,6 +11,7 @@ from exceptions import Exit, ExitError
 
 
 def main(argv: list[str]) -> int:
+    """Carry out the call ARGV asks for; its exit code (exceptions.Exit), one line if not 0."""
     try:
         request = parse_args(argv)
         token = checked_token(request.token_text)

@@ -6,6 +6,7 @@ import sys
 
 
 def say_fallback(off: str | None) -> None:
+    """Say why HTTP was passed over (OFF), when gRPC carried the call instead."""
     if off is not None:
         print(f"complete_activity: note: {off}; used gRPC", file=sys.stderr)
 

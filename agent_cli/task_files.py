@@ -28,8 +28,8 @@ class TokenSource(NamedTuple):
 def read_task_file(path: str) -> TokenSource:
     """payload.task_token of a task YAML file, read as the worker reads what agents could
     have written (bounded, no link; what the lean reader does not fully understand goes to
-    the safe full loader), with where its stage lives (payload.temporal) and whether it was
-    offered more than once."""
+    the safe full loader), with where its stage lives (payload.temporal), whether it was
+    offered more than once and whether its stage was withdrawn."""
     from safeio.regular import InputRefused
     from taskdir.moves import CANCELLED
     from taskdir.reading import load, offers
