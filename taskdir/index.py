@@ -31,7 +31,7 @@ MAX_ID_CHARS, MAX_STATUS_CHARS = 128, 64  # longer ids: not a task we could ever
 MAX_BY_CHARS, MAX_NOTE_CHARS = 200, 2000  # the deciding move's actor and note, cut
 _ENTRY_OVERHEAD = 240  # bytes of dict slot, tuple and ints around each cached entry
 # What one file can make the cache keep (its inode's entry and its content's summary, every
-# character 4 bytes wide), whatever the file holds or however many links name it.
+# character 4 bytes wide), whatever the file holds; each name of it adds a path's entry.
 MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + 4 * 80 + 4 * (
     MAX_ID_CHARS + MAX_STATUS_CHARS + MAX_BY_CHARS + MAX_NOTE_CHARS)
 LOOKUP_NODES = 300_000  # YAML nodes one lookup may parse (~3 s on a busy 2-core machine)
@@ -219,14 +219,19 @@ def _retained(value: object) -> int:
 
 
 class HeaderCache:
-    """Two bounded maps, least recently used evicted first, thread-safe (activities and the
+    """Bounded maps, least recently used evicted first, thread-safe (activities and the
     sweeper read from worker threads): an inode's version (device, inode, size, mtime) to its
     content digest, and a digest to its Header (None: junk). Hard links share an inode and
-    copies a digest; a `touch` costs a read and a hash, never a second parse."""
+    copies a digest; a `touch` costs a read and a hash, never a second parse. Each path
+    remembers its inode, so a file replaced under its name (every write of ours renames a new
+    inode over the old) lets go of the old inode, and a content no inode holds is dropped:
+    the cache keeps what the directory holds now, not every version it ever held."""
 
     def __init__(self) -> None:
+        self._paths: OrderedDict[str, tuple[int, int]] = OrderedDict()  # path -> its inode
         self._inodes: OrderedDict[tuple[int, int], tuple[_Version, _Digest]] = OrderedDict()
         self._contents: OrderedDict[_Digest, Header | None] = OrderedDict()
+        self._holders: dict[_Digest, int] = {}  # inodes whose version has the digest
         self._lock = threading.Lock()
         self.retained = 0  # bytes the entries keep alive, by their own accounting
 
@@ -247,11 +252,24 @@ class HeaderCache:
             self._contents.move_to_end(digest)
             return True, self._contents[digest]
 
-    def put(self, inode: tuple[int, int], version: _Version, digest: _Digest,
+    def put(self, path: str, inode: tuple[int, int], version: _Version, digest: _Digest,
             header: Header | None) -> None:
+        """PATH's file is INODE, at VERSION holding content DIGEST summarised by HEADER."""
         with self._lock:
-            if inode not in self._inodes:
+            replaced = self._paths.get(path)
+            if replaced is None:
+                self.retained += _ENTRY_OVERHEAD + sys.getsizeof(path)
+            self._paths[path] = inode
+            self._paths.move_to_end(path)
+            if replaced is not None and replaced != inode:
+                self._forget(replaced)
+            held = self._inodes.get(inode)
+            if held is None:
                 self.retained += _ENTRY_OVERHEAD
+            if held is None or held[1] != digest:
+                self._holders[digest] = self._holders.get(digest, 0) + 1
+                if held is not None:
+                    self._let_go(held[1])
             self._inodes[inode] = (version, digest)
             self._inodes.move_to_end(inode)
             if digest not in self._contents:
@@ -261,15 +279,32 @@ class HeaderCache:
             self._evict()
 
     def _evict(self) -> None:
-        """Oldest first, until both maps are within count and bytes (a re-parse is cheap,
+        """Oldest first, until the maps are within count and bytes (a re-parse is cheap,
         unbounded growth not)."""
+        while len(self._paths) > MAX_CACHED_HEADERS or (
+                self.retained > MAX_CACHED_BYTES and self._paths):
+            self.retained -= _ENTRY_OVERHEAD + sys.getsizeof(self._paths.popitem(last=False)[0])
         while len(self._inodes) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._inodes):
-            self._inodes.popitem(last=False)
-            self.retained -= _ENTRY_OVERHEAD
+            self._forget(next(iter(self._inodes)))
         while len(self._contents) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._contents):
             self.retained -= _retained(self._contents.popitem(last=False)[1])
+
+    def _forget(self, inode: tuple[int, int]) -> None:
+        """Drop INODE's entry, and its content if no other inode holds it (lock held)."""
+        held = self._inodes.pop(inode, None)
+        if held is not None:
+            self.retained -= _ENTRY_OVERHEAD
+            self._let_go(held[1])
+
+    def _let_go(self, digest: _Digest) -> None:
+        """One inode less holds DIGEST; its content goes with the last one (lock held)."""
+        holders = self._holders.pop(digest, 1) - 1
+        if holders > 0:
+            self._holders[digest] = holders
+        elif digest in self._contents:
+            self.retained -= _retained(self._contents.pop(digest))
 
     def __len__(self) -> int:
         return len(self._contents)
@@ -373,7 +408,7 @@ class TaskIndex:
         known, header = self._headers.get(digest)
         if not known:
             header = self._parse(raw, path, budget)
-        self._headers.put(inode, version, digest, header)
+        self._headers.put(os.fspath(path), inode, version, digest, header)
         return header
 
     @staticmethod
