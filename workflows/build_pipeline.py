@@ -67,7 +67,8 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
         super().__init__()
         self.gate = DecisionGate()
         self._found: TriageOutput | None = None
-        self._notices: list[asyncio.Task[None]] = []
+        self._notices: set[asyncio.Task[None]] = set()  # running: a finished one is let go
+        self._notified = 0  # notifications started
         self._tried = 0  # notifications whose first try is over
         self._started: datetime | None = None
         self._summarized = False
@@ -171,7 +172,7 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
                 await self.settled()
             # The originating task is marked (the park entry a file decision must follow)
             # and the first notification tried before the wait begins.
-            await workflow.wait_condition(lambda: self._tried >= len(self._notices))
+            await workflow.wait_condition(lambda: self._tried >= self._notified)
             outcome = await self._park(params, triage.blocks, settings,
                                        "new block(s) from the corrected triage file"
                                        if again else "block(s)")
@@ -214,7 +215,10 @@ class BuildPipelineWorkflow(BuildWorkflowBase):
         notice = BlockNotice(build_name=params.build_name, task_id=params.task_id,
                              blocks=triage.blocks, flags=len(triage.flags),
                              triage_file=triage.path)
-        self._notices.append(asyncio.create_task(self._send_notice(notice, self.gate)))
+        task = asyncio.create_task(self._send_notice(notice, self.gate))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+        self._notified += 1
 
     async def _send_notice(self, notice: BlockNotice, gate: DecisionGate) -> None:
         """Tried again while backends fail, each time only where it was not delivered, until
