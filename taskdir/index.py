@@ -30,9 +30,10 @@ MAX_CACHED_BYTES = 32 * 1024 * 1024  # what those entries may retain, all told
 MAX_ID_CHARS, MAX_STATUS_CHARS = 128, 64  # longer ids: not a task we could ever look up
 MAX_BY_CHARS, MAX_NOTE_CHARS = 200, 2000  # the deciding move's actor and note, cut
 _ENTRY_OVERHEAD = 240  # bytes of dict slot, tuple and ints around each cached entry
-# What one file can make the cache keep (its inode's entry and its content's summary, every
-# character 4 bytes wide), whatever the file holds; each name of it adds a path's entry.
-MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + 4 * 80 + 4 * (
+_HOLDERS_OVERHEAD = 100  # a content's count of the inodes holding it
+# What one file can make the cache keep (its inode's entry, its content's summary and count
+# of holders, every character 4 bytes wide), whatever it holds; each name adds a path's entry.
+MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + _HOLDERS_OVERHEAD + 4 * 80 + 4 * (
     MAX_ID_CHARS + MAX_STATUS_CHARS + MAX_BY_CHARS + MAX_NOTE_CHARS)
 LOOKUP_NODES = 300_000  # YAML nodes one lookup may parse (~3 s on a busy 2-core machine)
 LOOKUP_BYTES = 64 * 1024 * 1024  # bytes one lookup may read to recognise changed files
@@ -222,22 +223,26 @@ class HeaderCache:
     """Bounded maps, least recently used evicted first, thread-safe (activities and the
     sweeper read from worker threads): an inode's version (device, inode, size, mtime) to its
     content digest, and a digest to its Header (None: junk). Hard links share an inode and
-    copies a digest; a `touch` costs a read and a hash, never a second parse. Each path
-    remembers its inode, so a file replaced under its name (every write of ours renames a new
-    inode over the old) lets go of the old inode, and a content no inode holds is dropped:
-    the cache keeps what the directory holds now, not every version it ever held."""
+    copies a digest; a `touch` costs a read and a hash, never a second parse. Each path looked
+    at remembers its inode: an inode no path names any more (every write of ours renames a new
+    inode over the old file) is forgotten, and a content no inode holds is dropped, so the
+    cache follows what the directory holds instead of keeping each version it ever held."""
 
     def __init__(self) -> None:
         self._paths: OrderedDict[str, tuple[int, int]] = OrderedDict()  # path -> its inode
+        self._names: dict[tuple[int, int], int] = {}  # inode -> paths naming it
         self._inodes: OrderedDict[tuple[int, int], tuple[_Version, _Digest]] = OrderedDict()
         self._contents: OrderedDict[_Digest, Header | None] = OrderedDict()
-        self._holders: dict[_Digest, int] = {}  # inodes whose version has the digest
+        self._holders: dict[_Digest, int] = {}  # digest -> inodes whose version has it
         self._lock = threading.Lock()
         self.retained = 0  # bytes the entries keep alive, by their own accounting
 
-    def digest_of(self, inode: tuple[int, int], version: _Version) -> _Digest | None:
-        """The content digest last seen for INODE at VERSION (None: not this version)."""
+    def digest_of(self, path: str, inode: tuple[int, int], version: _Version) -> _Digest | None:
+        """The content digest last seen for INODE at VERSION (None: not this version); PATH
+        names INODE now."""
         with self._lock:
+            self._name(path, inode)
+            self._evict()
             cached = self._inodes.get(inode)
             if cached is None or cached[0] != version:
                 return None
@@ -254,20 +259,14 @@ class HeaderCache:
 
     def put(self, path: str, inode: tuple[int, int], version: _Version, digest: _Digest,
             header: Header | None) -> None:
-        """PATH's file is INODE, at VERSION holding content DIGEST summarised by HEADER."""
+        """PATH names INODE, whose VERSION holds content DIGEST, summarised by HEADER."""
         with self._lock:
-            replaced = self._paths.get(path)
-            if replaced is None:
-                self.retained += _ENTRY_OVERHEAD + sys.getsizeof(path)
-            self._paths[path] = inode
-            self._paths.move_to_end(path)
-            if replaced is not None and replaced != inode:
-                self._forget(replaced)
+            self._name(path, inode)
             held = self._inodes.get(inode)
             if held is None:
                 self.retained += _ENTRY_OVERHEAD
             if held is None or held[1] != digest:
-                self._holders[digest] = self._holders.get(digest, 0) + 1
+                self._hold(digest)
                 if held is not None:
                     self._let_go(held[1])
             self._inodes[inode] = (version, digest)
@@ -278,18 +277,40 @@ class HeaderCache:
             self._contents.move_to_end(digest)
             self._evict()
 
+    def _name(self, path: str, inode: tuple[int, int]) -> None:
+        """PATH names INODE now; the inode it named before, if no path names it any more, is
+        forgotten (lock held)."""
+        named = self._paths.get(path)
+        if named is None:
+            self.retained += _ENTRY_OVERHEAD + sys.getsizeof(path)
+        self._paths[path] = inode
+        self._paths.move_to_end(path)
+        if named != inode:
+            self._names[inode] = self._names.get(inode, 0) + 1
+            if named is not None and self._unname(named):
+                self._forget(named)
+
+    def _unname(self, inode: tuple[int, int]) -> bool:
+        """One path less names INODE: True when none does any more (lock held)."""
+        left = self._names.pop(inode) - 1
+        if left:
+            self._names[inode] = left
+        return not left
+
     def _evict(self) -> None:
         """Oldest first, until the maps are within count and bytes (a re-parse is cheap,
-        unbounded growth not)."""
-        while len(self._paths) > MAX_CACHED_HEADERS or (
-                self.retained > MAX_CACHED_BYTES and self._paths):
-            self.retained -= _ENTRY_OVERHEAD + sys.getsizeof(self._paths.popitem(last=False)[0])
+        unbounded growth not): inodes, then contents, then the paths' own entries."""
         while len(self._inodes) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._inodes):
             self._forget(next(iter(self._inodes)))
         while len(self._contents) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._contents):
             self.retained -= _retained(self._contents.popitem(last=False)[1])
+        while len(self._paths) > MAX_CACHED_HEADERS or (
+                self.retained > MAX_CACHED_BYTES and self._paths):
+            path, inode = self._paths.popitem(last=False)
+            self.retained -= _ENTRY_OVERHEAD + sys.getsizeof(path)
+            self._unname(inode)  # forgotten, if at all, by its own age
 
     def _forget(self, inode: tuple[int, int]) -> None:
         """Drop INODE's entry, and its content if no other inode holds it (lock held)."""
@@ -298,12 +319,21 @@ class HeaderCache:
             self.retained -= _ENTRY_OVERHEAD
             self._let_go(held[1])
 
+    def _hold(self, digest: _Digest) -> None:
+        """One inode more holds DIGEST (lock held)."""
+        holders = self._holders.get(digest, 0)
+        if not holders:
+            self.retained += _HOLDERS_OVERHEAD
+        self._holders[digest] = holders + 1
+
     def _let_go(self, digest: _Digest) -> None:
         """One inode less holds DIGEST; its content goes with the last one (lock held)."""
-        holders = self._holders.pop(digest, 1) - 1
-        if holders > 0:
+        holders = self._holders.pop(digest) - 1
+        if holders:
             self._holders[digest] = holders
-        elif digest in self._contents:
+            return
+        self.retained -= _HOLDERS_OVERHEAD
+        if digest in self._contents:
             self.retained -= _retained(self._contents.pop(digest))
 
     def __len__(self) -> int:
@@ -393,7 +423,7 @@ class TaskIndex:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TASK_FILE_BYTES:
             return None  # a link, FIFO or directory is never followed; too large is junk
         inode, version = (info.st_dev, info.st_ino), (info.st_size, info.st_mtime_ns)
-        digest = self._headers.digest_of(inode, version)
+        digest = self._headers.digest_of(os.fspath(path), inode, version)
         if digest is not None:
             known, header = self._headers.get(digest)
             if known:

@@ -315,6 +315,35 @@ def test_hard_links_to_one_big_file_are_parsed_once_and_kept_small(tmp_path, mon
     assert kept < 256 * 1024  # the names and the summary, not 201 MiB of ids
 
 
+def test_a_file_that_keeps_a_name_is_not_parsed_again(tmp_path, monkeypatch):
+    """The cache lets go of a file once no name it has seen holds it any more; a file renamed
+    or linked under another name keeps its place, however often new files are moved over the
+    names it had: moving names around, without writing new content, never costs a parse."""
+    junk = "items:\n" + "".join(f"- {n}\n" for n in range(20_000))  # costly to parse
+    first = plant(tmp_path, "20260101-000000-aaaaaaaa.yml", junk)
+    os.link(first, tmp_path / "20260101-000001-bbbbbbbb.yml")
+    parses = counting_parses(monkeypatch)
+    tasks = TaskDirectory(tmp_path)
+
+    def lookup() -> list[str]:
+        del parses[:]
+        assert tasks.find(str(uuid.uuid4())) is None
+        return [name for name, nodes in parses if nodes > 10_000]
+
+    assert len(lookup()) == 1  # once, for both names
+    moves = [("link", "20260101-000000-aaaaaaaa.yml"),  # a new file over one of two links
+             ("rename", "20260101-000001-bbbbbbbb.yml", "20260101-000002-cccccccc.yml"),
+             ("link", "20260101-000001-bbbbbbbb.yml"),  # ...over a name it was renamed from
+             ("rename", "20260101-000002-cccccccc.yml", "20260101-000001-bbbbbbbb.yml")]
+    for n, move in enumerate(moves * 3):
+        if move[0] == "link":
+            os.replace(plant(tmp_path, "new.tmp", f"id: other-{n}\n"), tmp_path / move[1])
+        else:
+            os.replace(tmp_path / move[1], tmp_path / move[2])
+        assert lookup() == [], move
+    assert len(tasks._headers) <= 3  # the junk, one small file, and what a name still held
+
+
 def test_misnamed_task_file_is_found_by_its_id(tmp_path):
     """v0.5 finds any file by its `id`; a file whose name suffix is not its id prefix too."""
     origin = make_origin(tmp_path)
