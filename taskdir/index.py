@@ -30,10 +30,9 @@ MAX_CACHED_BYTES = 32 * 1024 * 1024  # what those entries may retain, all told
 MAX_ID_CHARS, MAX_STATUS_CHARS = 128, 64  # longer ids: not a task we could ever look up
 MAX_BY_CHARS, MAX_NOTE_CHARS = 200, 2000  # the deciding move's actor and note, cut
 _ENTRY_OVERHEAD = 240  # bytes of dict slot, tuple and ints around each cached entry
-_HOLDERS_OVERHEAD = 100  # a content's count of the inodes holding it
-# What one file can make the cache keep (its inode's entry, its content's summary and count
-# of holders, every character 4 bytes wide), whatever it holds; each name adds a path's entry.
-MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + _HOLDERS_OVERHEAD + 4 * 80 + 4 * (
+# What one file can make the cache keep (its inode's entry and its content's summary, every
+# character 4 bytes wide), whatever the file holds or however many links name it.
+MAX_RETAINED_PER_FILE = 2 * _ENTRY_OVERHEAD + 4 * 80 + 4 * (
     MAX_ID_CHARS + MAX_STATUS_CHARS + MAX_BY_CHARS + MAX_NOTE_CHARS)
 LOOKUP_NODES = 300_000  # YAML nodes one lookup may parse (~3 s on a busy 2-core machine)
 LOOKUP_BYTES = 64 * 1024 * 1024  # bytes one lookup may read to recognise changed files
@@ -206,7 +205,7 @@ def _open_watch() -> DirectoryWatch | None:
 
 
 
-_Version = tuple[int, int]  # size, mtime (ns) of one inode
+_Version = tuple[int, int, int]  # size, mtime and ctime (ns) of one inode
 _Digest = bytes  # 16 bytes of BLAKE2b over a file's content
 
 
@@ -220,29 +219,22 @@ def _retained(value: object) -> int:
 
 
 class HeaderCache:
-    """Bounded maps, least recently used evicted first, thread-safe (activities and the
-    sweeper read from worker threads): an inode's version (device, inode, size, mtime) to its
-    content digest, and a digest to its Header (None: junk). Hard links share an inode and
-    copies a digest; a `touch` costs a read and a hash, never a second parse. Each path looked
-    at remembers its inode: an inode no path names any more (every write of ours renames a new
-    inode over the old file) is forgotten, and a content no inode holds is dropped, so the
-    cache follows what the directory holds instead of keeping each version it ever held."""
+    """Two bounded maps, least recently used evicted first, thread-safe (activities and the
+    sweeper read from worker threads): an inode's version (device, inode, size, mtime and
+    ctime: a writer can set the mtime back, never the ctime, so a rewrite of the same size or
+    a reused inode number is never taken for the file cached before) to its content digest,
+    and a digest to its Header (None: junk). Hard links share an inode and copies a digest; a
+    `touch` or a new link costs a read and a hash, never a second parse."""
 
     def __init__(self) -> None:
-        self._paths: OrderedDict[str, tuple[int, int]] = OrderedDict()  # path -> its inode
-        self._names: dict[tuple[int, int], int] = {}  # inode -> paths naming it
         self._inodes: OrderedDict[tuple[int, int], tuple[_Version, _Digest]] = OrderedDict()
         self._contents: OrderedDict[_Digest, Header | None] = OrderedDict()
-        self._holders: dict[_Digest, int] = {}  # digest -> inodes whose version has it
         self._lock = threading.Lock()
         self.retained = 0  # bytes the entries keep alive, by their own accounting
 
-    def digest_of(self, path: str, inode: tuple[int, int], version: _Version) -> _Digest | None:
-        """The content digest last seen for INODE at VERSION (None: not this version); PATH
-        names INODE now."""
+    def digest_of(self, inode: tuple[int, int], version: _Version) -> _Digest | None:
+        """The content digest last seen for INODE at VERSION (None: not this version)."""
         with self._lock:
-            self._name(path, inode)
-            self._evict()
             cached = self._inodes.get(inode)
             if cached is None or cached[0] != version:
                 return None
@@ -257,18 +249,11 @@ class HeaderCache:
             self._contents.move_to_end(digest)
             return True, self._contents[digest]
 
-    def put(self, path: str, inode: tuple[int, int], version: _Version, digest: _Digest,
+    def put(self, inode: tuple[int, int], version: _Version, digest: _Digest,
             header: Header | None) -> None:
-        """PATH names INODE, whose VERSION holds content DIGEST, summarised by HEADER."""
         with self._lock:
-            self._name(path, inode)
-            held = self._inodes.get(inode)
-            if held is None:
+            if inode not in self._inodes:
                 self.retained += _ENTRY_OVERHEAD
-            if held is None or held[1] != digest:
-                self._hold(digest)
-                if held is not None:
-                    self._let_go(held[1])
             self._inodes[inode] = (version, digest)
             self._inodes.move_to_end(inode)
             if digest not in self._contents:
@@ -277,64 +262,16 @@ class HeaderCache:
             self._contents.move_to_end(digest)
             self._evict()
 
-    def _name(self, path: str, inode: tuple[int, int]) -> None:
-        """PATH names INODE now; the inode it named before, if no path names it any more, is
-        forgotten (lock held)."""
-        named = self._paths.get(path)
-        if named is None:
-            self.retained += _ENTRY_OVERHEAD + sys.getsizeof(path)
-        self._paths[path] = inode
-        self._paths.move_to_end(path)
-        if named != inode:
-            self._names[inode] = self._names.get(inode, 0) + 1
-            if named is not None and self._unname(named):
-                self._forget(named)
-
-    def _unname(self, inode: tuple[int, int]) -> bool:
-        """One path less names INODE: True when none does any more (lock held)."""
-        left = self._names.pop(inode) - 1
-        if left:
-            self._names[inode] = left
-        return not left
-
     def _evict(self) -> None:
-        """Oldest first, until the maps are within count and bytes (a re-parse is cheap,
-        unbounded growth not): inodes, then contents, then the paths' own entries."""
+        """Oldest first, until both maps are within count and bytes (a re-parse is cheap,
+        unbounded growth not)."""
         while len(self._inodes) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._inodes):
-            self._forget(next(iter(self._inodes)))
+            self._inodes.popitem(last=False)
+            self.retained -= _ENTRY_OVERHEAD
         while len(self._contents) > MAX_CACHED_HEADERS or (
                 self.retained > MAX_CACHED_BYTES and self._contents):
             self.retained -= _retained(self._contents.popitem(last=False)[1])
-        while len(self._paths) > MAX_CACHED_HEADERS or (
-                self.retained > MAX_CACHED_BYTES and self._paths):
-            path, inode = self._paths.popitem(last=False)
-            self.retained -= _ENTRY_OVERHEAD + sys.getsizeof(path)
-            self._unname(inode)  # forgotten, if at all, by its own age
-
-    def _forget(self, inode: tuple[int, int]) -> None:
-        """Drop INODE's entry, and its content if no other inode holds it (lock held)."""
-        held = self._inodes.pop(inode, None)
-        if held is not None:
-            self.retained -= _ENTRY_OVERHEAD
-            self._let_go(held[1])
-
-    def _hold(self, digest: _Digest) -> None:
-        """One inode more holds DIGEST (lock held)."""
-        holders = self._holders.get(digest, 0)
-        if not holders:
-            self.retained += _HOLDERS_OVERHEAD
-        self._holders[digest] = holders + 1
-
-    def _let_go(self, digest: _Digest) -> None:
-        """One inode less holds DIGEST; its content goes with the last one (lock held)."""
-        holders = self._holders.pop(digest) - 1
-        if holders:
-            self._holders[digest] = holders
-            return
-        self.retained -= _HOLDERS_OVERHEAD
-        if digest in self._contents:
-            self.retained -= _retained(self._contents.pop(digest))
 
     def __len__(self) -> int:
         return len(self._contents)
@@ -422,8 +359,9 @@ class TaskIndex:
             return None
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TASK_FILE_BYTES:
             return None  # a link, FIFO or directory is never followed; too large is junk
-        inode, version = (info.st_dev, info.st_ino), (info.st_size, info.st_mtime_ns)
-        digest = self._headers.digest_of(os.fspath(path), inode, version)
+        inode = (info.st_dev, info.st_ino)
+        version = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        digest = self._headers.digest_of(inode, version)
         if digest is not None:
             known, header = self._headers.get(digest)
             if known:
@@ -438,7 +376,7 @@ class TaskIndex:
         known, header = self._headers.get(digest)
         if not known:
             header = self._parse(raw, path, budget)
-        self._headers.put(os.fspath(path), inode, version, digest, header)
+        self._headers.put(inode, version, digest, header)
         return header
 
     @staticmethod

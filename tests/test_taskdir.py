@@ -267,26 +267,6 @@ def test_the_header_cache_is_bounded_in_bytes(tmp_path, monkeypatch):
     assert 2 <= len(tasks._headers) <= 4
 
 
-def test_a_rewritten_file_leaves_no_old_versions_in_the_cache(tmp_path, monkeypatch):
-    """A file rewritten at every move of its build keeps one summary in the cache, not one
-    per version it ever had; a content still held by another file (a copy) stays known."""
-    tasks = TaskDirectory(tmp_path)
-    path = tasks.dispatch(spec(), "dA==")
-    task_id = yaml.safe_load(path.read_text())["id"]
-    copy = tmp_path / "copy.yml"
-    copy.write_bytes(path.read_bytes())
-    assert tasks.header(copy) is not None and tasks.header(path) is not None
-    first = tasks._headers.retained
-    for n in range(20):
-        tasks.set_status(task_id, "input-required" if n % 2 else "approved", f"move {n}")
-        assert tasks.header(path).status in ("input-required", "approved")
-    assert len(tasks._headers) == 2  # the copy's content and the file's current one
-    assert tasks._headers.retained <= first + taskdir_module.MAX_RETAINED_PER_FILE
-    parsed = counting_loads(monkeypatch)
-    assert tasks.header(copy).id == task_id
-    assert parsed == []  # the copy's content was never dropped
-
-
 def test_a_decision_counts_only_after_the_build_parked(tmp_path):
     """(#36.11) The approval must be newer than our own park entry for this build: one from
     before it (an earlier build of the same id), or with no park entry at all, names nobody,
